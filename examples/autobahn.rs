@@ -1,0 +1,36 @@
+//! A pure echo server for conformance testing with the Autobahn TestSuite:
+//! no greeting, WebSocket on every path, limits at their defaults.
+//!
+//! Run:   cargo run --release --example autobahn   (BIND=127.0.0.1:9001 by default)
+//! Test:  scripts/conformance.sh                    (builds and runs this for you)
+
+use actix_web::{web, App, HttpServer, Responder};
+use actix_ws_listener::{Listener, Message, Socket, WebSocketUpgrade};
+
+struct Echo;
+
+impl Listener for Echo {
+    fn on_message(&mut self, socket: &Socket, message: Message) {
+        let _ = socket.send(message);
+    }
+}
+
+async fn ws(upgrade: WebSocketUpgrade) -> impl Responder {
+    upgrade.listen(Echo)
+}
+
+#[actix_web::main]
+async fn main() -> std::io::Result<()> {
+    env_logger::init_from_env(env_logger::Env::default().default_filter_or("warn"));
+    let bind = std::env::var("BIND").unwrap_or_else(|_| "127.0.0.1:9001".to_owned());
+    let workers = std::env::var("WORKERS")
+        .ok()
+        .and_then(|w| w.parse().ok())
+        .unwrap_or(2);
+    log::info!("autobahn echo on ws://{bind}/");
+    HttpServer::new(|| App::new().default_service(web::get().to(ws)))
+        .workers(workers)
+        .bind(bind)?
+        .run()
+        .await
+}

@@ -1,0 +1,52 @@
+//! The echo server of Ring's WebSocket documentation, as a `Listener` struct.
+//!
+//! On open it sends "I will echo your messages"; a text message `exit`
+//! closes the socket normally (1000); anything else is echoed back with its
+//! type. A plain GET of `/ws` gets a short explanation instead, which shows
+//! `is_websocket_request` branching the way Ring handlers do.
+//!
+//! Run:   cargo run --example echo            (BIND=127.0.0.1:8080 by default)
+//! Talk:  websocat ws://127.0.0.1:8080/ws     or   curl http://127.0.0.1:8080/ws
+
+use actix_web::{middleware::Logger, web, App, HttpRequest, HttpResponse, HttpServer};
+use actix_ws_listener::{is_websocket_request, upgrade, Listener, Message, Socket};
+
+struct Echo;
+
+impl Listener for Echo {
+    fn on_open(&mut self, socket: &Socket) {
+        let _ = socket.send("I will echo your messages");
+    }
+
+    fn on_message(&mut self, socket: &Socket, message: Message) {
+        if message.as_text() == Some("exit") {
+            let _ = socket.close();
+        } else {
+            let _ = socket.send(message);
+        }
+    }
+}
+
+async fn ws(req: HttpRequest, payload: web::Payload) -> actix_web::Result<HttpResponse> {
+    if !is_websocket_request(&req) {
+        return Ok(HttpResponse::Ok()
+            .content_type("text/plain; charset=utf-8")
+            .body("This endpoint expects a WebSocket connection: try websocat ws://HOST/ws\n"));
+    }
+    Ok(upgrade(&req, payload, Echo)?)
+}
+
+#[actix_web::main]
+async fn main() -> std::io::Result<()> {
+    env_logger::init_from_env(env_logger::Env::default().default_filter_or("info"));
+    let bind = std::env::var("BIND").unwrap_or_else(|_| "127.0.0.1:8080".to_owned());
+    log::info!("echo server on ws://{bind}/ws");
+    HttpServer::new(|| {
+        App::new()
+            .wrap(Logger::default())
+            .route("/ws", web::get().to(ws))
+    })
+    .bind(bind)?
+    .run()
+    .await
+}

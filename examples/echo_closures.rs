@@ -1,0 +1,40 @@
+//! The same echo server as `examples/echo.rs`, written with the closure
+//! listener: the Rust counterpart of a Ring listener map.
+//!
+//! Run:   cargo run --example echo_closures   (BIND=127.0.0.1:8080 by default)
+//! Talk:  websocat ws://127.0.0.1:8080/ws
+
+use actix_web::{web, App, HttpResponse, HttpServer};
+use actix_ws_listener::{listener, WebSocketUpgrade};
+
+async fn ws(upgrade: Option<WebSocketUpgrade>) -> HttpResponse {
+    let Some(upgrade) = upgrade else {
+        return HttpResponse::Ok()
+            .content_type("text/plain; charset=utf-8")
+            .body("This endpoint expects a WebSocket connection: try websocat ws://HOST/ws\n");
+    };
+    upgrade.listen(
+        listener()
+            .on_open(|socket| {
+                let _ = socket.send("I will echo your messages");
+            })
+            .on_message(|socket, message| {
+                if message.as_text() == Some("exit") {
+                    let _ = socket.close();
+                } else {
+                    let _ = socket.send(message);
+                }
+            }),
+    )
+}
+
+#[actix_web::main]
+async fn main() -> std::io::Result<()> {
+    env_logger::init_from_env(env_logger::Env::default().default_filter_or("info"));
+    let bind = std::env::var("BIND").unwrap_or_else(|_| "127.0.0.1:8080".to_owned());
+    log::info!("echo (closure listener) on ws://{bind}/ws");
+    HttpServer::new(|| App::new().route("/ws", web::get().to(ws)))
+        .bind(bind)?
+        .run()
+        .await
+}

@@ -1,0 +1,96 @@
+//! Pushing to sockets from another actor: a ticker actor keeps the sockets
+//! of all connected clients and sends each of them the time every second.
+//! Sockets join in `on_open` and leave in `on_close`.
+//!
+//! Run:   cargo run --example ticker      (BIND=127.0.0.1:8080 by default)
+//! Talk:  websocat ws://127.0.0.1:8080/ws
+
+use std::{
+    collections::HashSet,
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use actix::{Actor, Addr, AsyncContext, Context, Handler, Message as ActixMessage};
+use actix_web::{web, App, HttpServer, Responder};
+use actix_ws_listener::{CloseCode, Listener, Socket, WebSocketUpgrade};
+
+/// The actor that owns the set of connected sockets.
+#[derive(Default)]
+struct Ticker {
+    sockets: HashSet<Socket>,
+    ticks: u64,
+}
+
+#[derive(ActixMessage)]
+#[rtype(result = "()")]
+enum Membership {
+    Join(Socket),
+    Leave(Socket),
+}
+
+impl Actor for Ticker {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.run_interval(Duration::from_secs(1), |ticker, _| {
+            ticker.ticks += 1;
+            let now = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or_default();
+            let text = format!("tick {} at {now}", ticker.ticks);
+            // A socket that is gone or not reading refuses the send; the
+            // ticker carries on with the others.
+            ticker.sockets.retain(|socket| socket.send(text.as_str()).is_ok() || socket.is_open());
+        });
+    }
+}
+
+impl Handler<Membership> for Ticker {
+    type Result = ();
+
+    fn handle(&mut self, membership: Membership, _: &mut Context<Self>) {
+        match membership {
+            Membership::Join(socket) => self.sockets.insert(socket),
+            Membership::Leave(socket) => self.sockets.remove(&socket),
+        };
+        log::info!("{} clients", self.sockets.len());
+    }
+}
+
+/// Each connection's listener only tells the ticker that it came and went.
+struct Client {
+    ticker: Addr<Ticker>,
+}
+
+impl Listener for Client {
+    fn on_open(&mut self, socket: &Socket) {
+        self.ticker.do_send(Membership::Join(socket.clone()));
+    }
+
+    fn on_close(&mut self, socket: &Socket, _code: CloseCode, _reason: &str) {
+        self.ticker.do_send(Membership::Leave(socket.clone()));
+    }
+}
+
+async fn ws(upgrade: WebSocketUpgrade, ticker: web::Data<Addr<Ticker>>) -> impl Responder {
+    upgrade.listen(Client {
+        ticker: ticker.get_ref().clone(),
+    })
+}
+
+#[actix_web::main]
+async fn main() -> std::io::Result<()> {
+    env_logger::init_from_env(env_logger::Env::default().default_filter_or("info"));
+    let bind = std::env::var("BIND").unwrap_or_else(|_| "127.0.0.1:8080".to_owned());
+    let ticker = Ticker::default().start();
+    log::info!("ticker on ws://{bind}/ws");
+    HttpServer::new(move || {
+        App::new()
+            .app_data(web::Data::new(ticker.clone()))
+            .route("/ws", web::get().to(ws))
+    })
+    .bind(bind)?
+    .run()
+    .await
+}

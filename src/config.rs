@@ -1,0 +1,153 @@
+//! Per-connection limits, timeouts and policies, with their defaults.
+//!
+//! This module owns [`Config`]. It holds plain data only; the connection
+//! reads it when it starts and never changes it.
+
+use std::time::Duration;
+
+/// What a connection does when a send would push its outbound buffer past
+/// [`Config::max_outbound_buffer`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum BackpressurePolicy {
+    /// The send fails with [`SendError::Backpressure`](crate::SendError::Backpressure)
+    /// (`send` returns it, `send_async` calls `fail`); the connection stays open.
+    #[default]
+    Reject,
+    /// The send fails as with `Reject`, and the connection is closed with
+    /// 1008 (policy violation): `on_error(Error::Backpressure)` then `on_close`.
+    Close,
+}
+
+/// Settings for the connections of one upgrade route.
+///
+/// A plain struct with [`Default`]; every setting states its default and why.
+/// Set it per handler with [`WebSocketUpgrade::config`](crate::WebSocketUpgrade::config),
+/// or for the whole app with `App::app_data(config)`, which the extractor picks up.
+///
+/// ```
+/// use std::time::Duration;
+/// use actix_ws_listener::Config;
+///
+/// let config = Config::default()
+///     .max_message_size(1024 * 1024)
+///     .keepalive(Duration::from_secs(20))
+///     .idle_timeout(Duration::from_secs(60));
+/// assert_eq!(config.max_message_size, 1024 * 1024);
+/// ```
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct Config {
+    /// Largest accepted frame payload, in bytes, inclusive. Default 16 MiB
+    /// (tungstenite's default; Autobahn 9.x sends 16 MiB frames).
+    ///
+    /// Checked when the frame header arrives, before any payload is buffered;
+    /// a larger frame closes the connection with 1009.
+    pub max_frame_size: usize,
+    /// Largest accepted message, in bytes, inclusive, summed over its
+    /// fragments. Default 64 MiB (tungstenite's and axum's default).
+    ///
+    /// Checked at each frame header against the running total; past it the
+    /// connection closes with 1009.
+    pub max_message_size: usize,
+    /// Largest number of bytes queued for one connection and not yet handed
+    /// to its HTTP writer. Default 16 MiB: memory per connection stays
+    /// bounded when a client stops reading.
+    ///
+    /// Past it, sends fail with a backpressure error (see [`BackpressurePolicy`]).
+    pub max_outbound_buffer: usize,
+    /// What to do when the outbound buffer is full. Default
+    /// [`BackpressurePolicy::Reject`]: the sender decides.
+    pub backpressure: BackpressurePolicy,
+    /// How long the server waits for the peer's close frame after sending
+    /// its own, before it ends the TCP connection. Default 5 s.
+    pub close_timeout: Duration,
+    /// Period of server pings. Default off, like Ring, where keepalive is an
+    /// opt-in middleware (which pings every 20 s).
+    pub keepalive: Option<Duration>,
+    /// Close a connection from which nothing (not even a pong) arrived for
+    /// this long, with 1001, after `on_error(Error::Timeout)`. Default off.
+    pub idle_timeout: Option<Duration>,
+    /// Origins allowed to upgrade (exact match of the `Origin` header, e.g.
+    /// `https://example.com`). Default `None`: any origin. When set, an
+    /// upgrade from another origin, or without one, gets 403 before any
+    /// connection starts.
+    pub allowed_origins: Option<Vec<String>>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            max_frame_size: 16 << 20,
+            max_message_size: 64 << 20,
+            max_outbound_buffer: 16 << 20,
+            backpressure: BackpressurePolicy::Reject,
+            close_timeout: Duration::from_secs(5),
+            keepalive: None,
+            idle_timeout: None,
+            allowed_origins: None,
+        }
+    }
+}
+
+impl Config {
+    /// Sets [`Config::max_frame_size`].
+    #[must_use]
+    pub fn max_frame_size(mut self, bytes: usize) -> Self {
+        self.max_frame_size = bytes;
+        self
+    }
+
+    /// Sets [`Config::max_message_size`].
+    #[must_use]
+    pub fn max_message_size(mut self, bytes: usize) -> Self {
+        self.max_message_size = bytes;
+        self
+    }
+
+    /// Sets [`Config::max_outbound_buffer`].
+    #[must_use]
+    pub fn max_outbound_buffer(mut self, bytes: usize) -> Self {
+        self.max_outbound_buffer = bytes;
+        self
+    }
+
+    /// Sets [`Config::backpressure`].
+    #[must_use]
+    pub fn backpressure(mut self, policy: BackpressurePolicy) -> Self {
+        self.backpressure = policy;
+        self
+    }
+
+    /// Sets [`Config::close_timeout`].
+    #[must_use]
+    pub fn close_timeout(mut self, timeout: Duration) -> Self {
+        self.close_timeout = timeout;
+        self
+    }
+
+    /// Pings every connection every `period` ([`Config::keepalive`]).
+    #[must_use]
+    pub fn keepalive(mut self, period: Duration) -> Self {
+        self.keepalive = Some(period);
+        self
+    }
+
+    /// Closes connections silent for `timeout` ([`Config::idle_timeout`]).
+    #[must_use]
+    pub fn idle_timeout(mut self, timeout: Duration) -> Self {
+        self.idle_timeout = Some(timeout);
+        self
+    }
+
+    /// Restricts upgrades to these exact origins ([`Config::allowed_origins`]).
+    #[must_use]
+    pub fn allowed_origins<I, S>(mut self, origins: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.allowed_origins = Some(origins.into_iter().map(Into::into).collect());
+        self
+    }
+}

@@ -1,0 +1,110 @@
+//! Ring's WebSocket model — listeners and sockets — on actix-web.
+//!
+//! A handler upgrades a request and hands over a [`Listener`]: a plain
+//! struct whose fields are the connection's state, or a set of closures
+//! built with [`listener()`]. Each connection runs as an actix actor that
+//! calls the listener, one event at a time. A [`Socket`] is a cheap,
+//! cloneable, `Send` handle to the connection: keep it anywhere (another
+//! actor, a task, a thread) and push to the client from there.
+//!
+//! # Quick start
+//!
+//! The echo server of Ring's documentation, in Rust:
+//!
+//! ```no_run
+//! use actix_web::{web, App, HttpServer, Responder};
+//! use actix_ws_listener::{Listener, Message, Socket, WebSocketUpgrade};
+//!
+//! struct Echo;
+//!
+//! impl Listener for Echo {
+//!     fn on_open(&mut self, socket: &Socket) {
+//!         let _ = socket.send("I will echo your messages");
+//!     }
+//!
+//!     fn on_message(&mut self, socket: &Socket, message: Message) {
+//!         if message.as_text() == Some("exit") {
+//!             let _ = socket.close();
+//!         } else {
+//!             let _ = socket.send(message);
+//!         }
+//!     }
+//! }
+//!
+//! async fn ws(upgrade: WebSocketUpgrade) -> impl Responder {
+//!     upgrade.listen(Echo)
+//! }
+//!
+//! #[actix_web::main]
+//! async fn main() -> std::io::Result<()> {
+//!     HttpServer::new(|| App::new().route("/ws", web::get().to(ws)))
+//!         .bind("127.0.0.1:8080")?
+//!         .run()
+//!         .await
+//! }
+//! ```
+//!
+//! # Ring → Rust
+//!
+//! | Ring (`ring.websocket`) | here |
+//! |---|---|
+//! | `websocket-request?` | [`is_websocket_request`] |
+//! | `upgrade-request?` | [`is_upgrade_request`] |
+//! | `request-protocols` | [`requested_protocols`] |
+//! | `{::ws/listener L, ::ws/protocol P}` | [`WebSocketUpgrade`]`.protocol(P).listen(L)`, or [`upgrade()`] |
+//! | `Listener` protocol / a listener map | [`Listener`] on a struct / [`listener()`] with closures |
+//! | `on-open`, `on-message`, `on-ping`, `on-pong`, `on-error`, `on-close` | [`Listener::on_open`] … [`Listener::on_close`] |
+//! | `send`, `send` with `succeed`/`fail` | [`Socket::send`], [`Socket::send_async`], [`Socket::send_and_wait`] |
+//! | `ping`, `pong` | [`Socket::ping`], [`Socket::ping_with`], [`Socket::pong`], [`Socket::pong_with`] |
+//! | `close`, `close code reason` | [`Socket::close`], [`Socket::close_with`] |
+//! | `open?` | [`Socket::is_open`] |
+//! | keepalive middleware | [`Config::keepalive`], [`Config::idle_timeout`] |
+//! | `CharSequence` / `ByteBuffer` messages | [`Message::Text`] / [`Message::Binary`] |
+//!
+//! # Guarantees
+//!
+//! - `on_open` runs once and first; `on_close` runs once and last, for every
+//!   connection that opened, however it ended (1006 for a dropped TCP
+//!   connection). Nothing runs after `on_close`.
+//! - Messages arrive whole; text is checked as UTF-8 as it streams in and
+//!   invalid text closes with 1007 at the first bad byte.
+//! - Frame and message limits are checked when a frame header arrives,
+//!   before its payload is buffered (1009).
+//! - Bytes queued for a connection are bounded by
+//!   [`Config::max_outbound_buffer`]; past it sends fail with
+//!   [`SendError::Backpressure`].
+//! - A panic in a listener closes only its connection (1011).
+#![forbid(unsafe_code)]
+#![deny(missing_docs, unreachable_pub)]
+#![warn(rust_2018_idioms)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+mod close;
+mod config;
+mod connection;
+mod error;
+mod frame;
+mod listener;
+mod message;
+mod outbound;
+mod socket;
+mod upgrade;
+mod utf8;
+
+pub use close::CloseCode;
+pub use config::{BackpressurePolicy, Config};
+pub use error::{Error, SendError};
+pub use listener::{listener, FnListener, Listener};
+pub use message::Message;
+pub use socket::Socket;
+pub use upgrade::{
+    is_upgrade_request, is_websocket_request, requested_protocols, upgrade, UpgradeError,
+    WebSocketUpgrade,
+};
+
+pub use bytes::Bytes;
+pub use bytestring::ByteString;
+
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

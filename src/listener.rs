@@ -1,0 +1,210 @@
+//! The [`Listener`] trait, Ring's `Listener` protocol, and [`FnListener`],
+//! the closure-built listener that plays the part of a Ring listener map.
+//!
+//! This module owns the callback surface only. When and in which order the
+//! callbacks run (S1) is the connection's business.
+
+use bytes::Bytes;
+
+use crate::{CloseCode, Error, Message, Socket};
+
+/// What happens on a WebSocket connection, one method per event: Ring's
+/// `Listener` protocol.
+///
+/// Implement it on a plain struct whose fields are the connection's state;
+/// every method has a default, so implement only the events you care about.
+/// The connection's actor owns the listener and calls it with `&mut self`,
+/// one event at a time, in this order: `on_open` exactly once and first, then
+/// any number of `on_message` / `on_ping` / `on_pong`, then `on_error` when
+/// the connection failed, then `on_close` exactly once and last. Nothing runs
+/// after `on_close`.
+///
+/// A panic in a callback is caught: the connection is closed with 1011 after
+/// `on_error(Error::ListenerPanic(..))` and `on_close`; the server and other
+/// connections carry on.
+///
+/// ```no_run
+/// use actix_ws_listener::{CloseCode, Listener, Message, Socket};
+///
+/// #[derive(Default)]
+/// struct Counter {
+///     received: usize,
+/// }
+///
+/// impl Listener for Counter {
+///     fn on_open(&mut self, socket: &Socket) {
+///         let _ = socket.send("hello");
+///     }
+///
+///     fn on_message(&mut self, socket: &Socket, message: Message) {
+///         self.received += 1;
+///         let _ = socket.send(format!("message #{}: {} bytes", self.received, message.len()));
+///     }
+///
+///     fn on_close(&mut self, _socket: &Socket, code: CloseCode, reason: &str) {
+///         log::info!("closed with {code} {reason:?} after {} messages", self.received);
+///     }
+/// }
+/// ```
+pub trait Listener: 'static {
+    /// The connection is open. Runs once, before any other callback.
+    fn on_open(&mut self, socket: &Socket) {
+        let _ = socket;
+    }
+
+    /// A whole message arrived: fragments assembled, text validated as UTF-8.
+    fn on_message(&mut self, socket: &Socket, message: Message) {
+        let _ = (socket, message);
+    }
+
+    /// A ping arrived. The default answers with a pong carrying the same
+    /// payload, as RFC 6455 requires; override it to answer differently.
+    fn on_ping(&mut self, socket: &Socket, data: Bytes) {
+        let _ = socket.pong_with(data);
+    }
+
+    /// A pong arrived (an answer to our ping, or unsolicited).
+    fn on_pong(&mut self, socket: &Socket, data: Bytes) {
+        let _ = (socket, data);
+    }
+
+    /// The connection failed; `on_close` follows with the code that was sent.
+    fn on_error(&mut self, socket: &Socket, error: &Error) {
+        let _ = (socket, error);
+    }
+
+    /// The connection is over. Runs once, last, for every connection that
+    /// opened. `code` is the peer's code after a peer close
+    /// ([`CloseCode::NO_STATUS`] if it sent none), the server's code after a
+    /// server close or an error, and [`CloseCode::ABNORMAL`] (1006, empty
+    /// reason) when the TCP connection dropped without a close frame.
+    fn on_close(&mut self, socket: &Socket, code: CloseCode, reason: &str) {
+        let _ = (socket, code, reason);
+    }
+}
+
+type OnSocket = Box<dyn FnMut(&Socket)>;
+type OnMessage = Box<dyn FnMut(&Socket, Message)>;
+type OnData = Box<dyn FnMut(&Socket, Bytes)>;
+type OnError = Box<dyn FnMut(&Socket, &Error)>;
+type OnClose = Box<dyn FnMut(&Socket, CloseCode, &str)>;
+
+/// Starts a listener built from closures: the counterpart of a Ring
+/// listener map. Events without a closure behave as [`Listener`]'s defaults
+/// (a ping is still answered with a pong).
+///
+/// ```no_run
+/// use actix_web::{web, App, HttpServer, Responder};
+/// use actix_ws_listener::{listener, WebSocketUpgrade};
+///
+/// async fn echo(upgrade: WebSocketUpgrade) -> impl Responder {
+///     upgrade.listen(
+///         listener()
+///             .on_open(|socket| { let _ = socket.send("I will echo your messages"); })
+///             .on_message(|socket, message| { let _ = socket.send(message); }),
+///     )
+/// }
+/// ```
+pub fn listener() -> FnListener {
+    FnListener::default()
+}
+
+/// A [`Listener`] made of optional closures; see [`listener`].
+///
+/// State shared between the closures of one connection can live in an
+/// `Rc<RefCell<_>>` they all capture: the closures run on the connection's
+/// thread, one at a time, so they need not be `Send`.
+#[derive(Default)]
+pub struct FnListener {
+    on_open: Option<OnSocket>,
+    on_message: Option<OnMessage>,
+    on_ping: Option<OnData>,
+    on_pong: Option<OnData>,
+    on_error: Option<OnError>,
+    on_close: Option<OnClose>,
+}
+
+impl FnListener {
+    /// Sets the `on_open` closure.
+    #[must_use]
+    pub fn on_open(mut self, f: impl FnMut(&Socket) + 'static) -> Self {
+        self.on_open = Some(Box::new(f));
+        self
+    }
+
+    /// Sets the `on_message` closure.
+    #[must_use]
+    pub fn on_message(mut self, f: impl FnMut(&Socket, Message) + 'static) -> Self {
+        self.on_message = Some(Box::new(f));
+        self
+    }
+
+    /// Sets the `on_ping` closure, replacing the automatic pong.
+    #[must_use]
+    pub fn on_ping(mut self, f: impl FnMut(&Socket, Bytes) + 'static) -> Self {
+        self.on_ping = Some(Box::new(f));
+        self
+    }
+
+    /// Sets the `on_pong` closure.
+    #[must_use]
+    pub fn on_pong(mut self, f: impl FnMut(&Socket, Bytes) + 'static) -> Self {
+        self.on_pong = Some(Box::new(f));
+        self
+    }
+
+    /// Sets the `on_error` closure.
+    #[must_use]
+    pub fn on_error(mut self, f: impl FnMut(&Socket, &Error) + 'static) -> Self {
+        self.on_error = Some(Box::new(f));
+        self
+    }
+
+    /// Sets the `on_close` closure.
+    #[must_use]
+    pub fn on_close(mut self, f: impl FnMut(&Socket, CloseCode, &str) + 'static) -> Self {
+        self.on_close = Some(Box::new(f));
+        self
+    }
+}
+
+impl Listener for FnListener {
+    fn on_open(&mut self, socket: &Socket) {
+        if let Some(f) = &mut self.on_open {
+            f(socket);
+        }
+    }
+
+    fn on_message(&mut self, socket: &Socket, message: Message) {
+        if let Some(f) = &mut self.on_message {
+            f(socket, message);
+        }
+    }
+
+    fn on_ping(&mut self, socket: &Socket, data: Bytes) {
+        match &mut self.on_ping {
+            Some(f) => f(socket, data),
+            None => {
+                let _ = socket.pong_with(data);
+            }
+        }
+    }
+
+    fn on_pong(&mut self, socket: &Socket, data: Bytes) {
+        if let Some(f) = &mut self.on_pong {
+            f(socket, data);
+        }
+    }
+
+    fn on_error(&mut self, socket: &Socket, error: &Error) {
+        if let Some(f) = &mut self.on_error {
+            f(socket, error);
+        }
+    }
+
+    fn on_close(&mut self, socket: &Socket, code: CloseCode, reason: &str) {
+        if let Some(f) = &mut self.on_close {
+            f(socket, code, reason);
+        }
+    }
+}

@@ -1,0 +1,190 @@
+//! The outbound side of a connection: the frame buffer the actor writes into
+//! and the response body stream the HTTP writer drains.
+//!
+//! This module owns the count of bytes not yet handed to the writer (S9) and
+//! the moment a `send_async` succeeds: when the writer takes the chunk that
+//! ends its frame. It must not run listener callbacks or decide when a
+//! connection closes.
+
+use std::{
+    cell::RefCell,
+    collections::VecDeque,
+    convert::Infallible,
+    pin::Pin,
+    rc::Rc,
+    sync::Arc,
+    task::{Context, Poll, Waker},
+};
+
+use bytes::{Bytes, BytesMut};
+use futures::Stream;
+
+use crate::{
+    frame::{self, OpCode},
+    socket::{Command, Completion, Shared},
+    CloseCode, Message, SendError,
+};
+
+/// Frames encoded for one connection and not yet taken by its HTTP writer.
+pub(crate) struct Outbound {
+    buf: BytesMut,
+    /// Total bytes ever encoded and ever handed to the writer; a completion
+    /// is due once `written` reaches the `encoded` mark of its frame.
+    encoded: u64,
+    written: u64,
+    pending: VecDeque<(u64, Completion)>,
+    waker: Option<Waker>,
+    /// No more frames: the body ends once the buffer is drained.
+    finished: bool,
+    close_sent: Option<(CloseCode, String)>,
+    writer_gone: bool,
+    shared: Arc<Shared>,
+}
+
+impl Outbound {
+    pub(crate) fn new(shared: Arc<Shared>) -> Outbound {
+        Outbound {
+            buf: BytesMut::new(),
+            encoded: 0,
+            written: 0,
+            pending: VecDeque::new(),
+            waker: None,
+            finished: false,
+            close_sent: None,
+            writer_gone: false,
+            shared,
+        }
+    }
+
+    /// The close frame this side sent, if any.
+    pub(crate) fn close_sent(&self) -> Option<&(CloseCode, String)> {
+        self.close_sent.as_ref()
+    }
+
+    /// Encodes a command from a socket, whose bytes the socket reserved.
+    pub(crate) fn apply(&mut self, command: Command) {
+        let len = command.frame_len();
+        if self.close_sent.is_some() || self.finished || self.writer_gone {
+            self.shared.release(len);
+            if let Command::Send(_, Some(completion)) = command {
+                completion.fail(SendError::Closed);
+            }
+            return;
+        }
+        match command {
+            Command::Send(message, completion) => {
+                let opcode = match message {
+                    Message::Text(_) => OpCode::Text,
+                    Message::Binary(_) => OpCode::Binary,
+                };
+                self.encode(opcode, message.as_bytes());
+                if let Some(completion) = completion {
+                    self.pending.push_back((self.encoded, completion));
+                }
+            }
+            Command::Ping(data) => self.encode(OpCode::Ping, &data),
+            Command::Pong(data) => self.encode(OpCode::Pong, &data),
+            Command::Close(code, reason) => {
+                let before = self.buf.len();
+                frame::encode_close(&mut self.buf, code.as_u16(), &reason);
+                self.encoded += (self.buf.len() - before) as u64;
+                self.close_sent = Some((code, reason));
+                self.shared.mark_closed();
+            }
+        }
+        self.wake();
+    }
+
+    /// Sends a close frame on the connection's own behalf (protocol error,
+    /// timeout, echo of the peer's close). Does nothing if one was sent.
+    pub(crate) fn close(&mut self, code: CloseCode, reason: &str) {
+        if self.close_sent.is_some() || self.finished {
+            return;
+        }
+        self.shared.mark_closed();
+        let before = self.buf.len();
+        frame::encode_close(&mut self.buf, code.as_u16(), reason);
+        let len = self.buf.len() - before;
+        self.encoded += len as u64;
+        self.shared.queued.fetch_add(len, std::sync::atomic::Ordering::AcqRel);
+        self.close_sent = Some((code, reason.to_owned()));
+        self.wake();
+    }
+
+    /// Ends the body once what is buffered has been written.
+    pub(crate) fn finish(&mut self) {
+        self.shared.mark_closed();
+        self.finished = true;
+        self.wake();
+    }
+
+    fn encode(&mut self, opcode: OpCode, payload: &[u8]) {
+        let before = self.buf.len();
+        frame::encode(&mut self.buf, opcode, false, payload);
+        self.encoded += (self.buf.len() - before) as u64;
+    }
+
+    fn wake(&mut self) {
+        if let Some(waker) = self.waker.take() {
+            waker.wake();
+        }
+    }
+}
+
+/// The 101 response's body: the frames of one connection, as the HTTP
+/// writer asks for them. actix-http polls it only while its own write buffer
+/// has room, so a peer that stops reading leaves bytes in [`Outbound`],
+/// where they are counted.
+pub(crate) struct BodyStream(pub(crate) Rc<RefCell<Outbound>>);
+
+impl Stream for BodyStream {
+    type Item = Result<Bytes, Infallible>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let mut due = Vec::new();
+        let chunk = {
+            let mut out = self.0.borrow_mut();
+            if out.buf.is_empty() {
+                if out.finished {
+                    return Poll::Ready(None);
+                }
+                match &out.waker {
+                    Some(waker) if waker.will_wake(cx.waker()) => {}
+                    _ => out.waker = Some(cx.waker().clone()),
+                }
+                return Poll::Pending;
+            }
+            let chunk = out.buf.split().freeze();
+            out.written += chunk.len() as u64;
+            out.shared.release(chunk.len());
+            let written = out.written;
+            while out.pending.front().is_some_and(|(end, _)| *end <= written) {
+                if let Some((_, completion)) = out.pending.pop_front() {
+                    due.push(completion);
+                }
+            }
+            chunk
+        };
+        // Outside the borrow: `succeed` may send again on this socket.
+        for completion in due {
+            completion.succeed();
+        }
+        Poll::Ready(Some(Ok(chunk)))
+    }
+}
+
+impl Drop for BodyStream {
+    fn drop(&mut self) {
+        let pending = {
+            let mut out = self.0.borrow_mut();
+            out.writer_gone = true;
+            out.shared.mark_closed();
+            let buffered = out.buf.len();
+            out.buf.clear();
+            out.shared.release(buffered);
+            std::mem::take(&mut out.pending)
+        };
+        // Frames the writer never took: their completions fail (on drop).
+        drop(pending);
+    }
+}

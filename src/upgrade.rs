@@ -1,0 +1,417 @@
+//! The HTTP side: request predicates, subprotocol negotiation, the
+//! [`WebSocketUpgrade`] extractor and the 101 response that starts a
+//! connection.
+//!
+//! This module owns every decision made before the connection exists (S11,
+//! S13): a request that is not a valid WebSocket upgrade, or comes from an
+//! origin that is not allowed, gets a clear 4xx and no actor starts.
+
+use std::{fmt, future::Ready};
+
+use actix_web::{
+    body::BoxBody,
+    dev::Payload,
+    http::{header, Method, StatusCode},
+    web, FromRequest, HttpRequest, HttpResponse, ResponseError,
+};
+
+use crate::{connection, Config, Listener};
+
+/// True when `req` asks for a WebSocket upgrade: an `Upgrade: websocket`
+/// header (any case), whatever else is wrong with it. Ring's `websocket-request?`.
+///
+/// ```no_run
+/// use actix_web::{web, HttpRequest, HttpResponse};
+/// use actix_ws_listener::{is_websocket_request, upgrade, listener};
+///
+/// async fn handler(req: HttpRequest, payload: web::Payload) -> actix_web::Result<HttpResponse> {
+///     if !is_websocket_request(&req) {
+///         return Ok(HttpResponse::Ok().body("this endpoint speaks WebSocket"));
+///     }
+///     Ok(upgrade(&req, payload, listener().on_message(|s, m| { let _ = s.send(m); }))?)
+/// }
+/// ```
+pub fn is_websocket_request(req: &HttpRequest) -> bool {
+    header_has_token(req, header::UPGRADE, "websocket")
+}
+
+/// True when `req` asks for any protocol upgrade (`Connection: upgrade`
+/// and an `Upgrade` header). Ring's `upgrade-request?`.
+pub fn is_upgrade_request(req: &HttpRequest) -> bool {
+    header_has_token(req, header::CONNECTION, "upgrade") && req.headers().contains_key(header::UPGRADE)
+}
+
+/// The subprotocols the client offered in `Sec-WebSocket-Protocol`, in the
+/// client's order. Ring's `request-protocols`.
+pub fn requested_protocols(req: &HttpRequest) -> Vec<String> {
+    req.headers()
+        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .map(str::trim)
+        .filter(|protocol| !protocol.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+fn header_has_token(req: &HttpRequest, name: header::HeaderName, token: &str) -> bool {
+    req.headers()
+        .get_all(name)
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .any(|item| item.trim().eq_ignore_ascii_case(token))
+}
+
+/// Why a request could not be upgraded. Renders as a 4xx response with a
+/// plain-text body that says what was wrong.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum UpgradeError {
+    /// Not a WebSocket request (no `Upgrade: websocket`): 400.
+    NotWebSocket,
+    /// A WebSocket request with a method other than GET: 405.
+    MethodNotAllowed,
+    /// No `Connection: upgrade` header: 400.
+    NoConnectionUpgrade,
+    /// `Sec-WebSocket-Version` missing or not 13: 426 with `Sec-WebSocket-Version: 13`.
+    UnsupportedVersion,
+    /// `Sec-WebSocket-Key` missing or not 16 base64-encoded bytes: 400.
+    BadKey,
+    /// The `Origin` is not in `allowed_origins`: 403.
+    OriginNotAllowed,
+}
+
+impl fmt::Display for UpgradeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            UpgradeError::NotWebSocket => {
+                "expected a WebSocket upgrade request (Upgrade: websocket)"
+            }
+            UpgradeError::MethodNotAllowed => "a WebSocket upgrade must use GET",
+            UpgradeError::NoConnectionUpgrade => {
+                "a WebSocket upgrade needs the header Connection: upgrade"
+            }
+            UpgradeError::UnsupportedVersion => "unsupported WebSocket version: expected 13",
+            UpgradeError::BadKey => "missing or malformed Sec-WebSocket-Key",
+            UpgradeError::OriginNotAllowed => "WebSocket upgrade from this origin is not allowed",
+        })
+    }
+}
+
+impl std::error::Error for UpgradeError {}
+
+impl ResponseError for UpgradeError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            UpgradeError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            UpgradeError::UnsupportedVersion => StatusCode::UPGRADE_REQUIRED,
+            UpgradeError::OriginNotAllowed => StatusCode::FORBIDDEN,
+            _ => StatusCode::BAD_REQUEST,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse<BoxBody> {
+        let mut response = HttpResponse::build(self.status_code());
+        if *self == UpgradeError::UnsupportedVersion {
+            response.insert_header((header::SEC_WEBSOCKET_VERSION, "13"));
+        }
+        if *self == UpgradeError::MethodNotAllowed {
+            response.insert_header((header::ALLOW, "GET"));
+        }
+        response.content_type("text/plain; charset=utf-8").body(self.to_string())
+    }
+}
+
+/// Checks the handshake headers (RFC 6455 §4.2.1) and the origin policy.
+fn verify(req: &HttpRequest, config: &Config) -> Result<(), UpgradeError> {
+    if !is_websocket_request(req) {
+        return Err(UpgradeError::NotWebSocket);
+    }
+    if req.method() != Method::GET {
+        return Err(UpgradeError::MethodNotAllowed);
+    }
+    if !header_has_token(req, header::CONNECTION, "upgrade") {
+        return Err(UpgradeError::NoConnectionUpgrade);
+    }
+    if req
+        .headers()
+        .get(header::SEC_WEBSOCKET_VERSION)
+        .is_none_or(|version| version.as_bytes() != b"13")
+    {
+        return Err(UpgradeError::UnsupportedVersion);
+    }
+    let key_ok = req
+        .headers()
+        .get(header::SEC_WEBSOCKET_KEY)
+        .is_some_and(|key| is_valid_key(key.as_bytes()));
+    if !key_ok {
+        return Err(UpgradeError::BadKey);
+    }
+    if let Some(allowed) = &config.allowed_origins {
+        let origin = req.headers().get(header::ORIGIN).and_then(|o| o.to_str().ok());
+        if !origin.is_some_and(|origin| allowed.iter().any(|a| a == origin)) {
+            return Err(UpgradeError::OriginNotAllowed);
+        }
+    }
+    Ok(())
+}
+
+/// A key is 16 bytes in base64: 22 alphabet characters and `==`.
+fn is_valid_key(key: &[u8]) -> bool {
+    key.len() == 24
+        && key.ends_with(b"==")
+        && key[..22]
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || *b == b'+' || *b == b'/')
+}
+
+/// Upgrades `req` and starts a connection driven by `listener`, with the
+/// app's [`Config`] (from `app_data`) or the default. For handlers that
+/// already hold the request and payload; [`WebSocketUpgrade`] is the
+/// extractor form.
+///
+/// # Errors
+/// [`UpgradeError`] (a 4xx response) when `req` is not a valid WebSocket
+/// upgrade or its origin is not allowed.
+pub fn upgrade<L: Listener>(
+    req: &HttpRequest,
+    payload: web::Payload,
+    listener: L,
+) -> Result<HttpResponse, UpgradeError> {
+    let config = app_config(req);
+    verify(req, &config)?;
+    Ok(respond(req, payload, None, &[], config, listener))
+}
+
+fn app_config(req: &HttpRequest) -> Config {
+    req.app_data::<Config>()
+        .or_else(|| req.app_data::<web::Data<Config>>().map(|data| data.as_ref()))
+        .cloned()
+        .unwrap_or_default()
+}
+
+fn respond<L: Listener>(
+    req: &HttpRequest,
+    payload: impl futures::Stream<Item = Result<bytes::Bytes, actix_web::error::PayloadError>> + 'static,
+    chosen: Option<&str>,
+    supported: &[String],
+    config: Config,
+    listener: L,
+) -> HttpResponse {
+    let offered = requested_protocols(req);
+    // S11: never answer with a protocol the client did not offer.
+    let protocol = match chosen {
+        Some(chosen) => offered.iter().find(|p| *p == chosen),
+        None => offered.iter().find(|p| supported.contains(p)),
+    };
+    let key = req
+        .headers()
+        .get(header::SEC_WEBSOCKET_KEY)
+        .map(|key| key.as_bytes())
+        .unwrap_or_default();
+    let accept = actix_http::ws::hash_key(key);
+    let mut response = HttpResponse::build(StatusCode::SWITCHING_PROTOCOLS);
+    response
+        .upgrade("websocket")
+        .insert_header((header::SEC_WEBSOCKET_ACCEPT, &accept[..]));
+    if let Some(protocol) = protocol {
+        response.insert_header((header::SEC_WEBSOCKET_PROTOCOL, protocol.as_str()));
+    }
+    log::debug!(
+        "ws upgrade from {:?} protocol {:?}",
+        req.peer_addr(),
+        protocol
+    );
+    response.streaming(connection::start(listener, config, payload))
+}
+
+/// Extractor for a WebSocket upgrade: Ring's `{::ws/listener L}` response
+/// as a builder.
+///
+/// Extraction fails with an [`UpgradeError`] (a 4xx with a clear body) for
+/// requests that are not valid WebSocket upgrades; take
+/// `Option<WebSocketUpgrade>` to serve both kinds from one handler. The
+/// [`Config`] comes from `app_data` (a `Config` or `web::Data<Config>`) or is
+/// the default, and can be replaced with [`WebSocketUpgrade::config`].
+///
+/// ```no_run
+/// use actix_web::{web, App, HttpResponse, HttpServer, Responder};
+/// use actix_ws_listener::{Listener, Message, Socket, WebSocketUpgrade};
+///
+/// struct Echo;
+///
+/// impl Listener for Echo {
+///     fn on_message(&mut self, socket: &Socket, message: Message) {
+///         let _ = socket.send(message);
+///     }
+/// }
+///
+/// async fn ws(upgrade: Option<WebSocketUpgrade>) -> HttpResponse {
+///     match upgrade {
+///         Some(upgrade) => upgrade.protocols(["echo.v1"]).listen(Echo),
+///         None => HttpResponse::Ok().body("connect with a WebSocket client"),
+///     }
+/// }
+/// ```
+pub struct WebSocketUpgrade {
+    req: HttpRequest,
+    payload: Payload,
+    protocol: Option<String>,
+    supported: Vec<String>,
+    config: Config,
+}
+
+impl WebSocketUpgrade {
+    /// Answers with this subprotocol (Ring's `::ws/protocol`) if the client
+    /// offered it; otherwise no protocol is sent.
+    #[must_use]
+    pub fn protocol(mut self, protocol: impl Into<String>) -> Self {
+        self.protocol = Some(protocol.into());
+        self
+    }
+
+    /// The subprotocols the server supports: the first protocol in the
+    /// client's offer that is in this list is chosen. Default: none, so no
+    /// protocol is sent. [`WebSocketUpgrade::protocol`] takes precedence.
+    #[must_use]
+    pub fn protocols<I, S>(mut self, protocols: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.supported = protocols.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// The subprotocols the client offered, in its order.
+    pub fn requested_protocols(&self) -> Vec<String> {
+        requested_protocols(&self.req)
+    }
+
+    /// The request being upgraded.
+    pub fn request(&self) -> &HttpRequest {
+        &self.req
+    }
+
+    /// Replaces the connection settings for this upgrade.
+    ///
+    /// If the new config restricts origins, the check runs again in
+    /// [`WebSocketUpgrade::listen`], still before any connection starts.
+    #[must_use]
+    pub fn config(mut self, config: Config) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Starts the connection with `listener` and returns the 101 response.
+    ///
+    /// If a config set with [`WebSocketUpgrade::config`] refuses the
+    /// request's origin, the response is a 403 instead and no connection starts.
+    pub fn listen<L: Listener>(self, listener: L) -> HttpResponse {
+        if let Err(error) = verify(&self.req, &self.config) {
+            return error.error_response();
+        }
+        respond(
+            &self.req,
+            self.payload,
+            self.protocol.as_deref(),
+            &self.supported,
+            self.config,
+            listener,
+        )
+    }
+}
+
+impl fmt::Debug for WebSocketUpgrade {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WebSocketUpgrade")
+            .field("path", &self.req.path())
+            .field("protocol", &self.protocol)
+            .field("supported", &self.supported)
+            .field("config", &self.config)
+            .finish()
+    }
+}
+
+impl FromRequest for WebSocketUpgrade {
+    type Error = UpgradeError;
+    type Future = Ready<Result<Self, Self::Error>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let config = app_config(req);
+        let result = verify(req, &config).map(|()| WebSocketUpgrade {
+            req: req.clone(),
+            payload: payload.take(),
+            protocol: None,
+            supported: Vec::new(),
+            config,
+        });
+        std::future::ready(result)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix_web::test::TestRequest;
+
+    fn ws_request() -> TestRequest {
+        TestRequest::get()
+            .insert_header((header::UPGRADE, "websocket"))
+            .insert_header((header::CONNECTION, "keep-alive, Upgrade"))
+            .insert_header((header::SEC_WEBSOCKET_VERSION, "13"))
+            .insert_header((header::SEC_WEBSOCKET_KEY, "dGhlIHNhbXBsZSBub25jZQ=="))
+    }
+
+    #[test]
+    fn predicates() {
+        let req = ws_request().to_http_request();
+        assert!(is_websocket_request(&req));
+        assert!(is_upgrade_request(&req));
+        assert!(!is_websocket_request(&TestRequest::get().to_http_request()));
+    }
+
+    #[test]
+    fn protocols_keep_the_client_order() {
+        let req = ws_request()
+            .insert_header((header::SEC_WEBSOCKET_PROTOCOL, "b, a ,c"))
+            .to_http_request();
+        assert_eq!(requested_protocols(&req), ["b", "a", "c"]);
+    }
+
+    #[test]
+    fn bad_handshakes_get_4xx() {
+        let config = Config::default();
+        assert_eq!(verify(&ws_request().to_http_request(), &config), Ok(()));
+        let plain = TestRequest::get().to_http_request();
+        assert_eq!(verify(&plain, &config), Err(UpgradeError::NotWebSocket));
+        let old = ws_request()
+            .insert_header((header::SEC_WEBSOCKET_VERSION, "8"))
+            .to_http_request();
+        assert_eq!(verify(&old, &config), Err(UpgradeError::UnsupportedVersion));
+        let bad_key = ws_request()
+            .insert_header((header::SEC_WEBSOCKET_KEY, "short"))
+            .to_http_request();
+        assert_eq!(verify(&bad_key, &config), Err(UpgradeError::BadKey));
+        for error in [UpgradeError::NotWebSocket, UpgradeError::OriginNotAllowed] {
+            assert!(error.error_response().status().is_client_error());
+        }
+    }
+
+    #[test]
+    fn s13_origins_are_matched_exactly() {
+        let config = Config::default().allowed_origins(["https://good.example"]);
+        let good = ws_request()
+            .insert_header((header::ORIGIN, "https://good.example"))
+            .to_http_request();
+        let evil = ws_request()
+            .insert_header((header::ORIGIN, "https://good.example.evil"))
+            .to_http_request();
+        assert_eq!(verify(&good, &config), Ok(()));
+        assert_eq!(verify(&evil, &config), Err(UpgradeError::OriginNotAllowed));
+        assert_eq!(
+            verify(&ws_request().to_http_request(), &config),
+            Err(UpgradeError::OriginNotAllowed)
+        );
+    }
+}
