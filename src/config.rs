@@ -5,6 +5,8 @@
 
 use std::time::Duration;
 
+use crate::Connections;
+
 /// What a connection does when a send would push its outbound buffer past
 /// [`Config::max_outbound_buffer`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -73,6 +75,19 @@ pub struct Config {
     /// upgrade from another origin, or without one, gets 403 before any
     /// connection starts.
     pub allowed_origins: Option<Vec<String>>,
+    /// Close every connection with 1001 when the process gets SIGINT or
+    /// SIGTERM, the signals on which actix-web stops. Default `true`: a
+    /// graceful stop then ends within `close_timeout` instead of waiting
+    /// for actix-web's shutdown timeout with WebSockets still open (S14).
+    ///
+    /// The signal handler is installed once per process, by the first
+    /// connection, and stays; with actix-web's own signal handling
+    /// disabled (`HttpServer::disable_signals`) set this to `false` and use
+    /// [`Connections::close_all`] before stopping the server.
+    pub shutdown_on_signals: bool,
+    /// An extra registry this route's connections join, besides
+    /// [`Connections::global`]. Default `None`.
+    pub connections: Option<Connections>,
 }
 
 impl Default for Config {
@@ -86,6 +101,8 @@ impl Default for Config {
             keepalive: None,
             idle_timeout: None,
             allowed_origins: None,
+            shutdown_on_signals: true,
+            connections: None,
         }
     }
 }
@@ -137,6 +154,21 @@ impl Config {
     #[must_use]
     pub fn idle_timeout(mut self, timeout: Duration) -> Self {
         self.idle_timeout = Some(timeout);
+        self
+    }
+
+    /// Sets [`Config::shutdown_on_signals`].
+    #[must_use]
+    pub fn shutdown_on_signals(mut self, enabled: bool) -> Self {
+        self.shutdown_on_signals = enabled;
+        self
+    }
+
+    /// Makes connections join `connections` too ([`Config::connections`]),
+    /// to count or close them apart from the others.
+    #[must_use]
+    pub fn connections(mut self, connections: Connections) -> Self {
+        self.connections = Some(connections);
         self
     }
 

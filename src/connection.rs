@@ -27,7 +27,8 @@ use futures::Stream;
 use crate::{
     frame::{self, Header, OpCode},
     outbound::{BodyStream, Outbound},
-    socket::{enter_callback, Envelope, COMMAND_OVERHEAD},
+    registry::{self, Connections},
+    socket::{enter_callback, Command, Envelope, COMMAND_OVERHEAD},
     utf8::Utf8Validator,
     CloseCode, Config, Error, Listener, Message, Socket,
 };
@@ -40,7 +41,11 @@ where
     S: Stream<Item = Result<Bytes, PayloadError>> + 'static,
 {
     let mut ctx = Context::<Connection<L>>::new();
-    let socket = Socket::new(ctx.address().recipient(), config.max_outbound_buffer);
+    let socket = Socket::new(
+        ctx.address().recipient(),
+        config.max_outbound_buffer,
+        config.backpressure,
+    );
     let out = Rc::new(RefCell::new(Outbound::new(Arc::clone(socket.shared()))));
     let body = BodyStream(Rc::clone(&out));
     ctx.add_stream(payload);
@@ -98,6 +103,13 @@ impl<L: Listener> Actor for Connection<L> {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         log::debug!("ws {}: open", self.socket.id());
+        Connections::global().insert(&self.socket);
+        if let Some(connections) = &self.config.connections {
+            connections.insert(&self.socket);
+        }
+        if self.config.shutdown_on_signals {
+            registry::watch_shutdown_signals();
+        }
         if let Some(period) = self.config.keepalive {
             ctx.run_interval(period, |act, _| {
                 if !act.is_closing() {
@@ -127,10 +139,23 @@ impl<L: Listener> Actor for Connection<L> {
     }
 }
 
+impl<L: Listener> Drop for Connection<L> {
+    fn drop(&mut self) {
+        // The runtime dropped the actor without stopping it (a forced
+        // server shutdown): on_close still runs, once (S1).
+        if !self.done {
+            self.run_on_close(CloseCode::ABNORMAL, "");
+        }
+    }
+}
+
 impl<L: Listener> Handler<Envelope> for Connection<L> {
     type Result = ();
 
     fn handle(&mut self, Envelope(command): Envelope, ctx: &mut Context<Self>) {
+        if let Command::Fail(error) = command {
+            return self.fail(ctx, error);
+        }
         let shared = self.socket.shared();
         shared.release(COMMAND_OVERHEAD);
         self.out.borrow_mut().apply(command);
@@ -233,6 +258,14 @@ impl<L: Listener> Connection<L> {
         }
         self.run_on_close(code, reason);
         self.out.borrow_mut().finish();
+        // A peer that does not read would keep the connection (and what is
+        // buffered for it) forever: give it close_timeout, then cut it off.
+        let out = Rc::clone(&self.out);
+        let timeout = self.config.close_timeout;
+        actix_rt::spawn(async move {
+            actix_rt::time::sleep(timeout).await;
+            out.borrow_mut().abort();
+        });
         self.read_buf = BytesMut::new();
         self.frame = None;
         self.message = None;
@@ -242,6 +275,10 @@ impl<L: Listener> Connection<L> {
     fn run_on_close(&mut self, code: CloseCode, reason: &str) {
         self.done = true;
         self.socket.shared().mark_closed();
+        Connections::global().remove(&self.socket);
+        if let Some(connections) = &self.config.connections {
+            connections.remove(&self.socket);
+        }
         log::debug!("ws {}: closed with {code} {reason:?}", self.socket.id());
         let _scope = enter_callback(self.socket.id(), Rc::clone(&self.out));
         let (listener, socket) = (&mut self.listener, &self.socket);

@@ -87,6 +87,7 @@ mod frame;
 mod listener;
 mod message;
 mod outbound;
+mod registry;
 mod socket;
 mod upgrade;
 mod utf8;
@@ -96,6 +97,7 @@ pub use config::{BackpressurePolicy, Config};
 pub use error::{Error, SendError};
 pub use listener::{listener, FnListener, Listener};
 pub use message::Message;
+pub use registry::Connections;
 pub use socket::Socket;
 pub use upgrade::{
     is_upgrade_request, is_websocket_request, requested_protocols, upgrade, UpgradeError,

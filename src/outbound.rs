@@ -9,7 +9,7 @@
 use std::{
     cell::RefCell,
     collections::VecDeque,
-    convert::Infallible,
+    io,
     pin::Pin,
     rc::Rc,
     sync::Arc,
@@ -38,6 +38,8 @@ pub(crate) struct Outbound {
     finished: bool,
     close_sent: Option<(CloseCode, String)>,
     writer_gone: bool,
+    /// The connection is cut off: the body fails, which drops the TCP connection.
+    aborted: bool,
     shared: Arc<Shared>,
 }
 
@@ -52,6 +54,7 @@ impl Outbound {
             finished: false,
             close_sent: None,
             writer_gone: false,
+            aborted: false,
             shared,
         }
     }
@@ -84,6 +87,7 @@ impl Outbound {
             }
             Command::Ping(data) => self.encode(OpCode::Ping, &data),
             Command::Pong(data) => self.encode(OpCode::Pong, &data),
+            Command::Fail(_) => {}
             Command::Close(code, reason) => {
                 let before = self.buf.len();
                 frame::encode_close(&mut self.buf, code.as_u16(), &reason);
@@ -118,6 +122,23 @@ impl Outbound {
         self.wake();
     }
 
+    /// Cuts the connection off if the writer has not drained the buffer:
+    /// what is still buffered is dropped (its completions fail) and the body
+    /// ends with an error, so actix-http drops the TCP connection.
+    pub(crate) fn abort(&mut self) {
+        if self.writer_gone || (self.finished && self.buf.is_empty()) {
+            return;
+        }
+        self.aborted = true;
+        self.finished = true;
+        let buffered = self.buf.len();
+        self.buf.clear();
+        self.shared.release(buffered);
+        let pending = std::mem::take(&mut self.pending);
+        self.wake();
+        drop(pending);
+    }
+
     fn encode(&mut self, opcode: OpCode, payload: &[u8]) {
         let before = self.buf.len();
         frame::encode(&mut self.buf, opcode, false, payload);
@@ -138,12 +159,19 @@ impl Outbound {
 pub(crate) struct BodyStream(pub(crate) Rc<RefCell<Outbound>>);
 
 impl Stream for BodyStream {
-    type Item = Result<Bytes, Infallible>;
+    type Item = Result<Bytes, io::Error>;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let mut due = Vec::new();
         let chunk = {
             let mut out = self.0.borrow_mut();
+            if out.aborted {
+                out.aborted = false;
+                return Poll::Ready(Some(Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "WebSocket peer did not take its data within close_timeout",
+                ))));
+            }
             if out.buf.is_empty() {
                 if out.finished {
                     return Poll::Ready(None);

@@ -27,7 +27,7 @@ use futures::channel::oneshot;
 use crate::{
     frame::{self, MAX_CONTROL_PAYLOAD},
     outbound::Outbound,
-    CloseCode, Message, SendError,
+    BackpressurePolicy, CloseCode, Error, Message, SendError,
 };
 
 /// Bytes charged per queued command on top of its frame, for the mailbox
@@ -42,6 +42,8 @@ pub(crate) enum Command {
     Ping(Bytes),
     Pong(Bytes),
     Close(CloseCode, String),
+    /// Fail the connection (backpressure under `BackpressurePolicy::Close`).
+    Fail(Error),
 }
 
 impl Command {
@@ -51,6 +53,7 @@ impl Command {
             Command::Send(message, _) => frame::header_len(message.len()) + message.len(),
             Command::Ping(data) | Command::Pong(data) => 2 + data.len(),
             Command::Close(_, reason) => 4 + reason.len(),
+            Command::Fail(_) => 0,
         }
     }
 }
@@ -118,6 +121,7 @@ pub(crate) struct Shared {
     /// too, so they stay behind them (S6).
     pub(crate) in_mailbox: AtomicUsize,
     max_outbound: usize,
+    policy: BackpressurePolicy,
     mailbox: Recipient<Envelope>,
 }
 
@@ -213,7 +217,11 @@ pub struct Socket {
 }
 
 impl Socket {
-    pub(crate) fn new(mailbox: Recipient<Envelope>, max_outbound: usize) -> Socket {
+    pub(crate) fn new(
+        mailbox: Recipient<Envelope>,
+        max_outbound: usize,
+        policy: BackpressurePolicy,
+    ) -> Socket {
         Socket {
             shared: Arc::new(Shared {
                 id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
@@ -221,6 +229,7 @@ impl Socket {
                 queued: AtomicUsize::new(0),
                 in_mailbox: AtomicUsize::new(0),
                 max_outbound,
+                policy,
                 mailbox,
             }),
         }
@@ -435,6 +444,10 @@ impl Socket {
         }
         let len = command.frame_len();
         if let Err(error) = self.shared.reserve(len) {
+            if self.shared.policy == BackpressurePolicy::Close {
+                // Not counted: it is what frees the buffer.
+                self.shared.mailbox.do_send(Envelope(Command::Fail(Error::Backpressure)));
+            }
             return Err((error, command));
         }
         self.dispatch(command, len);

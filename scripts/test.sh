@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Everything CI runs, in order, installing what it needs on a fresh machine:
+# formatting, lints, unit/integration/doc tests, docs, the Autobahn
+# conformance suite and the headless-browser chat test.
+#
+# Usage: scripts/test.sh            (from anywhere; CI calls it via .ci/run)
+# Env:   SKIP_CONFORMANCE=1, SKIP_BROWSER=1 to leave out the slow parts locally.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "cargo fmt --check"
+cargo fmt --all --check
+
+step "cargo clippy (default features, then all features)"
+cargo clippy --all-targets -- -D warnings
+cargo clippy --all-targets --all-features -- -D warnings
+
+step "cargo test (all features)"
+cargo test --all-features
+
+step "cargo doc (all features, warnings are errors)"
+RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --all-features
+
+if [ "${SKIP_CONFORMANCE:-0}" != 1 ]; then
+    step "Autobahn conformance"
+    scripts/conformance.sh
+fi
+
+if [ "${SKIP_BROWSER:-0}" != 1 ] && [ -x scripts/browser-test.sh ]; then
+    step "browser test (headless Chromium, chat demo)"
+    scripts/browser-test.sh
+fi
+
+step "all checks passed"
