@@ -115,6 +115,10 @@ pub enum SendError {
     ReasonTooLong(usize),
     /// A ping or pong payload was longer than 125 bytes.
     ControlTooLong(usize),
+    /// `send_json` could not serialize the value; the serializer's message.
+    #[cfg(feature = "json")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "json")))]
+    Serialize(String),
 }
 
 impl fmt::Display for SendError {
@@ -132,6 +136,8 @@ impl fmt::Display for SendError {
             SendError::ControlTooLong(len) => {
                 write!(f, "control payload of {len} bytes exceeds 125 bytes")
             }
+            #[cfg(feature = "json")]
+            SendError::Serialize(error) => write!(f, "cannot serialize message: {error}"),
         }
     }
 }

@@ -74,6 +74,12 @@
 //!   [`Config::max_outbound_buffer`]; past it sends fail with
 //!   [`SendError::Backpressure`].
 //! - A panic in a listener closes only its connection (1011).
+//!
+//! # Features
+//!
+//! - `json` (off by default): `Message::json`, `Message::parse_json` and
+//!   `Socket::send_json` for typed messages with `serde`, and `JsonError`,
+//!   which says what was wrong with a message.
 #![forbid(unsafe_code)]
 #![deny(missing_docs, unreachable_pub)]
 #![warn(rust_2018_idioms)]
@@ -84,6 +90,8 @@ mod config;
 mod connection;
 mod error;
 mod frame;
+#[cfg(feature = "json")]
+mod json;
 mod listener;
 mod message;
 mod outbound;
@@ -97,6 +105,9 @@ pub use config::{BackpressurePolicy, Config};
 pub use error::{Error, SendError};
 pub use listener::{listener, FnListener, Listener};
 pub use message::Message;
+#[cfg(feature = "json")]
+#[cfg_attr(docsrs, doc(cfg(feature = "json")))]
+pub use json::JsonError;
 pub use registry::Connections;
 pub use socket::Socket;
 pub use upgrade::{
