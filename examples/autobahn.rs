@@ -1,11 +1,13 @@
 //! A pure echo server for conformance testing with the Autobahn TestSuite:
-//! no greeting, WebSocket on every path, limits at their defaults.
+//! no greeting, WebSocket on every path, limits at their defaults,
+//! permessage-deflate accepted (Autobahn groups 12 and 13) unless
+//! `COMPRESSION=off`.
 //!
 //! Run:   cargo run --release --example autobahn   (BIND=127.0.0.1:9001 by default)
 //! Test:  scripts/conformance.sh                    (builds and runs this for you)
 
 use actix_web::{web, App, HttpServer, Responder};
-use actix_ws_listener::{Listener, Message, Socket, WebSocketUpgrade};
+use actix_ws_listener::{Compression, Config, Listener, Message, Socket, WebSocketUpgrade};
 
 struct Echo;
 
@@ -28,7 +30,15 @@ async fn main() -> std::io::Result<()> {
         .and_then(|w| w.parse().ok())
         .unwrap_or(2);
     log::info!("autobahn echo on ws://{bind}/");
-    HttpServer::new(|| App::new().default_service(web::get().to(ws)))
+    let mut config = Config::default();
+    if std::env::var("COMPRESSION").as_deref() != Ok("off") {
+        config = config.compression(Compression::default().min_size(0));
+    }
+    HttpServer::new(move || {
+        App::new()
+            .app_data(config.clone())
+            .default_service(web::get().to(ws))
+    })
         .workers(workers)
         .bind(bind)?
         .run()

@@ -25,6 +25,7 @@ use bytestring::ByteString;
 use futures::Stream;
 
 use crate::{
+    deflate::{Agreed, InflateError, Inflater},
     frame::{self, Header, OpCode},
     outbound::{BodyStream, Outbound},
     registry::{self, Connections},
@@ -35,7 +36,12 @@ use crate::{
 
 /// Starts the actor for one upgraded connection and returns the body of its
 /// 101 response.
-pub(crate) fn start<L, S>(listener: L, config: Config, payload: S) -> BodyStream
+pub(crate) fn start<L, S>(
+    listener: L,
+    config: Config,
+    deflate: Option<Agreed>,
+    payload: S,
+) -> BodyStream
 where
     L: Listener,
     S: Stream<Item = Result<Bytes, PayloadError>> + 'static,
@@ -46,7 +52,10 @@ where
         config.max_outbound_buffer,
         config.backpressure,
     );
-    let out = Rc::new(RefCell::new(Outbound::new(Arc::clone(socket.shared()))));
+    let out = Rc::new(RefCell::new(Outbound::new(
+        Arc::clone(socket.shared()),
+        deflate.clone(),
+    )));
     let body = BodyStream(Rc::clone(&out));
     ctx.add_stream(payload);
     let connection = Connection {
@@ -58,6 +67,8 @@ where
         frame: None,
         message: None,
         utf8: Utf8Validator::default(),
+        deflate,
+        inflater: None,
         close_timer: None,
         last_seen: Instant::now(),
         failing: false,
@@ -78,7 +89,16 @@ struct InFrame {
 /// A fragmented message being assembled.
 struct Partial {
     text: bool,
+    /// permessage-deflate: `inflated` holds the message, `buf` is unused.
+    compressed: bool,
     buf: BytesMut,
+    inflated: Vec<u8>,
+}
+
+impl Partial {
+    fn len(&self) -> usize {
+        self.buf.len() + self.inflated.len()
+    }
 }
 
 struct Connection<L: Listener> {
@@ -91,6 +111,10 @@ struct Connection<L: Listener> {
     frame: Option<InFrame>,
     message: Option<Partial>,
     utf8: Utf8Validator,
+    /// permessage-deflate parameters, when negotiated, and the decompressor
+    /// (created on the first compressed message).
+    deflate: Option<Agreed>,
+    inflater: Option<Inflater>,
     close_timer: Option<SpawnHandle>,
     last_seen: Instant,
     failing: bool,
@@ -316,7 +340,8 @@ impl<L: Listener> Connection<L> {
                 return;
             }
             if self.frame.is_none() {
-                match frame::parse_header(&self.read_buf, self.config.max_frame_size, false) {
+                let rsv1_allowed = self.deflate.is_some();
+                match frame::parse_header(&self.read_buf, self.config.max_frame_size, rsv1_allowed) {
                     Err(error) => return self.fail(ctx, error),
                     Ok(None) => return,
                     Ok(Some((header, header_len))) => {
@@ -341,9 +366,12 @@ impl<L: Listener> Connection<L> {
                 let start = frame.unmasked;
                 frame::apply_mask(&mut self.read_buf[start..available], frame.header.mask, start);
                 frame.unmasked = available;
+                // Compressed payloads are validated after inflation.
                 let is_text = match frame.header.opcode {
-                    OpCode::Text => true,
-                    OpCode::Continuation => self.message.as_ref().is_some_and(|m| m.text),
+                    OpCode::Text => !frame.header.rsv1,
+                    OpCode::Continuation => {
+                        self.message.as_ref().is_some_and(|m| m.text && !m.compressed)
+                    }
                     _ => false,
                 };
                 // A whole single-frame text message is validated once, at the
@@ -386,10 +414,13 @@ impl<L: Listener> Connection<L> {
                     self.utf8 = Utf8Validator::default();
                 }
             }
+            OpCode::Continuation if header.rsv1 => {
+                return Err(Error::Protocol("RSV1 set on a continuation frame"));
+            }
             OpCode::Continuation => match &self.message {
                 None => return Err(Error::Protocol("continuation frame without a message")),
                 Some(partial) => {
-                    let size = partial.buf.len() as u64 + header.len as u64;
+                    let size = partial.len() as u64 + header.len as u64;
                     if size > max as u64 {
                         return Err(Error::MessageTooLarge { size, max });
                     }
@@ -410,6 +441,21 @@ impl<L: Listener> Connection<L> {
             header.len
         );
         match header.opcode {
+            OpCode::Text | OpCode::Binary if header.rsv1 => {
+                let mut partial = Partial {
+                    text: header.opcode == OpCode::Text,
+                    compressed: true,
+                    buf: BytesMut::new(),
+                    inflated: Vec::new(),
+                };
+                if self.inflate_into(&mut partial, &payload, header.fin, ctx) {
+                    if header.fin {
+                        self.deliver(partial.text, Bytes::from(partial.inflated), true, ctx);
+                    } else {
+                        self.message = Some(partial);
+                    }
+                }
+            }
             OpCode::Text | OpCode::Binary if header.fin => {
                 self.deliver(header.opcode == OpCode::Text, payload, frame.streamed, ctx);
             }
@@ -418,17 +464,28 @@ impl<L: Listener> Connection<L> {
                 buf.extend_from_slice(&payload);
                 self.message = Some(Partial {
                     text: header.opcode == OpCode::Text,
+                    compressed: false,
                     buf,
+                    inflated: Vec::new(),
                 });
             }
             OpCode::Continuation => {
-                if let Some(partial) = self.message.as_mut() {
+                let Some(mut partial) = self.message.take() else {
+                    return;
+                };
+                if partial.compressed {
+                    if !self.inflate_into(&mut partial, &payload, header.fin, ctx) {
+                        return;
+                    }
+                } else {
                     partial.buf.extend_from_slice(&payload);
                 }
-                if header.fin {
-                    if let Some(partial) = self.message.take() {
-                        self.deliver(partial.text, partial.buf.freeze(), true, ctx);
-                    }
+                if !header.fin {
+                    self.message = Some(partial);
+                } else if partial.compressed {
+                    self.deliver(partial.text, Bytes::from(partial.inflated), true, ctx);
+                } else {
+                    self.deliver(partial.text, partial.buf.freeze(), true, ctx);
                 }
             }
             OpCode::Ping => {
@@ -442,6 +499,47 @@ impl<L: Listener> Connection<L> {
                 }
             }
             OpCode::Close => self.on_peer_close(&payload, ctx),
+        }
+    }
+
+    /// Inflates one frame of a compressed message into `partial`, checking
+    /// the decompressed size against `max_message_size` as it grows and
+    /// validating text as it comes out. `false` when the connection failed.
+    fn inflate_into(
+        &mut self,
+        partial: &mut Partial,
+        payload: &[u8],
+        fin: bool,
+        ctx: &mut Context<Self>,
+    ) -> bool {
+        let Some(agreed) = &self.deflate else {
+            self.fail(ctx, Error::Protocol("RSV1 set without permessage-deflate"));
+            return false;
+        };
+        let inflater = self.inflater.get_or_insert_with(|| Inflater::new(agreed));
+        let max = self.config.max_message_size;
+        let before = partial.inflated.len();
+        let mut result = inflater.inflate(payload, &mut partial.inflated, max);
+        if result.is_ok() && fin {
+            result = inflater.finish_message(&mut partial.inflated, max);
+        }
+        match result {
+            Err(InflateError::TooBig) => {
+                let size = partial.inflated.len() as u64;
+                self.fail(ctx, Error::MessageTooLarge { size, max });
+                false
+            }
+            Err(InflateError::Corrupt) => {
+                self.fail(ctx, Error::InvalidCompressedData);
+                false
+            }
+            Ok(()) => {
+                if partial.text && self.utf8.feed(&partial.inflated[before..]).is_err() {
+                    self.fail(ctx, Error::InvalidUtf8);
+                    return false;
+                }
+                true
+            }
         }
     }
 

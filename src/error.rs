@@ -37,6 +37,10 @@ pub enum Error {
         /// The configured limit.
         max: usize,
     },
+    /// A compressed message (permessage-deflate) is not a valid deflate
+    /// stream. Closes with 1007: the frames are well-formed, their payload
+    /// is not data of the message's type.
+    InvalidCompressedData,
     /// Nothing arrived from the peer within `idle_timeout`. Closes with 1001.
     Timeout,
     /// The outbound buffer was full under [`BackpressurePolicy::Close`](crate::BackpressurePolicy::Close).
@@ -52,7 +56,7 @@ impl Error {
     pub fn close_code(&self) -> CloseCode {
         match self {
             Error::Protocol(_) => CloseCode::PROTOCOL_ERROR,
-            Error::InvalidUtf8 => CloseCode::INVALID_PAYLOAD,
+            Error::InvalidUtf8 | Error::InvalidCompressedData => CloseCode::INVALID_PAYLOAD,
             Error::FrameTooLarge { .. } | Error::MessageTooLarge { .. } => CloseCode::MESSAGE_TOO_BIG,
             Error::Timeout => CloseCode::GOING_AWAY,
             Error::Backpressure => CloseCode::POLICY_VIOLATION,
@@ -65,6 +69,7 @@ impl Error {
         match self {
             Error::Protocol(_) => "protocol error",
             Error::InvalidUtf8 => "invalid UTF-8",
+            Error::InvalidCompressedData => "invalid compressed data",
             Error::FrameTooLarge { .. } => "frame too large",
             Error::MessageTooLarge { .. } => "message too large",
             Error::Timeout => "idle timeout",
@@ -79,6 +84,7 @@ impl fmt::Display for Error {
         match self {
             Error::Protocol(what) => write!(f, "WebSocket protocol error: {what}"),
             Error::InvalidUtf8 => f.write_str("text message is not valid UTF-8"),
+            Error::InvalidCompressedData => f.write_str("compressed message is not a valid deflate stream"),
             Error::FrameTooLarge { size, max } => {
                 write!(f, "frame of {size} bytes exceeds max_frame_size {max}")
             }

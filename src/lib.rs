@@ -88,6 +88,7 @@
 mod close;
 mod config;
 mod connection;
+mod deflate;
 mod error;
 mod frame;
 #[cfg(feature = "json")]
@@ -102,6 +103,7 @@ mod utf8;
 
 pub use close::CloseCode;
 pub use config::{BackpressurePolicy, Config};
+pub use deflate::Compression;
 pub use error::{Error, SendError};
 pub use listener::{listener, FnListener, Listener};
 pub use message::Message;

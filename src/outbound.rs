@@ -20,6 +20,7 @@ use bytes::{Bytes, BytesMut};
 use futures::Stream;
 
 use crate::{
+    deflate::{Agreed, Deflater},
     frame::{self, OpCode},
     socket::{Command, Completion, Shared},
     CloseCode, Message, SendError,
@@ -38,13 +39,18 @@ pub(crate) struct Outbound {
     finished: bool,
     close_sent: Option<(CloseCode, String)>,
     writer_gone: bool,
+    /// permessage-deflate, when negotiated: the policy, the compressor
+    /// (created on first use) and its output buffer.
+    deflate: Option<Agreed>,
+    deflater: Option<Deflater>,
+    compressed: Vec<u8>,
     /// The connection is cut off: the body fails, which drops the TCP connection.
     aborted: bool,
     shared: Arc<Shared>,
 }
 
 impl Outbound {
-    pub(crate) fn new(shared: Arc<Shared>) -> Outbound {
+    pub(crate) fn new(shared: Arc<Shared>, deflate: Option<Agreed>) -> Outbound {
         Outbound {
             buf: BytesMut::new(),
             encoded: 0,
@@ -54,6 +60,9 @@ impl Outbound {
             finished: false,
             close_sent: None,
             writer_gone: false,
+            deflate,
+            deflater: None,
+            compressed: Vec::new(),
             aborted: false,
             shared,
         }
@@ -80,7 +89,19 @@ impl Outbound {
                     Message::Text(_) => OpCode::Text,
                     Message::Binary(_) => OpCode::Binary,
                 };
-                self.encode(opcode, message.as_bytes());
+                let before = self.encoded;
+                if !self.encode_compressed(opcode, message.as_bytes()) {
+                    self.encode(opcode, message.as_bytes());
+                }
+                // Compression changed the size the socket reserved.
+                let actual = (self.encoded - before) as usize;
+                if actual < len {
+                    self.shared.release(len - actual);
+                } else if actual > len {
+                    self.shared
+                        .queued
+                        .fetch_add(actual - len, std::sync::atomic::Ordering::AcqRel);
+                }
                 if let Some(completion) = completion {
                     self.pending.push_back((self.encoded, completion));
                 }
@@ -137,6 +158,31 @@ impl Outbound {
         let pending = std::mem::take(&mut self.pending);
         self.wake();
         drop(pending);
+    }
+
+    /// Encodes a compressed data frame when permessage-deflate is on and
+    /// the message is worth it; `false` when it was not encoded.
+    fn encode_compressed(&mut self, opcode: OpCode, payload: &[u8]) -> bool {
+        let Some(agreed) = &self.deflate else {
+            return false;
+        };
+        if payload.len() < agreed.min_size {
+            return false;
+        }
+        let deflater = self.deflater.get_or_insert_with(|| Deflater::new(agreed));
+        let mut compressed = std::mem::take(&mut self.compressed);
+        let ok = deflater.compress(payload, &mut compressed);
+        if ok {
+            let before = self.buf.len();
+            frame::encode(&mut self.buf, opcode, true, &compressed);
+            self.encoded += (self.buf.len() - before) as u64;
+        }
+        // Keep the buffer for the next message, unless one huge message
+        // would pin its memory for the connection's lifetime.
+        if compressed.capacity() <= 64 * 1024 {
+            self.compressed = compressed;
+        }
+        ok
     }
 
     fn encode(&mut self, opcode: OpCode, payload: &[u8]) {

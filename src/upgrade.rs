@@ -15,7 +15,7 @@ use actix_web::{
     web, FromRequest, HttpRequest, HttpResponse, ResponseError,
 };
 
-use crate::{connection, Config, Listener};
+use crate::{connection, deflate, Config, Listener};
 
 /// True when `req` asks for a WebSocket upgrade: an `Upgrade: websocket`
 /// header (any case), whatever else is wrong with it. Ring's `websocket-request?`.
@@ -217,12 +217,23 @@ fn respond<L: Listener>(
     if let Some(protocol) = protocol {
         response.insert_header((header::SEC_WEBSOCKET_PROTOCOL, protocol.as_str()));
     }
+    let deflate = config.compression.as_ref().and_then(|policy| {
+        let offers = req
+            .headers()
+            .get_all(header::SEC_WEBSOCKET_EXTENSIONS)
+            .filter_map(|value| value.to_str().ok());
+        deflate::negotiate(offers, policy)
+    });
+    if let Some(agreed) = &deflate {
+        response.insert_header((header::SEC_WEBSOCKET_EXTENSIONS, agreed.response()));
+    }
     log::debug!(
-        "ws upgrade from {:?} protocol {:?}",
+        "ws upgrade from {:?} protocol {:?} deflate {:?}",
         req.peer_addr(),
-        protocol
+        protocol,
+        deflate
     );
-    response.streaming(connection::start(listener, config, payload))
+    response.streaming(connection::start(listener, config, deflate, payload))
 }
 
 /// Extractor for a WebSocket upgrade: Ring's `{::ws/listener L}` response
