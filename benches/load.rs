@@ -1,1 +1,381 @@
-fn main() {}
+//! Load bench: this crate against the actix-web-actors baseline, actix-ws
+//! and a raw TCP echo, side by side, in one run.
+//!
+//! Run:    cargo bench --bench load
+//! Quick:  BENCH_QUICK=1 cargo bench --bench load        (smoke run, ~1 min)
+//! Knobs:  BENCH_SECS=3 (per measurement), BENCH_ROUNDS=3, BENCH_IDLE=10000,
+//!         BENCH_SERVERS=A,B,C,R, BENCH_WORKLOADS=1,2,3,4,5
+//! Output: a table on stdout, target/bench/load.md and target/bench/load.svg.
+//!
+//! Each server runs in a child process (this binary re-executed with
+//! LOAD_BENCH_ROLE=A|B|C|R) with one actix worker, pinned to core 1; the
+//! load client runs here on one thread pinned to core 0. Servers alternate
+//! A B C R, A B C R, … for every workload, a fresh process each time, and
+//! the report shows medians. Server CPU time comes from the kernel's
+//! per-process CPU clock of the child (the same count as utime + stime in
+//! /proc/<pid>/stat, at nanosecond resolution).
+//!
+//! To profile one server under load: LOAD_BENCH_ROLE=A <bench binary> prints
+//! `PORT <n>`; then BENCH_ATTACH=127.0.0.1:<n> BENCH_ATTACH_PID=<pid>
+//! BENCH_WORKLOADS=1 <bench binary> runs the client against it.
+
+#[path = "load/client.rs"]
+mod client;
+#[path = "load/report.rs"]
+mod report;
+#[path = "load/server.rs"]
+mod server;
+#[path = "load/sys.rs"]
+mod sys;
+
+use std::{
+    io::{BufRead, BufReader},
+    net::SocketAddr,
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use client::EchoSpec;
+use report::{Sample, WorkloadResult};
+
+struct Settings {
+    secs: Duration,
+    warmup: Duration,
+    rounds: usize,
+    idle: usize,
+    broadcast_rounds: usize,
+    servers: Vec<char>,
+    workloads: Vec<u8>,
+    attach: Option<(SocketAddr, u32)>,
+}
+
+impl Settings {
+    fn from_env() -> Settings {
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        let quick = var("BENCH_QUICK").is_some_and(|v| v != "0");
+        let secs = var("BENCH_SECS")
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(if quick { 0.5 } else { 3.0 });
+        let num = |name: &str, normal: usize, fast: usize| {
+            var(name)
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(if quick { fast } else { normal })
+        };
+        let servers = var("BENCH_SERVERS")
+            .unwrap_or_else(|| "A,B,C,R".to_owned())
+            .split(',')
+            .filter_map(|s| s.trim().chars().next())
+            .map(|c| c.to_ascii_uppercase())
+            .collect();
+        let workloads = var("BENCH_WORKLOADS")
+            .unwrap_or_else(|| "1,2,3,4,5".to_owned())
+            .split(',')
+            .filter_map(|s| s.trim().parse().ok())
+            .collect();
+        let attach = var("BENCH_ATTACH").and_then(|a| a.parse().ok()).map(|addr| {
+            let pid = var("BENCH_ATTACH_PID")
+                .and_then(|p| p.parse().ok())
+                .unwrap_or(0);
+            (addr, pid)
+        });
+        Settings {
+            secs: Duration::from_secs_f64(secs),
+            warmup: Duration::from_secs_f64(if quick { 0.2 } else { 1.0 }),
+            rounds: num("BENCH_ROUNDS", 3, 1),
+            idle: num("BENCH_IDLE", 10_000, 1_000),
+            broadcast_rounds: num("BENCH_BROADCASTS", 5, 2),
+            servers,
+            workloads,
+            attach,
+        }
+    }
+}
+
+/// A server child process; killed when dropped.
+struct ServerProcess {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl ServerProcess {
+    fn spawn(role: char) -> std::io::Result<ServerProcess> {
+        let mut child = Command::new(std::env::current_exe()?)
+            .env("LOAD_BENCH_ROLE", role.to_string())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()?;
+        let mut line = String::new();
+        if let Some(stdout) = child.stdout.as_mut() {
+            BufReader::new(stdout).read_line(&mut line)?;
+        }
+        let port = line
+            .trim()
+            .strip_prefix("PORT ")
+            .and_then(|p| p.parse::<u16>().ok());
+        let Some(port) = port else {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(std::io::Error::other(format!("server {role} said {line:?}")));
+        };
+        Ok(ServerProcess {
+            child,
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+        })
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn echo_spec(id: u8) -> EchoSpec {
+    match id {
+        1 => EchoSpec {
+            conns: 64,
+            inflight: 1,
+            size: 16,
+            text: true,
+            latency: true,
+        },
+        2 => EchoSpec {
+            conns: 64,
+            inflight: 32,
+            size: 128,
+            text: false,
+            latency: false,
+        },
+        _ => EchoSpec {
+            conns: 4,
+            inflight: 4,
+            size: 64 << 10,
+            text: false,
+            latency: false,
+        },
+    }
+}
+
+fn title(id: u8, settings: &Settings) -> String {
+    match id {
+        1 => "64 conns × 1 in flight, 16 B text".to_owned(),
+        2 => "64 conns × 32 in flight, 128 B binary".to_owned(),
+        3 => "4 conns × 4 in flight, 64 KiB binary".to_owned(),
+        4 => format!("{} idle conns", settings.idle),
+        _ => format!("broadcast 128 B to {} conns", settings.idle),
+    }
+}
+
+fn percentile(sorted: &[u64], p: f64) -> Option<f64> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let i = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1;
+    Some(sorted[i] as f64 / 1000.0)
+}
+
+async fn measure_echo(
+    id: u8,
+    addr: SocketAddr,
+    pid: u32,
+    raw: bool,
+    settings: &Settings,
+) -> std::io::Result<Sample> {
+    let spec = echo_spec(id);
+    let out = client::echo_load(addr, spec, raw, pid, settings.warmup, settings.secs).await?;
+    let secs = out.elapsed.as_secs_f64();
+    let mut latencies = out.latencies;
+    latencies.sort_unstable();
+    let msgs = out.msgs.max(1) as f64;
+    let rate = if id == 3 {
+        out.msgs as f64 * spec.size as f64 / secs / 1e6
+    } else {
+        out.msgs as f64 / secs
+    };
+    Ok(Sample {
+        rate,
+        cpu_us: out.server_cpu.as_secs_f64() * 1e6 / msgs,
+        server_util: Some(out.server_cpu.as_secs_f64() / secs),
+        client_util: Some(out.client_cpu.as_secs_f64() / secs),
+        p50_us: percentile(&latencies, 0.50),
+        p99_us: percentile(&latencies, 0.99),
+        mem_kib: None,
+        time_ms: None,
+    })
+}
+
+async fn measure_idle(addr: SocketAddr, pid: u32, settings: &Settings) -> std::io::Result<Sample> {
+    // Warm the server up (lazy statics, first buffers) before "before".
+    drop(client::connect_many(addr, "/", 64, 16, false).await?);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let rss0 = sys::rss_kib(pid);
+    let cpu0 = sys::cpu_time(pid);
+    let t0 = Instant::now();
+    let conns = client::connect_many(addr, "/", settings.idle, 128, false).await?;
+    let elapsed = t0.elapsed();
+    let cpu = sys::cpu_time(pid).saturating_sub(cpu0);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let rss1 = sys::rss_kib(pid);
+    drop(conns);
+    let n = settings.idle as f64;
+    Ok(Sample {
+        rate: n / elapsed.as_secs_f64(),
+        cpu_us: cpu.as_secs_f64() * 1e6 / n,
+        mem_kib: Some(rss1.saturating_sub(rss0) as f64 / n),
+        ..Sample::default()
+    })
+}
+
+async fn measure_broadcast(
+    addr: SocketAddr,
+    pid: u32,
+    settings: &Settings,
+) -> std::io::Result<Sample> {
+    let conns = client::connect_many(addr, "/broadcast", settings.idle, 128, false).await?;
+    let out = client::broadcast_load(conns, pid, 1, settings.broadcast_rounds).await?;
+    let ms: Vec<f64> = out.times.iter().map(|t| t.as_secs_f64() * 1e3).collect();
+    let mut sorted = ms.clone();
+    sorted.sort_by(f64::total_cmp);
+    let time_ms = sorted.get(sorted.len() / 2).copied().unwrap_or(0.0);
+    Ok(Sample {
+        rate: settings.idle as f64 / (time_ms / 1e3),
+        cpu_us: out.server_cpu.as_secs_f64() * 1e6 / out.deliveries.max(1) as f64,
+        time_ms: Some(time_ms),
+        ..Sample::default()
+    })
+}
+
+async fn measure(id: u8, server: char, addr: SocketAddr, pid: u32, settings: &Settings) -> std::io::Result<Sample> {
+    match id {
+        1..=3 => measure_echo(id, addr, pid, server == 'R', settings).await,
+        4 => measure_idle(addr, pid, settings).await,
+        _ => measure_broadcast(addr, pid, settings).await,
+    }
+}
+
+fn describe(id: u8, server: char, s: &Sample) -> String {
+    let mut line = match id {
+        3 => format!("{:>10.1} MB/s ", s.rate),
+        4 => format!("{:>10.0} conn/s", s.rate),
+        5 => format!("{:>8.1} ms to last", s.time_ms.unwrap_or(0.0)),
+        _ => format!("{:>10.0} msg/s", s.rate),
+    };
+    line = format!("  w{id} {server}: {line}  server CPU {:.2} µs/{}", s.cpu_us, match id {
+        4 => "conn",
+        5 => "delivery",
+        _ => "msg",
+    });
+    if let (Some(su), Some(cu)) = (s.server_util, s.client_util) {
+        line += &format!("  (server {:.0}% / client {:.0}% of a core)", su * 100.0, cu * 100.0);
+    }
+    if let (Some(p50), Some(p99)) = (s.p50_us, s.p99_us) {
+        line += &format!("  p50 {p50:.0} µs p99 {p99:.0} µs");
+    }
+    if let Some(mem) = s.mem_kib {
+        line += &format!("  {mem:.2} KiB RSS/conn");
+    }
+    line
+}
+
+async fn run_all(settings: &Settings) -> Vec<WorkloadResult> {
+    let mut results = Vec::new();
+    for &id in &settings.workloads {
+        let servers: Vec<char> = settings
+            .servers
+            .iter()
+            .copied()
+            .filter(|s| id <= 3 || *s != 'R')
+            .collect();
+        let mut result = WorkloadResult {
+            id,
+            title: title(id, settings),
+            samples: servers.iter().map(|s| (*s, Vec::new())).collect(),
+        };
+        println!("workload {id}: {}", result.title);
+        for round in 0..settings.rounds {
+            for (i, server) in servers.iter().enumerate() {
+                let sample = match ServerProcess::spawn(*server) {
+                    Ok(process) => {
+                        let sample = measure(id, *server, process.addr, process.pid(), settings).await;
+                        drop(process);
+                        sample
+                    }
+                    Err(e) => Err(e),
+                };
+                match sample {
+                    Ok(sample) => {
+                        println!("{} (round {})", describe(id, *server, &sample), round + 1);
+                        result.samples[i].1.push(sample);
+                    }
+                    Err(e) => println!("  w{id} {server}: FAILED: {e}"),
+                }
+                // Let the kernel reap sockets before the next server starts.
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+        results.push(result);
+    }
+    results
+}
+
+async fn run_attached(settings: &Settings, addr: SocketAddr, pid: u32) {
+    for &id in &settings.workloads {
+        for round in 0..settings.rounds {
+            match measure(id, 'A', addr, pid, settings).await {
+                Ok(sample) => println!("{} (round {})", describe(id, '?', &sample), round + 1),
+                Err(e) => println!("  w{id}: FAILED: {e}"),
+            }
+        }
+    }
+}
+
+fn main() -> std::io::Result<()> {
+    if let Ok(role) = std::env::var("LOAD_BENCH_ROLE") {
+        return server::run(&role);
+    }
+    let settings = Settings::from_env();
+    let pinned = sys::pin_to_core(0);
+    let nofile = sys::raise_nofile(65_536);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let local = tokio::task::LocalSet::new();
+    if let Some((addr, pid)) = settings.attach {
+        local.block_on(&runtime, run_attached(&settings, addr, pid));
+        return Ok(());
+    }
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let setup = format!(
+        "Setup: {cores} cores; server: 1 actix worker{} ; client: 1 tokio thread{}; \
+         {} round(s), {:.1} s per measurement after {:.1} s warm-up, medians; RLIMIT_NOFILE {nofile}.",
+        if pinned { " pinned to core 1" } else { " (not pinned)" },
+        if pinned { " pinned to core 0" } else { " (not pinned)" },
+        settings.rounds,
+        settings.secs.as_secs_f64(),
+        settings.warmup.as_secs_f64(),
+    );
+    println!("{setup}");
+    let started = Instant::now();
+    let results = local.block_on(&runtime, run_all(&settings));
+    let md = report::markdown(&results, &setup);
+    println!("\n{md}");
+    println!("total time {:.0} s", started.elapsed().as_secs_f64());
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target").join("bench");
+    std::fs::create_dir_all(&dir)?;
+    std::fs::write(dir.join("load.md"), &md)?;
+    let subtitle = format!(
+        "cargo bench --bench load · {} round(s) × {:.1} s · medians · lower is better except throughput",
+        settings.rounds,
+        settings.secs.as_secs_f64()
+    );
+    std::fs::write(dir.join("load.svg"), report::svg(&results, &subtitle))?;
+    println!("wrote {} and load.svg", dir.join("load.md").display());
+    Ok(())
+}
