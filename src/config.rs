@@ -57,6 +57,9 @@ pub struct Config {
     /// bounded when a client stops reading.
     ///
     /// Past it, sends fail with a backpressure error (see [`BackpressurePolicy`]).
+    /// When nothing is queued, one frame of any size is accepted, so a
+    /// message larger than the limit can still be sent (Autobahn 9.x echoes
+    /// 16 MiB messages); the bound is then the limit plus one message.
     pub max_outbound_buffer: usize,
     /// What to do when the outbound buffer is full. Default
     /// [`BackpressurePolicy::Reject`]: the sender decides.

@@ -376,7 +376,10 @@ impl<L: Listener> Connection<L> {
                 };
                 // A whole single-frame text message is validated once, at the
                 // end; anything arriving in pieces is validated as it comes.
-                let whole = frame.header.fin && start == 0 && available == len;
+                let whole = frame.header.opcode == OpCode::Text
+                    && frame.header.fin
+                    && start == 0
+                    && available == len;
                 if is_text && !whole {
                     frame.streamed = true;
                     if self.utf8.feed(&self.read_buf[start..available]).is_err() {

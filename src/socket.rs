@@ -138,7 +138,9 @@ impl Shared {
     fn reserve(&self, bytes: usize) -> Result<(), SendError> {
         let mut queued = self.queued.load(Ordering::Acquire);
         loop {
-            if queued.saturating_add(bytes) > self.max_outbound {
+            // An empty queue takes any one frame, however large: a message
+            // bigger than the limit could never be sent otherwise.
+            if queued > 0 && queued.saturating_add(bytes) > self.max_outbound {
                 return Err(SendError::Backpressure {
                     queued,
                     limit: self.max_outbound,

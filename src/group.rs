@@ -1,0 +1,443 @@
+//! Broadcast: one message to every socket of a set ([`Group`]), with a
+//! report of what happened to it ([`Broadcast`]).
+//!
+//! This module owns group membership and the rule that a member found closed
+//! during a broadcast leaves the group. It sends only through [`Socket::send`],
+//! so it inherits the socket's promises (never panics, bounded outbound
+//! memory, per-connection order) and must not touch frames, mailboxes or
+//! listeners itself.
+
+use std::{
+    collections::HashSet,
+    fmt,
+    sync::{Arc, Mutex, MutexGuard},
+};
+
+use crate::{Message, SendError, Socket};
+
+/// A set of sockets that receive the same messages: a chat room, the
+/// subscribers of a topic, every client of a dashboard.
+///
+/// Cloning a group shares it (one reference count); it is `Send + Sync`, so
+/// listeners, other actors, spawned tasks and plain threads can all hold a
+/// clone and insert, remove or broadcast. Members are kept by
+/// [`Socket::id`]: inserting a clone of a member's socket changes nothing.
+///
+/// # Cost of a broadcast
+///
+/// The message is converted once. Each member then costs one reference-count
+/// clone of the payload ([`Message`] holds `Bytes` or `ByteString`, never a
+/// copy) and one command in that connection's mailbox; the payload is not
+/// copied by the group. Each connection's own actor later encodes the frame
+/// into its write buffer (and compresses it, when the client negotiated
+/// permessage-deflate), and each member's outbound limit is charged the full
+/// frame, as for any [`Socket::send`].
+///
+/// # Membership
+///
+/// The group holds a clone of each member's socket until it is removed:
+/// remove a socket in [`Listener::on_close`](crate::Listener::on_close), or
+/// let the next broadcast drop it (a member whose connection is closing or
+/// closed is removed when a broadcast meets it). A held socket of a finished
+/// connection is a few dozen bytes, not a connection.
+///
+/// # Order and locking
+///
+/// A broadcast sends to every member while it holds the group's lock, so two
+/// broadcasts through one group reach every member in the same order, and a
+/// member inserted while a broadcast runs gets all of it or none of it.
+/// Sends never block and run no user code, so the lock is held for a few
+/// hundred nanoseconds per member.
+///
+/// ```no_run
+/// use actix_web::{web, App, HttpServer, Responder};
+/// use actix_ws_listener::{CloseCode, Group, Listener, Message, Socket, WebSocketUpgrade};
+///
+/// struct Room {
+///     group: Group,
+/// }
+///
+/// impl Listener for Room {
+///     fn on_open(&mut self, socket: &Socket) {
+///         self.group.insert(socket);
+///     }
+///
+///     fn on_message(&mut self, _: &Socket, message: Message) {
+///         // Everyone, the sender too.
+///         self.group.broadcast(message);
+///     }
+///
+///     fn on_close(&mut self, socket: &Socket, _: CloseCode, _: &str) {
+///         self.group.remove(socket);
+///     }
+/// }
+///
+/// async fn ws(upgrade: WebSocketUpgrade, group: web::Data<Group>) -> impl Responder {
+///     upgrade.listen(Room { group: group.get_ref().clone() })
+/// }
+///
+/// #[actix_web::main]
+/// async fn main() -> std::io::Result<()> {
+///     let group = web::Data::new(Group::new());
+///     HttpServer::new(move || App::new().app_data(group.clone()).route("/ws", web::get().to(ws)))
+///         .bind("127.0.0.1:8080")?
+///         .run()
+///         .await
+/// }
+/// ```
+#[derive(Clone, Default)]
+pub struct Group {
+    members: Arc<Mutex<HashSet<Socket>>>,
+}
+
+/// What a broadcast did: how many members it was queued for, how many
+/// refused it for backpressure, how many were found closed (and removed).
+///
+/// The three counts add up to the number of members the broadcast was
+/// addressed to.
+///
+/// ```no_run
+/// # fn demo(group: actix_ws_listener::Group) {
+/// let report = group.broadcast("tick");
+/// if report.backpressured > 0 {
+///     log::warn!("{} slow clients missed a tick", report.backpressured);
+/// }
+/// log::debug!("tick sent to {} clients, {} had left", report.sent, report.closed);
+/// # }
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Broadcast {
+    /// Members the message was queued for: the promise of [`Socket::send`]
+    /// returning `Ok` (queued in order on that connection), not that the
+    /// client received it.
+    pub sent: usize,
+    /// Members that refused the message with [`SendError::Backpressure`]:
+    /// their client is not reading fast enough and their outbound buffer is
+    /// full. They missed this message and stay in the group, unless the
+    /// socket is no longer open after the refusal; under
+    /// [`BackpressurePolicy::Close`](crate::BackpressurePolicy::Close) the
+    /// refusal closes the connection, and a broadcast removes the member
+    /// once its socket reports closed.
+    pub backpressured: usize,
+    /// Members whose socket was closing or closed ([`SendError::Closed`]);
+    /// they have been removed from the group.
+    pub closed: usize,
+}
+
+impl Broadcast {
+    /// Members the broadcast was addressed to: `sent + backpressured + closed`.
+    ///
+    /// ```
+    /// # use actix_ws_listener::Group;
+    /// let report = Group::new().broadcast("nobody hears this");
+    /// assert_eq!(report.total(), 0);
+    /// ```
+    pub fn total(&self) -> usize {
+        self.sent + self.backpressured + self.closed
+    }
+}
+
+impl Group {
+    /// An empty group.
+    ///
+    /// ```
+    /// use actix_ws_listener::Group;
+    ///
+    /// let group = Group::new();
+    /// assert!(group.is_empty());
+    /// ```
+    pub fn new() -> Group {
+        Group::default()
+    }
+
+    /// Adds a socket; returns `false` if it was already a member (by
+    /// [`Socket::id`]). Inserting a closed socket is allowed: the next
+    /// broadcast removes it.
+    ///
+    /// ```no_run
+    /// use actix_ws_listener::{Group, Listener, Socket};
+    ///
+    /// struct Member(Group);
+    ///
+    /// impl Listener for Member {
+    ///     fn on_open(&mut self, socket: &Socket) {
+    ///         assert!(self.0.insert(socket));
+    ///         assert!(!self.0.insert(&socket.clone()), "one membership per connection");
+    ///     }
+    /// }
+    /// ```
+    pub fn insert(&self, socket: &Socket) -> bool {
+        self.lock().insert(socket.clone())
+    }
+
+    /// Removes a socket; returns `false` if it was not a member.
+    ///
+    /// ```no_run
+    /// use actix_ws_listener::{CloseCode, Group, Listener, Socket};
+    ///
+    /// struct Member(Group);
+    ///
+    /// impl Listener for Member {
+    ///     fn on_close(&mut self, socket: &Socket, _: CloseCode, _: &str) {
+    ///         self.0.remove(socket);
+    ///     }
+    /// }
+    /// ```
+    pub fn remove(&self, socket: &Socket) -> bool {
+        self.lock().remove(socket)
+    }
+
+    /// True if the socket (by [`Socket::id`]) is a member.
+    ///
+    /// ```no_run
+    /// # fn demo(group: actix_ws_listener::Group, socket: actix_ws_listener::Socket) {
+    /// if !group.contains(&socket) {
+    ///     let _ = socket.send("you are not in this room");
+    /// }
+    /// # }
+    /// ```
+    pub fn contains(&self, socket: &Socket) -> bool {
+        self.lock().contains(socket)
+    }
+
+    /// Number of members, closed ones that no broadcast has met yet included.
+    ///
+    /// ```
+    /// # use actix_ws_listener::Group;
+    /// assert_eq!(Group::new().len(), 0);
+    /// ```
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// True when the group has no member.
+    ///
+    /// ```
+    /// # use actix_ws_listener::Group;
+    /// assert!(Group::new().is_empty());
+    /// ```
+    pub fn is_empty(&self) -> bool {
+        self.lock().is_empty()
+    }
+
+    /// Sends one message to every member, the payload shared rather than
+    /// copied, and reports what happened. Members found closing or closed are
+    /// removed from the group. Never blocks, never panics; a member that
+    /// refuses the message does not stop the others from getting it.
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use actix_ws_listener::Group;
+    ///
+    /// // From any thread or task: a group is Send + Sync.
+    /// fn start_clock(group: Group) {
+    ///     std::thread::spawn(move || loop {
+    ///         let report = group.broadcast(format!("{} clients", group.len()));
+    ///         log::debug!("{report:?}");
+    ///         std::thread::sleep(Duration::from_secs(1));
+    ///     });
+    /// }
+    /// ```
+    pub fn broadcast(&self, message: impl Into<Message>) -> Broadcast {
+        self.send_to_members(message.into(), None)
+    }
+
+    /// Sends one message to every member except `skip` (usually the sender),
+    /// as [`Group::broadcast`] does. `skip` need not be a member, and is not
+    /// counted in the report.
+    ///
+    /// ```no_run
+    /// use actix_ws_listener::{Group, Listener, Message, Socket};
+    ///
+    /// struct Relay(Group);
+    ///
+    /// impl Listener for Relay {
+    ///     fn on_message(&mut self, socket: &Socket, message: Message) {
+    ///         // Everyone else hears it; the sender does not get an echo.
+    ///         self.0.broadcast_except(socket, message);
+    ///     }
+    /// }
+    /// ```
+    pub fn broadcast_except(&self, skip: &Socket, message: impl Into<Message>) -> Broadcast {
+        self.send_to_members(message.into(), Some(skip))
+    }
+
+    /// A snapshot of the members, for sending to them one by one (a
+    /// different message each, say). Later changes to the group do not
+    /// affect it.
+    ///
+    /// ```no_run
+    /// # fn demo(group: actix_ws_listener::Group) {
+    /// for (rank, socket) in group.sockets().iter().enumerate() {
+    ///     let _ = socket.send(format!("you are number {}", rank + 1));
+    /// }
+    /// # }
+    /// ```
+    pub fn sockets(&self) -> Vec<Socket> {
+        self.lock().iter().cloned().collect()
+    }
+
+    fn send_to_members(&self, message: Message, skip: Option<&Socket>) -> Broadcast {
+        let mut report = Broadcast::default();
+        let mut members = self.lock();
+        // Under the lock, so every member sees broadcasts in one order.
+        members.retain(|socket| {
+            if skip == Some(socket) {
+                return true;
+            }
+            match socket.send(message.clone()) {
+                Ok(()) => {
+                    report.sent += 1;
+                    true
+                }
+                // A member past `max_outbound_buffer` misses this message
+                // and stays, unless its socket is no longer open.
+                Err(SendError::Backpressure { .. }) => {
+                    report.backpressured += 1;
+                    socket.is_open()
+                }
+                Err(_) => {
+                    report.closed += 1;
+                    false
+                }
+            }
+        });
+        drop(members);
+        log::trace!(
+            "broadcast of {} bytes: {} sent, {} backpressured, {} closed",
+            message.len(),
+            report.sent,
+            report.backpressured,
+            report.closed
+        );
+        report
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashSet<Socket>> {
+        // No code that can panic runs under this lock while the set is
+        // inconsistent, so a poisoned lock still holds a valid set.
+        self.members.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl fmt::Debug for Group {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Group").field("members", &self.len()).finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use actix::{Actor, Context, Handler};
+
+    use super::*;
+    use crate::{
+        socket::{Command, Envelope},
+        BackpressurePolicy,
+    };
+
+    /// Stands in for a connection actor: counts the messages it is sent.
+    struct Mailbox(Arc<AtomicUsize>);
+
+    impl Actor for Mailbox {
+        type Context = Context<Self>;
+    }
+
+    impl Handler<Envelope> for Mailbox {
+        type Result = ();
+
+        fn handle(&mut self, Envelope(command): Envelope, _: &mut Context<Self>) {
+            if let Command::Send(..) = command {
+                self.0.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+    }
+
+    fn socket(max_outbound: usize, received: &Arc<AtomicUsize>) -> Socket {
+        let mailbox = Mailbox(Arc::clone(received)).start();
+        Socket::new(mailbox.recipient(), max_outbound, BackpressurePolicy::Reject)
+    }
+
+    #[test]
+    fn group_is_send_sync_and_cheap_to_clone() {
+        fn assert_send_sync<T: Send + Sync + Clone + 'static>() {}
+        assert_send_sync::<Group>();
+        assert_send_sync::<Broadcast>();
+    }
+
+    #[actix_rt::test]
+    async fn membership_goes_by_socket_id() {
+        let received = Arc::new(AtomicUsize::new(0));
+        let group = Group::new();
+        let a = socket(1 << 20, &received);
+        let b = socket(1 << 20, &received);
+        assert!(group.insert(&a));
+        assert!(!group.insert(&a.clone()));
+        assert!(group.insert(&b));
+        assert_eq!(group.len(), 2);
+        assert!(group.clone().contains(&a), "clones share members");
+        assert!(group.remove(&a));
+        assert!(!group.remove(&a));
+        assert!(!group.contains(&a));
+        assert_eq!(group.sockets(), vec![b]);
+    }
+
+    #[actix_rt::test]
+    async fn broadcast_reaches_every_member_once() {
+        let received = Arc::new(AtomicUsize::new(0));
+        let group = Group::new();
+        for _ in 0..3 {
+            group.insert(&socket(1 << 20, &received));
+        }
+        let report = group.broadcast("hello");
+        assert_eq!((report.sent, report.backpressured, report.closed), (3, 0, 0));
+        assert_eq!(report.total(), 3);
+        actix_rt::task::yield_now().await;
+        while received.load(Ordering::SeqCst) < 3 {
+            actix_rt::task::yield_now().await;
+        }
+        assert_eq!(received.load(Ordering::SeqCst), 3);
+    }
+
+    #[actix_rt::test]
+    async fn broadcast_except_skips_the_sender() {
+        let received = Arc::new(AtomicUsize::new(0));
+        let group = Group::new();
+        let sender = socket(1 << 20, &received);
+        group.insert(&sender);
+        group.insert(&socket(1 << 20, &received));
+        let report = group.broadcast_except(&sender, "hi");
+        assert_eq!((report.sent, report.total()), (1, 1));
+        assert!(group.contains(&sender));
+    }
+
+    #[actix_rt::test]
+    async fn closed_members_are_dropped_during_broadcast() {
+        let received = Arc::new(AtomicUsize::new(0));
+        let group = Group::new();
+        let open = socket(1 << 20, &received);
+        let closed = socket(1 << 20, &received);
+        group.insert(&open);
+        group.insert(&closed);
+        closed.close().expect("first close");
+        let report = group.broadcast("after close");
+        assert_eq!((report.sent, report.closed), (1, 1));
+        assert!(!group.contains(&closed));
+        assert_eq!(group.len(), 1);
+    }
+
+    #[actix_rt::test]
+    async fn backpressured_members_miss_the_message_and_stay() {
+        let received = Arc::new(AtomicUsize::new(0));
+        let group = Group::new();
+        let small = socket(16, &received);
+        group.insert(&small);
+        group.insert(&socket(1 << 20, &received));
+        let report = group.broadcast(vec![0u8; 1024]);
+        assert_eq!((report.sent, report.backpressured, report.closed), (1, 1, 0));
+        assert!(group.contains(&small));
+    }
+}
