@@ -1,0 +1,94 @@
+//! S8: frame and message limits are enforced when a frame header arrives,
+//! before its payload is buffered; 1009, `on_error` then `on_close`.
+
+mod common;
+
+use actix_ws_listener::{CloseCode, Error};
+use common::*;
+
+fn limited(frame: usize, message: usize) -> actix_ws_listener::Config {
+    test_config().max_frame_size(frame).max_message_size(message)
+}
+
+#[test]
+fn s8_a_frame_declaring_1_gib_is_refused_from_its_header_with_1009() {
+    let events = Events::new();
+    let server = serve(move || events.record(Echo));
+    let mut client = server.connect();
+    // The header only: had the server waited for the payload, no close
+    // would come until the read timeout.
+    let frame = FrameSpec::new(OP_BINARY, Vec::new()).declared_len(1 << 30).encode();
+    client.write(&frame);
+    assert_eq!(client.recv_close().0, 1009);
+}
+
+#[test]
+fn s8_frame_over_max_frame_size_closes_1009_with_on_error_then_on_close() {
+    let events = Events::new();
+    let server = serve_with(limited(1000, 10_000), {
+        let events = events.clone();
+        move || events.record(Echo)
+    });
+    let mut client = server.connect();
+    let conn = events.wait_open().id();
+    client.send(FrameSpec::new(OP_BINARY, vec![0; 1001]));
+    assert_eq!(client.recv_close().0, 1009);
+    assert!(matches!(
+        events.wait_error(conn),
+        Error::FrameTooLarge { size: 1001, max: 1000 }
+    ));
+    assert_eq!(events.wait_close(conn).0, CloseCode::MESSAGE_TOO_BIG);
+    events.assert_lifecycle(conn);
+}
+
+#[test]
+fn s8_limits_are_inclusive() {
+    let events = Events::new();
+    let server = serve_with(limited(1000, 1000), {
+        let events = events.clone();
+        move || events.record(Echo)
+    });
+    let mut client = server.connect();
+    client.send(FrameSpec::new(OP_BINARY, vec![7; 1000]));
+    assert_eq!(client.recv_binary(), vec![7; 1000]);
+    client.send(FrameSpec::new(OP_TEXT, b"x".repeat(500)).fin(false));
+    client.send(FrameSpec::new(OP_CONTINUATION, b"y".repeat(500)));
+    assert_eq!(client.recv_text().len(), 1000);
+}
+
+#[test]
+fn s8_a_fragmented_message_is_cut_off_when_its_running_size_passes_the_limit() {
+    let events = Events::new();
+    let server = serve_with(limited(1000, 2500), {
+        let events = events.clone();
+        move || events.record(Echo)
+    });
+    let mut client = server.connect();
+    let conn = events.wait_open().id();
+    client.send(FrameSpec::new(OP_BINARY, vec![1; 1000]).fin(false));
+    client.send(FrameSpec::new(OP_CONTINUATION, vec![2; 1000]).fin(false));
+    // The third header alone takes the message to 3000 > 2500: its payload
+    // is never sent, yet the server answers.
+    let third = FrameSpec::new(OP_CONTINUATION, Vec::new()).declared_len(1000).encode();
+    client.write(&third);
+    assert_eq!(client.recv_close().0, 1009);
+    assert!(matches!(
+        events.wait_error(conn),
+        Error::MessageTooLarge { size: 3000, max: 2500 }
+    ));
+    assert_eq!(events.wait_close(conn).0, CloseCode::MESSAGE_TOO_BIG);
+}
+
+#[test]
+fn s8_a_single_frame_over_max_message_size_closes_1009() {
+    let events = Events::new();
+    let server = serve_with(limited(10_000, 100), {
+        let events = events.clone();
+        move || events.record(Echo)
+    });
+    let mut client = server.connect();
+    let conn = events.wait_open().id();
+    client.write(&FrameSpec::new(OP_TEXT, Vec::new()).declared_len(101).encode());
+    assert_eq!(client.recv_close().0, 1009);
+    assert!(matches!(events.wait_error(conn), Error::MessageTooLarge { .. }));
+}
