@@ -1,0 +1,202 @@
+//! permessage-deflate (RFC 7692): negotiation, compressed echo both ways,
+//! RSV1 misuse, a compression bomb and a corrupt stream, with raw frames
+//! compressed by the test itself.
+
+mod common;
+
+use actix_ws_listener::{CloseCode, Compression, Config, Error};
+use common::*;
+use flate2::{Compress, Decompress, FlushCompress, FlushDecompress};
+
+const OFFER: &str = "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n";
+
+fn deflate_config() -> Config {
+    test_config().compression(Compression::default().min_size(0))
+}
+
+/// Raw-deflates `data` as one RFC 7692 message (sync flush, trailer removed).
+fn compress(data: &[u8], level: u32) -> Vec<u8> {
+    let mut compress = Compress::new(flate2::Compression::new(level), false);
+    let mut out = Vec::with_capacity(data.len() + 1024);
+    loop {
+        let consumed = compress.total_in() as usize;
+        compress
+            .compress_vec(&data[consumed..], &mut out, FlushCompress::Sync)
+            .unwrap();
+        if compress.total_in() as usize == data.len() && out.len() < out.capacity() {
+            break;
+        }
+        out.reserve(out.capacity());
+    }
+    assert!(out.ends_with(&[0, 0, 0xFF, 0xFF]));
+    out.truncate(out.len() - 4);
+    out
+}
+
+fn inflate(data: &[u8]) -> Vec<u8> {
+    let mut input = data.to_vec();
+    input.extend_from_slice(&[0, 0, 0xFF, 0xFF]);
+    let mut decompress = Decompress::new(false);
+    let mut out = Vec::with_capacity(1 << 20);
+    decompress
+        .decompress_vec(&input, &mut out, FlushDecompress::Sync)
+        .unwrap();
+    out
+}
+
+fn serve_deflate(events: &Events) -> TestServer {
+    let events = events.clone();
+    serve_with(deflate_config(), move || events.record(Echo))
+}
+
+#[test]
+fn the_first_acceptable_offer_is_accepted_with_the_agreed_parameters() {
+    let events = Events::new();
+    let server = serve_deflate(&events);
+    let client = RawClient::connect_with(server.addr(), "/ws", OFFER);
+    assert_eq!(client.response.header("sec-websocket-extensions"), Some("permessage-deflate"));
+    let client = RawClient::connect_with(
+        server.addr(),
+        "/ws",
+        "Sec-WebSocket-Extensions: permessage-deflate; server_max_window_bits=8, \
+         permessage-deflate; server_no_context_takeover; server_max_window_bits=12\r\n",
+    );
+    assert_eq!(
+        client.response.header("sec-websocket-extensions"),
+        Some("permessage-deflate; server_no_context_takeover; server_max_window_bits=12")
+    );
+}
+
+#[test]
+fn offers_that_cannot_be_honoured_and_malformed_headers_get_no_extension() {
+    let events = Events::new();
+    let server = serve_deflate(&events);
+    for header in [
+        "permessage-deflate; server_max_window_bits=8",
+        "permessage-deflate; server_max_window_bits=99",
+        "permessage-deflate; bogus",
+        "permessage-deflate;; =",
+        "\"unterminated",
+    ] {
+        let extra = format!("Sec-WebSocket-Extensions: {header}\r\n");
+        let client = RawClient::connect_with(server.addr(), "/ws", &extra);
+        assert_eq!(client.response.header("sec-websocket-extensions"), None, "{header}");
+    }
+    // Compression off: never negotiated.
+    let plain = serve(|| Echo);
+    let client = RawClient::connect_with(plain.addr(), "/ws", OFFER);
+    assert_eq!(client.response.header("sec-websocket-extensions"), None);
+}
+
+#[test]
+fn compressed_messages_are_inflated_and_echoes_are_compressed() {
+    let events = Events::new();
+    let server = serve_deflate(&events);
+    let mut client = RawClient::connect_with(server.addr(), "/ws", OFFER);
+    let conn = events.wait_open().id();
+    let text = "hello compressed world, ".repeat(50);
+    // The server keeps its compression context between messages, so the
+    // client keeps one decompressor for both echoes.
+    let mut decompress = Decompress::new(false);
+    for _ in 0..2 {
+        client.send(FrameSpec::new(OP_TEXT, compress(text.as_bytes(), 6)).rsv(0b100));
+        let frame = client.read_frame();
+        assert_eq!((frame.opcode, frame.rsv, frame.fin), (OP_TEXT, 0b100, true));
+        assert!(frame.payload.len() < text.len() / 4, "{}", frame.payload.len());
+        let mut input = frame.payload;
+        input.extend_from_slice(&[0, 0, 0xFF, 0xFF]);
+        let mut out = Vec::with_capacity(64 * 1024);
+        decompress
+            .decompress_vec(&input, &mut out, FlushDecompress::Sync)
+            .unwrap();
+        assert_eq!(out, text.as_bytes());
+    }
+    let messages = events.wait_messages(conn, 2);
+    assert!(messages.iter().all(|m| m.as_text() == Some(text.as_str())));
+}
+
+#[test]
+fn a_compressed_message_may_be_fragmented_with_rsv1_on_its_first_frame_only() {
+    let events = Events::new();
+    let server = serve_deflate(&events);
+    let mut client = RawClient::connect_with(server.addr(), "/ws", OFFER);
+    let conn = events.wait_open().id();
+    let data = b"fragmented and compressed ".repeat(40);
+    let compressed = compress(&data, 6);
+    let (a, b) = compressed.split_at(compressed.len() / 2);
+    client.send(FrameSpec::new(OP_BINARY, a).fin(false).rsv(0b100));
+    client.send(FrameSpec::new(OP_PING, "mid"));
+    client.send(FrameSpec::new(OP_CONTINUATION, b));
+    assert_eq!(client.read_frame().payload, b"mid");
+    let echo = client.read_frame();
+    assert_eq!(echo.rsv, 0b100);
+    assert_eq!(inflate(&echo.payload), data);
+    assert_eq!(events.wait_messages(conn, 1)[0].as_bytes(), &data[..]);
+}
+
+#[test]
+fn rsv1_on_a_continuation_or_control_frame_closes_with_1002() {
+    for frames in [
+        vec![
+            FrameSpec::new(OP_TEXT, compress(b"abc", 6)).fin(false).rsv(0b100),
+            FrameSpec::new(OP_CONTINUATION, compress(b"def", 6)).rsv(0b100),
+        ],
+        vec![FrameSpec::new(OP_PING, "x").rsv(0b100)],
+        vec![FrameSpec::new(OP_TEXT, "x").rsv(0b010)],
+    ] {
+        let events = Events::new();
+        let server = serve_deflate(&events);
+        let mut client = RawClient::connect_with(server.addr(), "/ws", OFFER);
+        let conn = events.wait_open().id();
+        for frame in &frames {
+            client.send(frame.clone());
+        }
+        assert_eq!(client.recv_close().0, 1002, "{frames:?}");
+        assert!(matches!(events.wait_error(conn), Error::Protocol(_)));
+    }
+}
+
+#[test]
+fn a_compression_bomb_closes_with_1009_before_it_is_inflated() {
+    let events = Events::new();
+    let config = deflate_config().max_message_size(1 << 20);
+    let server = serve_with(config, {
+        let events = events.clone();
+        move || events.record(Echo)
+    });
+    let mut client = RawClient::connect_with(server.addr(), "/ws", OFFER);
+    let conn = events.wait_open().id();
+    // 64 MiB of zeros in well under 100 KiB on the wire.
+    let bomb = compress(&vec![0u8; 64 << 20], 9);
+    assert!(bomb.len() < 100 << 10, "{}", bomb.len());
+    client.send(FrameSpec::new(OP_BINARY, bomb).rsv(0b100));
+    assert_eq!(client.recv_close().0, 1009);
+    assert!(matches!(
+        events.wait_error(conn),
+        Error::MessageTooLarge { max: 1048576, .. }
+    ));
+    assert_eq!(events.wait_close(conn).0, CloseCode::MESSAGE_TOO_BIG);
+}
+
+#[test]
+fn corrupt_deflate_data_closes_with_1007() {
+    let events = Events::new();
+    let server = serve_deflate(&events);
+    let mut client = RawClient::connect_with(server.addr(), "/ws", OFFER);
+    let conn = events.wait_open().id();
+    client.send(FrameSpec::new(OP_TEXT, vec![0xFF; 16]).rsv(0b100));
+    assert_eq!(client.recv_close().0, 1007);
+    assert_eq!(events.wait_error(conn), Error::InvalidCompressedData);
+    events.assert_lifecycle(conn);
+}
+
+#[test]
+fn compressed_text_that_inflates_to_invalid_utf8_closes_with_1007() {
+    let events = Events::new();
+    let server = serve_deflate(&events);
+    let mut client = RawClient::connect_with(server.addr(), "/ws", OFFER);
+    let conn = events.wait_open().id();
+    client.send(FrameSpec::new(OP_TEXT, compress(b"ok \xff\xfe", 6)).rsv(0b100));
+    assert_eq!(client.recv_close().0, 1007);
+    assert_eq!(events.wait_error(conn), Error::InvalidUtf8);
+}
