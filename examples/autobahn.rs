@@ -39,8 +39,11 @@ async fn main() -> std::io::Result<()> {
             .app_data(config.clone())
             .default_service(web::get().to(ws))
     })
-        .workers(workers)
-        .bind(bind)?
-        .run()
-        .await
+    .workers(workers)
+    // Close TCP right after a close handshake instead of lingering up to
+    // actix-web's default 1 s for the client to close first.
+    .client_disconnect_timeout(std::time::Duration::ZERO)
+    .bind(bind)?
+    .run()
+    .await
 }

@@ -41,7 +41,9 @@ impl Actor for Ticker {
             let text = format!("tick {} at {now}", ticker.ticks);
             // A socket that is gone or not reading refuses the send; the
             // ticker carries on with the others.
-            ticker.sockets.retain(|socket| socket.send(text.as_str()).is_ok() || socket.is_open());
+            ticker
+                .sockets
+                .retain(|socket| socket.send(text.as_str()).is_ok() || socket.is_open());
         });
     }
 }

@@ -86,10 +86,15 @@ mod tests {
 
     #[test]
     fn reserved_and_out_of_range_codes_are_not_sendable() {
-        for code in [0, 999, 1004, 1005, 1006, 1015, 1016, 1100, 2000, 2999, 5000, 65535] {
+        for code in [
+            0, 999, 1004, 1005, 1006, 1015, 1016, 1100, 2000, 2999, 5000, 65535,
+        ] {
             assert!(!CloseCode(code).is_sendable(), "{code}");
         }
-        for code in [1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014, 3000, 3999, 4000, 4999] {
+        for code in [
+            1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014, 3000, 3999,
+            4000, 4999,
+        ] {
             assert!(CloseCode(code).is_sendable(), "{code}");
         }
     }

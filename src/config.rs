@@ -66,6 +66,11 @@ pub struct Config {
     pub backpressure: BackpressurePolicy,
     /// How long the server waits for the peer's close frame after sending
     /// its own, before it ends the TCP connection. Default 5 s.
+    ///
+    /// Once a connection ends, actix-web itself may keep the socket open up
+    /// to `HttpServer::client_disconnect_timeout` (1 s by default) waiting
+    /// for the client to close first; set that to `Duration::ZERO` to close
+    /// TCP as soon as the close handshake is done.
     pub close_timeout: Duration,
     /// Period of server pings. Default off, like Ring, where keepalive is an
     /// opt-in middleware (which pings every 20 s).

@@ -240,7 +240,10 @@ impl<L: Listener> Connection<L> {
             return;
         }
         if self.is_closing() {
-            log::debug!("ws {}: close sent, waiting for the peer's", self.socket.id());
+            log::debug!(
+                "ws {}: close sent, waiting for the peer's",
+                self.socket.id()
+            );
             let handle = ctx.run_later(self.config.close_timeout, |act, ctx| {
                 log::debug!("ws {}: close timeout", act.socket.id());
                 let (code, reason) = act.sent_close();
@@ -306,7 +309,9 @@ impl<L: Listener> Connection<L> {
         log::debug!("ws {}: closed with {code} {reason:?}", self.socket.id());
         let _scope = enter_callback(self.socket.id(), Rc::clone(&self.out));
         let (listener, socket) = (&mut self.listener, &self.socket);
-        if let Err(panic) = catch_unwind(AssertUnwindSafe(|| listener.on_close(socket, code, reason))) {
+        if let Err(panic) =
+            catch_unwind(AssertUnwindSafe(|| listener.on_close(socket, code, reason)))
+        {
             log::error!(
                 "ws {}: on_close panicked: {}",
                 self.socket.id(),
@@ -341,7 +346,8 @@ impl<L: Listener> Connection<L> {
             }
             if self.frame.is_none() {
                 let rsv1_allowed = self.deflate.is_some();
-                match frame::parse_header(&self.read_buf, self.config.max_frame_size, rsv1_allowed) {
+                match frame::parse_header(&self.read_buf, self.config.max_frame_size, rsv1_allowed)
+                {
                     Err(error) => return self.fail(ctx, error),
                     Ok(None) => return,
                     Ok(Some((header, header_len))) => {
@@ -364,14 +370,19 @@ impl<L: Listener> Connection<L> {
             let available = self.read_buf.len().min(len);
             if available > frame.unmasked {
                 let start = frame.unmasked;
-                frame::apply_mask(&mut self.read_buf[start..available], frame.header.mask, start);
+                frame::apply_mask(
+                    &mut self.read_buf[start..available],
+                    frame.header.mask,
+                    start,
+                );
                 frame.unmasked = available;
                 // Compressed payloads are validated after inflation.
                 let is_text = match frame.header.opcode {
                     OpCode::Text => !frame.header.rsv1,
-                    OpCode::Continuation => {
-                        self.message.as_ref().is_some_and(|m| m.text && !m.compressed)
-                    }
+                    OpCode::Continuation => self
+                        .message
+                        .as_ref()
+                        .is_some_and(|m| m.text && !m.compressed),
                     _ => false,
                 };
                 // A whole single-frame text message is validated once, at the
@@ -620,7 +631,10 @@ mod tests {
     fn close_payloads_are_validated() {
         assert_eq!(parse_close(&[]), Ok((CloseCode::NO_STATUS, "")));
         assert!(parse_close(&[0x03]).is_err());
-        assert_eq!(parse_close(&[0x03, 0xE8, b'o', b'k']), Ok((CloseCode::NORMAL, "ok")));
+        assert_eq!(
+            parse_close(&[0x03, 0xE8, b'o', b'k']),
+            Ok((CloseCode::NORMAL, "ok"))
+        );
         for bad in [0u16, 999, 1004, 1005, 1006, 1015, 1016, 2999, 5000] {
             assert!(parse_close(&bad.to_be_bytes()).is_err(), "{bad}");
         }

@@ -125,7 +125,10 @@ impl Agreed {
             value.push_str("; client_no_context_takeover");
         }
         if self.announce_window {
-            value.push_str(&format!("; server_max_window_bits={}", self.server_window_bits));
+            value.push_str(&format!(
+                "; server_max_window_bits={}",
+                self.server_window_bits
+            ));
         }
         value
     }
@@ -139,9 +142,8 @@ type Param<'a> = (&'a str, Option<&'a str>);
 fn parse_extensions(value: &str) -> Option<Vec<(&str, Vec<Param<'_>>)>> {
     let is_token = |s: &str| {
         !s.is_empty()
-            && s.bytes().all(|b| {
-                b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
-            })
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
     };
     let mut extensions = Vec::new();
     for element in value.split(',') {
@@ -382,7 +384,11 @@ impl Inflater {
     }
 
     /// Ends a message: feeds the stripped trailer back in.
-    pub(crate) fn finish_message(&mut self, out: &mut Vec<u8>, limit: usize) -> Result<(), InflateError> {
+    pub(crate) fn finish_message(
+        &mut self,
+        out: &mut Vec<u8>,
+        limit: usize,
+    ) -> Result<(), InflateError> {
         let result = self.inflate(&TRAILER, out, limit);
         if self.reset_each_message {
             self.stream.reset(false);
@@ -401,9 +407,14 @@ mod tests {
 
     #[test]
     fn negotiation_accepts_the_first_acceptable_offer() {
-        assert_eq!(offer("permessage-deflate").unwrap().response(), "permessage-deflate");
         assert_eq!(
-            offer("permessage-deflate; client_max_window_bits").unwrap().response(),
+            offer("permessage-deflate").unwrap().response(),
+            "permessage-deflate"
+        );
+        assert_eq!(
+            offer("permessage-deflate; client_max_window_bits")
+                .unwrap()
+                .response(),
             "permessage-deflate"
         );
         assert_eq!(
@@ -449,8 +460,11 @@ mod tests {
     #[test]
     fn round_trip_with_and_without_context_takeover() {
         for takeover in [false, true] {
-            let agreed = accept_offer(&[], &Compression::default().server_no_context_takeover(!takeover))
-                .unwrap();
+            let agreed = accept_offer(
+                &[],
+                &Compression::default().server_no_context_takeover(!takeover),
+            )
+            .unwrap();
             let mut deflater = Deflater::new(&agreed);
             let mut inflater = Inflater::new(&agreed);
             for message in [&b""[..], b"hello hello hello hello", &[7u8; 100_000]] {

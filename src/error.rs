@@ -57,7 +57,9 @@ impl Error {
         match self {
             Error::Protocol(_) => CloseCode::PROTOCOL_ERROR,
             Error::InvalidUtf8 | Error::InvalidCompressedData => CloseCode::INVALID_PAYLOAD,
-            Error::FrameTooLarge { .. } | Error::MessageTooLarge { .. } => CloseCode::MESSAGE_TOO_BIG,
+            Error::FrameTooLarge { .. } | Error::MessageTooLarge { .. } => {
+                CloseCode::MESSAGE_TOO_BIG
+            }
             Error::Timeout => CloseCode::GOING_AWAY,
             Error::Backpressure => CloseCode::POLICY_VIOLATION,
             Error::ListenerPanic(_) => CloseCode::INTERNAL_ERROR,
@@ -84,7 +86,9 @@ impl fmt::Display for Error {
         match self {
             Error::Protocol(what) => write!(f, "WebSocket protocol error: {what}"),
             Error::InvalidUtf8 => f.write_str("text message is not valid UTF-8"),
-            Error::InvalidCompressedData => f.write_str("compressed message is not a valid deflate stream"),
+            Error::InvalidCompressedData => {
+                f.write_str("compressed message is not a valid deflate stream")
+            }
             Error::FrameTooLarge { size, max } => {
                 write!(f, "frame of {size} bytes exceeds max_frame_size {max}")
             }

@@ -101,7 +101,9 @@ pub(crate) fn parse_header(
             bytes.copy_from_slice(&buf[2..10]);
             let len = u64::from_be_bytes(bytes);
             if len >> 63 != 0 {
-                return Err(Error::Protocol("payload length has the most significant bit set"));
+                return Err(Error::Protocol(
+                    "payload length has the most significant bit set",
+                ));
             }
             (len, 8)
         }
@@ -112,7 +114,9 @@ pub(crate) fn parse_header(
             return Err(Error::Protocol("fragmented control frame"));
         }
         if len > MAX_CONTROL_PAYLOAD as u64 {
-            return Err(Error::Protocol("control frame payload longer than 125 bytes"));
+            return Err(Error::Protocol(
+                "control frame payload longer than 125 bytes",
+            ));
         }
         if rsv1 {
             return Err(Error::Protocol("reserved bit set on a control frame"));
@@ -225,7 +229,11 @@ mod tests {
     fn header_needs_all_its_bytes() {
         let frame = masked(0x81, 70_000);
         for end in 0..frame.len() {
-            assert_eq!(parse_header(&frame[..end], 1 << 20, false), Ok(None), "{end}");
+            assert_eq!(
+                parse_header(&frame[..end], 1 << 20, false),
+                Ok(None),
+                "{end}"
+            );
         }
         let (header, len) = parse_header(&frame, 1 << 20, false).unwrap().unwrap();
         assert_eq!((header.len, len, header.opcode), (70_000, 14, OpCode::Text));
@@ -243,7 +251,9 @@ mod tests {
             })
         );
         // The limit is inclusive.
-        assert!(parse_header(&masked(0x82, 100), 100, false).unwrap().is_some());
+        assert!(parse_header(&masked(0x82, 100), 100, false)
+            .unwrap()
+            .is_some());
     }
 
     #[test]
@@ -266,7 +276,10 @@ mod tests {
         }
         let mut huge = vec![0x82, 0xFF];
         huge.extend_from_slice(&u64::MAX.to_be_bytes());
-        assert!(matches!(parse_header(&huge, usize::MAX, false), Err(Error::Protocol(_))));
+        assert!(matches!(
+            parse_header(&huge, usize::MAX, false),
+            Err(Error::Protocol(_))
+        ));
     }
 
     #[test]

@@ -46,7 +46,9 @@ impl JsonError {
 impl fmt::Display for JsonError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.kind {
-            JsonErrorKind::Serialize => write!(f, "cannot serialize value as JSON: {}", self.source),
+            JsonErrorKind::Serialize => {
+                write!(f, "cannot serialize value as JSON: {}", self.source)
+            }
             JsonErrorKind::Binary => write!(f, "binary message is not JSON text: {}", self.source),
             JsonErrorKind::Parse => write!(f, "message is not the expected JSON: {}", self.source),
         }
@@ -120,7 +122,8 @@ impl Socket {
     /// [`SendError::Serialize`] when serialization fails; otherwise as
     /// [`Socket::send`].
     pub fn send_json<T: Serialize + ?Sized>(&self, value: &T) -> Result<(), SendError> {
-        let message = Message::json(value).map_err(|error| SendError::Serialize(error.to_string()))?;
+        let message =
+            Message::json(value).map_err(|error| SendError::Serialize(error.to_string()))?;
         self.send(message)
     }
 }
@@ -137,7 +140,12 @@ mod tests {
             .unwrap_err();
         assert!(error.is_syntax());
         assert_eq!(error.line(), 2);
-        assert!(error.to_string().starts_with("message is not the expected JSON"), "{error}");
+        assert!(
+            error
+                .to_string()
+                .starts_with("message is not the expected JSON"),
+            "{error}"
+        );
 
         let error = Message::from(vec![0xFFu8]).parse_json::<u32>().unwrap_err();
         assert!(error.to_string().starts_with("binary message"), "{error}");

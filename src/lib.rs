@@ -105,11 +105,11 @@ pub use close::CloseCode;
 pub use config::{BackpressurePolicy, Config};
 pub use deflate::Compression;
 pub use error::{Error, SendError};
-pub use listener::{listener, FnListener, Listener};
-pub use message::Message;
 #[cfg(feature = "json")]
 #[cfg_attr(docsrs, doc(cfg(feature = "json")))]
 pub use json::JsonError;
+pub use listener::{listener, FnListener, Listener};
+pub use message::Message;
 pub use registry::Connections;
 pub use socket::Socket;
 pub use upgrade::{

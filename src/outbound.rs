@@ -131,7 +131,9 @@ impl Outbound {
         frame::encode_close(&mut self.buf, code.as_u16(), reason);
         let len = self.buf.len() - before;
         self.encoded += len as u64;
-        self.shared.queued.fetch_add(len, std::sync::atomic::Ordering::AcqRel);
+        self.shared
+            .queued
+            .fetch_add(len, std::sync::atomic::Ordering::AcqRel);
         self.close_sent = Some((code, reason.to_owned()));
         self.wake();
     }

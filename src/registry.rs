@@ -96,7 +96,10 @@ impl Connections {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Socket>> {
         // A panic while holding this lock cannot leave the map inconsistent.
-        self.inner.sockets.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.inner
+            .sockets
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -121,10 +124,13 @@ pub(crate) fn watch_shutdown_signals() {
     #[cfg(unix)]
     actix_rt::spawn(async {
         use actix_rt::signal::unix::{signal, SignalKind};
-        let (Ok(mut interrupt), Ok(mut terminate)) =
-            (signal(SignalKind::interrupt()), signal(SignalKind::terminate()))
-        else {
-            log::warn!("cannot listen for shutdown signals; connections will not be closed on shutdown");
+        let (Ok(mut interrupt), Ok(mut terminate)) = (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+        ) else {
+            log::warn!(
+                "cannot listen for shutdown signals; connections will not be closed on shutdown"
+            );
             return;
         };
         futures::future::select(Box::pin(interrupt.recv()), Box::pin(terminate.recv())).await;

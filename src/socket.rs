@@ -448,7 +448,9 @@ impl Socket {
         if let Err(error) = self.shared.reserve(len) {
             if self.shared.policy == BackpressurePolicy::Close {
                 // Not counted: it is what frees the buffer.
-                self.shared.mailbox.do_send(Envelope(Command::Fail(Error::Backpressure)));
+                self.shared
+                    .mailbox
+                    .do_send(Envelope(Command::Fail(Error::Backpressure)));
             }
             return Err((error, command));
         }
@@ -471,7 +473,9 @@ impl Socket {
             self.shared.mark_closed();
             return;
         }
-        self.shared.queued.fetch_add(COMMAND_OVERHEAD, Ordering::AcqRel);
+        self.shared
+            .queued
+            .fetch_add(COMMAND_OVERHEAD, Ordering::AcqRel);
         self.shared.in_mailbox.fetch_add(1, Ordering::AcqRel);
         // `do_send` ignores the mailbox capacity on purpose: the bytes
         // reserved above (frame plus COMMAND_OVERHEAD per entry) are what

@@ -38,7 +38,8 @@ pub fn is_websocket_request(req: &HttpRequest) -> bool {
 /// True when `req` asks for any protocol upgrade (`Connection: upgrade`
 /// and an `Upgrade` header). Ring's `upgrade-request?`.
 pub fn is_upgrade_request(req: &HttpRequest) -> bool {
-    header_has_token(req, header::CONNECTION, "upgrade") && req.headers().contains_key(header::UPGRADE)
+    header_has_token(req, header::CONNECTION, "upgrade")
+        && req.headers().contains_key(header::UPGRADE)
 }
 
 /// The subprotocols the client offered in `Sec-WebSocket-Protocol`, in the
@@ -118,7 +119,9 @@ impl ResponseError for UpgradeError {
         if *self == UpgradeError::MethodNotAllowed {
             response.insert_header((header::ALLOW, "GET"));
         }
-        response.content_type("text/plain; charset=utf-8").body(self.to_string())
+        response
+            .content_type("text/plain; charset=utf-8")
+            .body(self.to_string())
     }
 }
 
@@ -148,7 +151,10 @@ fn verify(req: &HttpRequest, config: &Config) -> Result<(), UpgradeError> {
         return Err(UpgradeError::BadKey);
     }
     if let Some(allowed) = &config.allowed_origins {
-        let origin = req.headers().get(header::ORIGIN).and_then(|o| o.to_str().ok());
+        let origin = req
+            .headers()
+            .get(header::ORIGIN)
+            .and_then(|o| o.to_str().ok());
         if !origin.is_some_and(|origin| allowed.iter().any(|a| a == origin)) {
             return Err(UpgradeError::OriginNotAllowed);
         }
@@ -185,7 +191,10 @@ pub fn upgrade<L: Listener>(
 
 fn app_config(req: &HttpRequest) -> Config {
     req.app_data::<Config>()
-        .or_else(|| req.app_data::<web::Data<Config>>().map(|data| data.as_ref()))
+        .or_else(|| {
+            req.app_data::<web::Data<Config>>()
+                .map(|data| data.as_ref())
+        })
         .cloned()
         .unwrap_or_default()
 }

@@ -97,7 +97,11 @@ mod tests {
         ];
         for bytes in cases {
             for piece in 1..=bytes.len() {
-                assert_eq!(feed_in_pieces(bytes, piece), Err(InvalidUtf8), "{bytes:?} {piece}");
+                assert_eq!(
+                    feed_in_pieces(bytes, piece),
+                    Err(InvalidUtf8),
+                    "{bytes:?} {piece}"
+                );
             }
         }
     }

@@ -54,7 +54,10 @@ fn the_first_acceptable_offer_is_accepted_with_the_agreed_parameters() {
     let events = Events::new();
     let server = serve_deflate(&events);
     let client = RawClient::connect_with(server.addr(), "/ws", OFFER);
-    assert_eq!(client.response.header("sec-websocket-extensions"), Some("permessage-deflate"));
+    assert_eq!(
+        client.response.header("sec-websocket-extensions"),
+        Some("permessage-deflate")
+    );
     let client = RawClient::connect_with(
         server.addr(),
         "/ws",
@@ -80,7 +83,11 @@ fn offers_that_cannot_be_honoured_and_malformed_headers_get_no_extension() {
     ] {
         let extra = format!("Sec-WebSocket-Extensions: {header}\r\n");
         let client = RawClient::connect_with(server.addr(), "/ws", &extra);
-        assert_eq!(client.response.header("sec-websocket-extensions"), None, "{header}");
+        assert_eq!(
+            client.response.header("sec-websocket-extensions"),
+            None,
+            "{header}"
+        );
     }
     // Compression off: never negotiated.
     let plain = serve(|| Echo);
@@ -102,7 +109,11 @@ fn compressed_messages_are_inflated_and_echoes_are_compressed() {
         client.send(FrameSpec::new(OP_TEXT, compress(text.as_bytes(), 6)).rsv(0b100));
         let frame = client.read_frame();
         assert_eq!((frame.opcode, frame.rsv, frame.fin), (OP_TEXT, 0b100, true));
-        assert!(frame.payload.len() < text.len() / 4, "{}", frame.payload.len());
+        assert!(
+            frame.payload.len() < text.len() / 4,
+            "{}",
+            frame.payload.len()
+        );
         let mut input = frame.payload;
         input.extend_from_slice(&[0, 0, 0xFF, 0xFF]);
         let mut out = Vec::with_capacity(64 * 1024);
@@ -138,7 +149,9 @@ fn a_compressed_message_may_be_fragmented_with_rsv1_on_its_first_frame_only() {
 fn rsv1_on_a_continuation_or_control_frame_closes_with_1002() {
     for frames in [
         vec![
-            FrameSpec::new(OP_TEXT, compress(b"abc", 6)).fin(false).rsv(0b100),
+            FrameSpec::new(OP_TEXT, compress(b"abc", 6))
+                .fin(false)
+                .rsv(0b100),
             FrameSpec::new(OP_CONTINUATION, compress(b"def", 6)).rsv(0b100),
         ],
         vec![FrameSpec::new(OP_PING, "x").rsv(0b100)],

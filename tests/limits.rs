@@ -7,7 +7,9 @@ use actix_ws_listener::{CloseCode, Error};
 use common::*;
 
 fn limited(frame: usize, message: usize) -> actix_ws_listener::Config {
-    test_config().max_frame_size(frame).max_message_size(message)
+    test_config()
+        .max_frame_size(frame)
+        .max_message_size(message)
 }
 
 #[test]
@@ -17,7 +19,9 @@ fn s8_a_frame_declaring_1_gib_is_refused_from_its_header_with_1009() {
     let mut client = server.connect();
     // The header only: had the server waited for the payload, no close
     // would come until the read timeout.
-    let frame = FrameSpec::new(OP_BINARY, Vec::new()).declared_len(1 << 30).encode();
+    let frame = FrameSpec::new(OP_BINARY, Vec::new())
+        .declared_len(1 << 30)
+        .encode();
     client.write(&frame);
     assert_eq!(client.recv_close().0, 1009);
 }
@@ -35,7 +39,10 @@ fn s8_frame_over_max_frame_size_closes_1009_with_on_error_then_on_close() {
     assert_eq!(client.recv_close().0, 1009);
     assert!(matches!(
         events.wait_error(conn),
-        Error::FrameTooLarge { size: 1001, max: 1000 }
+        Error::FrameTooLarge {
+            size: 1001,
+            max: 1000
+        }
     ));
     assert_eq!(events.wait_close(conn).0, CloseCode::MESSAGE_TOO_BIG);
     events.assert_lifecycle(conn);
@@ -69,12 +76,17 @@ fn s8_a_fragmented_message_is_cut_off_when_its_running_size_passes_the_limit() {
     client.send(FrameSpec::new(OP_CONTINUATION, vec![2; 1000]).fin(false));
     // The third header alone takes the message to 3000 > 2500: its payload
     // is never sent, yet the server answers.
-    let third = FrameSpec::new(OP_CONTINUATION, Vec::new()).declared_len(1000).encode();
+    let third = FrameSpec::new(OP_CONTINUATION, Vec::new())
+        .declared_len(1000)
+        .encode();
     client.write(&third);
     assert_eq!(client.recv_close().0, 1009);
     assert!(matches!(
         events.wait_error(conn),
-        Error::MessageTooLarge { size: 3000, max: 2500 }
+        Error::MessageTooLarge {
+            size: 3000,
+            max: 2500
+        }
     ));
     assert_eq!(events.wait_close(conn).0, CloseCode::MESSAGE_TOO_BIG);
 }
@@ -88,7 +100,14 @@ fn s8_a_single_frame_over_max_message_size_closes_1009() {
     });
     let mut client = server.connect();
     let conn = events.wait_open().id();
-    client.write(&FrameSpec::new(OP_TEXT, Vec::new()).declared_len(101).encode());
+    client.write(
+        &FrameSpec::new(OP_TEXT, Vec::new())
+            .declared_len(101)
+            .encode(),
+    );
     assert_eq!(client.recv_close().0, 1009);
-    assert!(matches!(events.wait_error(conn), Error::MessageTooLarge { .. }));
+    assert!(matches!(
+        events.wait_error(conn),
+        Error::MessageTooLarge { .. }
+    ));
 }

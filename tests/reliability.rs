@@ -28,7 +28,8 @@ impl Listener for Flood {
     fn on_open(&mut self, socket: &Socket) {
         let chunk = Message::binary(vec![0u8; 64 * 1024]);
         let socket = socket.clone();
-        let (refused, peak, events) = (self.refused.clone(), self.peak.clone(), self.events.clone());
+        let (refused, peak, events) =
+            (self.refused.clone(), self.peak.clone(), self.events.clone());
         // From another thread, as a broadcaster would.
         std::thread::spawn(move || {
             for _ in 0..10_000 {
@@ -66,12 +67,18 @@ fn s9_a_client_that_never_reads_gets_backpressure_not_unbounded_memory() {
     let client = server.connect();
     events.wait_note("refused");
     assert!(
-        matches!(*refused.lock().unwrap(), Some(SendError::Backpressure { limit: 1048576, .. })),
+        matches!(
+            *refused.lock().unwrap(),
+            Some(SendError::Backpressure { limit: 1048576, .. })
+        ),
         "{:?}",
         refused.lock().unwrap()
     );
     let peak = peak.load(Ordering::Relaxed);
-    assert!(peak <= limit + 64, "queued {peak} bytes with a limit of {limit}");
+    assert!(
+        peak <= limit + 64,
+        "queued {peak} bytes with a limit of {limit}"
+    );
     drop(client);
 }
 
@@ -195,7 +202,10 @@ fn s12_keepalive_pings_each_connection_every_period() {
         client.send_pong(b"");
     }
     events.wait_for("three pongs", |log| {
-        (log.iter().filter(|r| r.conn == conn && matches!(r.event, Event::Pong(_))).count() >= 3)
+        (log.iter()
+            .filter(|r| r.conn == conn && matches!(r.event, Event::Pong(_)))
+            .count()
+            >= 3)
             .then_some(())
     });
 }
@@ -266,7 +276,8 @@ fn s13_an_upgrade_from_a_foreign_origin_gets_403_and_starts_nothing() {
     assert!(evil.body_text().contains("origin"), "{}", evil.body_text());
     let none = http_request(server.addr(), &handshake_request(server.addr(), "/ws", ""));
     assert_eq!(none.status, 403);
-    let mut good = RawClient::connect_with(server.addr(), "/ws", "Origin: https://chat.example\r\n");
+    let mut good =
+        RawClient::connect_with(server.addr(), "/ws", "Origin: https://chat.example\r\n");
     events.wait_open();
     good.send_close(1000, "");
     assert_eq!(good.recv_close().0, 1000);

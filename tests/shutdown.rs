@@ -98,7 +98,10 @@ fn s14_sigterm_closes_open_connections_with_1001_and_runs_on_close() {
     // as soon as the handshakes finish. 30 s is a generous bound, not a timing.
     let deadline = Instant::now() + Duration::from_secs(30);
     while !server.is_finished() {
-        assert!(Instant::now() < deadline, "server still running 30 s after SIGTERM");
+        assert!(
+            Instant::now() < deadline,
+            "server still running 30 s after SIGTERM"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     server

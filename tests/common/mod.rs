@@ -92,9 +92,7 @@ where
             })
         })
         .expect("spawn server thread");
-    let (addr, handle) = rx
-        .recv_timeout(TIMEOUT)
-        .expect("test server did not start");
+    let (addr, handle) = rx.recv_timeout(TIMEOUT).expect("test server did not start");
     TestServer { addr, handle }
 }
 
@@ -207,7 +205,9 @@ impl Events {
 
     pub fn push(&self, conn: u64, event: Event) {
         let (log, changed) = &*self.inner;
-        log.lock().unwrap_or_else(|e| e.into_inner()).push(Record { conn, event });
+        log.lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(Record { conn, event });
         changed.notify_all();
     }
 
@@ -216,7 +216,11 @@ impl Events {
     }
 
     pub fn snapshot(&self) -> Vec<Record> {
-        self.inner.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.inner
+            .0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Events of one connection, in order.
@@ -339,7 +343,10 @@ impl Events {
             .filter(|e| matches!(e, Event::Violation(_)))
             .collect();
         assert!(violations.is_empty(), "S1 violated: {violations:#?}");
-        let opens = callbacks.iter().filter(|e| matches!(e, Event::Open(_))).count();
+        let opens = callbacks
+            .iter()
+            .filter(|e| matches!(e, Event::Open(_)))
+            .count();
         let closes = callbacks
             .iter()
             .filter(|e| matches!(e, Event::Close(..)))
@@ -413,7 +420,8 @@ impl<L: Listener> Listener for Recorded<L> {
 
     fn on_message(&mut self, socket: &Socket, message: Message) {
         self.check(socket, "on_message");
-        self.events.push(socket.id(), Event::Message(message.clone()));
+        self.events
+            .push(socket.id(), Event::Message(message.clone()));
         self.inner.on_message(socket, message);
     }
 
@@ -612,8 +620,12 @@ pub fn handshake_request(addr: SocketAddr, path: &str, extra: &str) -> String {
 fn open_stream(addr: SocketAddr) -> TcpStream {
     let stream = TcpStream::connect_timeout(&addr, TIMEOUT).expect("connect to test server");
     stream.set_nodelay(true).expect("nodelay");
-    stream.set_read_timeout(Some(TIMEOUT)).expect("read timeout");
-    stream.set_write_timeout(Some(TIMEOUT)).expect("write timeout");
+    stream
+        .set_read_timeout(Some(TIMEOUT))
+        .expect("read timeout");
+    stream
+        .set_write_timeout(Some(TIMEOUT))
+        .expect("write timeout");
     stream
 }
 
@@ -671,7 +683,10 @@ fn fill(stream: &mut TcpStream, buf: &mut Vec<u8>, what: &str) {
 }
 
 fn is_timeout(e: &io::Error) -> bool {
-    matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut)
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
 }
 
 /// Sends `request` on a new connection and returns the response (not a
@@ -831,7 +846,10 @@ impl RawClient {
         loop {
             let frame = self.read_frame();
             assert!(!frame.masked, "server frames must not be masked: {frame:?}");
-            assert_eq!(frame.rsv, 0, "unexpected RSV bits from the server: {frame:?}");
+            assert_eq!(
+                frame.rsv, 0,
+                "unexpected RSV bits from the server: {frame:?}"
+            );
             match frame.opcode {
                 OP_PING => return Incoming::Ping(frame.payload),
                 OP_PONG => return Incoming::Pong(frame.payload),
@@ -926,8 +944,9 @@ impl RawClient {
         }
     }
 
-    /// The handshake: completes the close handshake from the client side
-    /// after the server's close frame (echoing its code).
+    /// Completes the close handshake from the client side after the
+    /// server's close frame, answering with `code`. Errors are ignored: the
+    /// server may already have ended the connection.
     pub fn answer_close(&mut self, code: u16) {
         let _ = self.try_write(&FrameSpec::new(OP_CLOSE, close_payload(code, "")).encode());
     }
