@@ -5,19 +5,16 @@
 //! Run:   cargo run --example ticker      (BIND=127.0.0.1:8080 by default)
 //! Talk:  websocat ws://127.0.0.1:8080/ws
 
-use std::{
-    collections::HashSet,
-    time::{Duration, SystemTime, UNIX_EPOCH},
-};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use actix::{Actor, Addr, AsyncContext, Context, Handler, Message as ActixMessage};
 use actix_web::{web, App, HttpServer, Responder};
-use actix_ws_listener::{CloseCode, Listener, Socket, WebSocketUpgrade};
+use actix_ws_listener::{CloseCode, Group, Listener, Socket, WebSocketUpgrade};
 
 /// The actor that owns the set of connected sockets.
 #[derive(Default)]
 struct Ticker {
-    sockets: HashSet<Socket>,
+    sockets: Group,
     ticks: u64,
 }
 
@@ -38,12 +35,14 @@ impl Actor for Ticker {
                 .duration_since(UNIX_EPOCH)
                 .map(|d| d.as_secs())
                 .unwrap_or_default();
-            let text = format!("tick {} at {now}", ticker.ticks);
-            // A socket that is gone or not reading refuses the send; the
-            // ticker carries on with the others.
-            ticker
+            // One shared payload for everyone; members whose connection has
+            // closed leave the group, slow ones just miss this tick.
+            let report = ticker
                 .sockets
-                .retain(|socket| socket.send(text.as_str()).is_ok() || socket.is_open());
+                .broadcast(format!("tick {} at {now}", ticker.ticks));
+            if report.backpressured > 0 {
+                log::warn!("{} clients are not keeping up", report.backpressured);
+            }
         });
     }
 }
@@ -53,7 +52,7 @@ impl Handler<Membership> for Ticker {
 
     fn handle(&mut self, membership: Membership, _: &mut Context<Self>) {
         match membership {
-            Membership::Join(socket) => self.sockets.insert(socket),
+            Membership::Join(socket) => self.sockets.insert(&socket),
             Membership::Leave(socket) => self.sockets.remove(&socket),
         };
         log::info!("{} clients", self.sockets.len());

@@ -91,6 +91,7 @@ mod connection;
 mod deflate;
 mod error;
 mod frame;
+mod group;
 #[cfg(feature = "json")]
 mod json;
 mod listener;
@@ -105,6 +106,7 @@ pub use close::CloseCode;
 pub use config::{BackpressurePolicy, Config};
 pub use deflate::Compression;
 pub use error::{Error, SendError};
+pub use group::{Broadcast, Group};
 #[cfg(feature = "json")]
 #[cfg_attr(docsrs, doc(cfg(feature = "json")))]
 pub use json::JsonError;

@@ -1,0 +1,178 @@
+//! A chat room: one `Listener` struct per connection holding the user's
+//! name, and one `Group` of every connected socket that each message is
+//! broadcast to. Shows per-connection state in a listener, `Group::broadcast`
+//! (everyone, the sender too), `Group::broadcast_except` (everyone else) and
+//! a per-route `Config` that keeps chat messages small and slow clients
+//! bounded.
+//!
+//! Protocol, all text frames:
+//! - the client sends a line; every client gets `NAME: line`;
+//! - `/name NEW` renames you: the others get `* OLD is now NEW`, you get
+//!   `* you are now NEW`;
+//! - when someone connects the others get `* NAME joined` and the newcomer
+//!   gets `* welcome, NAME (N online)`; when someone leaves, `* NAME left`.
+//!
+//! The name comes from the `?name=` query parameter of the WebSocket URL
+//! (`guest-ID` without one).
+//!
+//! Run:   cargo run --release --example chat      (BIND=127.0.0.1:8080 by default)
+//! Talk:  open http://127.0.0.1:8080/ in two browser tabs (the page is
+//!        examples/chat/index.html, compiled into the binary: no build step,
+//!        works offline), or from a terminal:
+//!        websocat 'ws://127.0.0.1:8080/ws?name=alice'
+
+use std::time::Duration;
+
+use actix_web::{middleware::Logger, web, App, HttpResponse, HttpServer, Responder};
+use actix_ws_listener::{CloseCode, Config, Group, Listener, Message, Socket, WebSocketUpgrade};
+use serde::Deserialize;
+
+/// The page, served at `/`.
+const INDEX_HTML: &str = include_str!("chat/index.html");
+
+/// Longest name kept, in characters.
+const MAX_NAME: usize = 24;
+
+/// One connection's state: who is talking, and the room they talk in.
+struct Chatter {
+    name: String,
+    room: Group,
+}
+
+impl Listener for Chatter {
+    fn on_open(&mut self, socket: &Socket) {
+        if self.name.is_empty() {
+            self.name = format!("guest-{}", socket.id());
+        }
+        self.room.insert(socket);
+        log::info!("{} joined ({} online)", self.name, self.room.len());
+        self.room
+            .broadcast_except(socket, format!("* {} joined", self.name));
+        let _ = socket.send(format!(
+            "* welcome, {} ({} online)",
+            self.name,
+            self.room.len()
+        ));
+    }
+
+    fn on_message(&mut self, socket: &Socket, message: Message) {
+        let Some(text) = message.as_text() else {
+            let _ = socket.send("* only text messages are understood here");
+            return;
+        };
+        let text = text.trim();
+        if text.is_empty() {
+            return;
+        }
+        if let Some(new_name) = text.strip_prefix("/name ") {
+            self.rename(socket, new_name);
+        } else if text == "/name" {
+            self.rename(socket, "");
+        } else if text.starts_with('/') {
+            let _ = socket.send("* unknown command; try /name NEW");
+        } else {
+            // One String for everyone: the group shares it, it is not copied per member.
+            let report = self.room.broadcast(format!("{}: {text}", self.name));
+            if report.backpressured > 0 {
+                log::warn!("{} slow clients missed a message", report.backpressured);
+            }
+        }
+    }
+
+    fn on_close(&mut self, socket: &Socket, code: CloseCode, _reason: &str) {
+        self.room.remove(socket);
+        log::info!(
+            "{} left with {code} ({} online)",
+            self.name,
+            self.room.len()
+        );
+        self.room.broadcast(format!("* {} left", self.name));
+    }
+}
+
+impl Chatter {
+    fn rename(&mut self, socket: &Socket, requested: &str) {
+        match clean_name(requested) {
+            Some(name) if name != self.name => {
+                let old = std::mem::replace(&mut self.name, name);
+                self.room
+                    .broadcast_except(socket, format!("* {old} is now {}", self.name));
+                let _ = socket.send(format!("* you are now {}", self.name));
+            }
+            Some(_) => {
+                let _ = socket.send(format!("* you are already {}", self.name));
+            }
+            None => {
+                let _ = socket.send("* usage: /name NEW (letters, digits, - _ . and spaces)");
+            }
+        }
+    }
+}
+
+/// Keeps letters, digits, `-`, `_`, `.` and inner spaces, at most
+/// [`MAX_NAME`] characters; `None` if nothing is left. No `:` can get in,
+/// so `NAME: text` always splits at the first `: `.
+fn clean_name(raw: &str) -> Option<String> {
+    let kept: String = raw
+        .chars()
+        .filter(|c| c.is_alphanumeric() || matches!(c, '-' | '_' | '.' | ' '))
+        .collect();
+    let name: String = kept.trim().chars().take(MAX_NAME).collect();
+    let name = name.trim_end();
+    (!name.is_empty()).then(|| name.to_owned())
+}
+
+#[derive(Deserialize)]
+struct JoinQuery {
+    name: Option<String>,
+}
+
+async fn ws(
+    upgrade: WebSocketUpgrade,
+    query: web::Query<JoinQuery>,
+    room: web::Data<Group>,
+) -> impl Responder {
+    let name = query
+        .name
+        .as_deref()
+        .and_then(clean_name)
+        .unwrap_or_default();
+    upgrade
+        .config(
+            Config::default()
+                // A chat line is small; anything bigger is an abuse (closes with 1009).
+                .max_message_size(16 * 1024)
+                // A client that stops reading holds at most this much of the room's traffic.
+                .max_outbound_buffer(256 * 1024)
+                // Keeps idle connections alive through proxies that drop silent ones.
+                .keepalive(Duration::from_secs(30)),
+        )
+        .listen(Chatter {
+            name,
+            room: room.get_ref().clone(),
+        })
+}
+
+async fn index() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/html; charset=utf-8")
+        .body(INDEX_HTML)
+}
+
+#[actix_web::main]
+async fn main() -> std::io::Result<()> {
+    env_logger::init_from_env(env_logger::Env::default().default_filter_or("info"));
+    let bind = std::env::var("BIND").unwrap_or_else(|_| "127.0.0.1:8080".to_owned());
+    let room = web::Data::new(Group::new());
+    log::info!("chat on http://{bind}/ (WebSocket at ws://{bind}/ws?name=NAME)");
+    HttpServer::new(move || {
+        App::new()
+            .wrap(Logger::default())
+            .app_data(room.clone())
+            .route("/", web::get().to(index))
+            .route("/ws", web::get().to(ws))
+    })
+    .bind(bind)?
+    .run()
+    .await
+}

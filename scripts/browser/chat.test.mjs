@@ -1,0 +1,127 @@
+// Headless-Chromium test of examples/chat.rs, run by scripts/browser-test.sh.
+//
+// Two browsers (separate contexts, so separate sessions) join the chat page
+// as alice and bob; alice's message must reach both pages, bob's join must
+// be announced to alice, bob's rename and departure too. A screenshot of
+// alice's page is saved for a person to look at.
+//
+// Env: BASE_URL (required), BROWSER_TEST_DIR (where playwright-core is
+// installed; default target/browser-test), CHROMIUM (default
+// /usr/bin/chromium), SCREENSHOT (default BROWSER_TEST_DIR/chat.png).
+// Exits 0 when every check passed, 1 with a message saying which failed.
+
+import { createRequire } from "node:module";
+import path from "node:path";
+
+const baseUrl = process.env.BASE_URL;
+const installDir = path.resolve(process.env.BROWSER_TEST_DIR ?? "target/browser-test");
+const executablePath = process.env.CHROMIUM ?? "/usr/bin/chromium";
+const screenshot = path.resolve(process.env.SCREENSHOT ?? path.join(installDir, "chat.png"));
+const TIMEOUT = 10_000;
+
+if (!baseUrl) {
+  console.error("chat.test.mjs: BASE_URL is not set (scripts/browser-test.sh sets it)");
+  process.exit(2);
+}
+
+// playwright-core lives under target/, not next to this file.
+const require = createRequire(path.join(installDir, "package.json"));
+const { chromium } = require("playwright-core");
+
+const escape = (text) => text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+
+/** Waits until the page's log holds a line that reads exactly `line`. */
+async function expectLine(page, who, line) {
+  const item = page.locator("#log li").filter({ hasText: new RegExp(`^${escape(line)}$`) });
+  try {
+    await item.first().waitFor({ state: "visible", timeout: TIMEOUT });
+  } catch {
+    const seen = await page.locator("#log li").allTextContents();
+    throw new Error(
+      `${who}'s page never showed ${JSON.stringify(line)}; it shows:\n` +
+        seen.map((l) => `    ${l}`).join("\n"),
+    );
+  }
+}
+
+async function joinAs(context, name) {
+  const page = await context.newPage();
+  page.on("console", (msg) => {
+    if (msg.type() === "error") console.error(`[${name} console] ${msg.text()}`);
+  });
+  page.on("pageerror", (error) => console.error(`[${name} page error] ${error.message}`));
+  await page.goto(baseUrl, { timeout: TIMEOUT });
+  await page.fill("#name", name);
+  await page.click("#join");
+  await expectLine(page, name, `* welcome, ${name} (${name === "alice" ? 1 : 2} online)`);
+  await page.locator("#message").waitFor({ state: "visible", timeout: TIMEOUT });
+  return page;
+}
+
+async function say(page, text) {
+  await page.fill("#message", text);
+  await page.press("#message", "Enter");
+}
+
+let browser;
+let step = "launch chromium";
+try {
+  // launch() gives the browser a fresh temporary profile (user-data-dir)
+  // and deletes it on close; each context below is a separate session.
+  browser = await chromium.launch({
+    executablePath,
+    headless: true,
+    timeout: 30_000,
+    args: [
+      "--headless",
+      "--no-sandbox",
+      "--disable-gpu",
+      "--disable-quic",
+      "--no-first-run",
+      "--disable-background-networking",
+      "--disable-component-update",
+      "--disable-sync",
+    ],
+  });
+  const aliceContext = await browser.newContext({ viewport: { width: 800, height: 600 } });
+  const bobContext = await browser.newContext({ viewport: { width: 800, height: 600 } });
+
+  step = "alice joins";
+  const alice = await joinAs(aliceContext, "alice");
+
+  step = "bob joins and alice sees the announcement";
+  const bob = await joinAs(bobContext, "bob");
+  await expectLine(alice, "alice", "* bob joined");
+
+  step = "alice's message reaches bob and alice";
+  await say(alice, "hello from alice");
+  await expectLine(bob, "bob", "alice: hello from alice");
+  await expectLine(alice, "alice", "alice: hello from alice");
+
+  step = "markup in a message is shown as text";
+  await say(bob, "<b>not bold</b> & fine");
+  await expectLine(alice, "alice", "bob: <b>not bold</b> & fine");
+  if ((await alice.locator("#log li b", { hasText: "not bold" }).count()) !== 0) {
+    throw new Error("a message's markup was rendered as HTML");
+  }
+
+  step = "bob renames himself with /name";
+  await say(bob, "/name carol");
+  await expectLine(bob, "bob", "* you are now carol");
+  await expectLine(alice, "alice", "* bob is now carol");
+  await say(bob, "hi, I am carol now");
+  await expectLine(alice, "alice", "carol: hi, I am carol now");
+
+  step = "carol leaves and alice sees it";
+  await bobContext.close();
+  await expectLine(alice, "alice", "* carol left");
+
+  step = "screenshot";
+  await alice.screenshot({ path: screenshot });
+  console.log(`chat.test.mjs: all checks passed; screenshot: ${screenshot}`);
+} catch (error) {
+  console.error(`chat.test.mjs: FAILED at step "${step}": ${error.message}`);
+  process.exitCode = 1;
+} finally {
+  await browser?.close().catch(() => {});
+}
