@@ -247,6 +247,34 @@ fn accept_offer(params: &[Param<'_>], policy: &Compression) -> Option<Agreed> {
     Some(agreed)
 }
 
+/// Compressed forms of one broadcast message, shared by every member's
+/// connection. Without context takeover, compressing the same message with
+/// the same level and window gives the same bytes, so the first member to
+/// need them compresses and the others reuse the result.
+#[derive(Default)]
+pub(crate) struct CompressCache {
+    entries: std::sync::Mutex<Vec<((u32, u8), bytes::Bytes)>>,
+}
+
+impl CompressCache {
+    /// The compressed payload for `agreed`'s level and window, computed by
+    /// `compress` the first time.
+    pub(crate) fn get_or_compress(
+        &self,
+        agreed: &Agreed,
+        compress: impl FnOnce() -> Option<bytes::Bytes>,
+    ) -> Option<bytes::Bytes> {
+        let key = (agreed.level, agreed.server_window_bits);
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((_, bytes)) = entries.iter().find(|(k, _)| *k == key) {
+            return Some(bytes.clone());
+        }
+        let bytes = compress()?;
+        entries.push((key, bytes.clone()));
+        Some(bytes)
+    }
+}
+
 /// The trailer a sync flush ends with, which RFC 7692 strips from messages.
 const TRAILER: [u8; 4] = [0x00, 0x00, 0xFF, 0xFF];
 
@@ -493,6 +521,31 @@ mod tests {
             Err(InflateError::TooBig)
         );
         assert!(out.capacity() <= (1 << 20) + 1, "{}", out.capacity());
+    }
+
+    #[test]
+    fn a_broadcast_is_compressed_once_per_level_and_window() {
+        let cache = CompressCache::default();
+        let agreed = accept_offer(&[], &Compression::default()).unwrap();
+        let mut calls = 0;
+        for _ in 0..100 {
+            let bytes = cache.get_or_compress(&agreed, || {
+                calls += 1;
+                Some(bytes::Bytes::from_static(b"x"))
+            });
+            assert_eq!(bytes.as_deref(), Some(&b"x"[..]));
+        }
+        assert_eq!(calls, 1);
+        let other = accept_offer(
+            &[("server_max_window_bits", Some("10"))],
+            &Compression::default(),
+        )
+        .unwrap();
+        cache.get_or_compress(&other, || {
+            calls += 1;
+            Some(bytes::Bytes::new())
+        });
+        assert_eq!(calls, 2);
     }
 
     #[test]

@@ -13,7 +13,7 @@ use std::{
     sync::{Arc, Mutex, MutexGuard},
 };
 
-use crate::{Message, SendError, Socket};
+use crate::{deflate::CompressCache, Message, SendError, Socket};
 
 /// A set of sockets that receive the same messages: a chat room, the
 /// subscribers of a topic, every client of a dashboard.
@@ -281,13 +281,16 @@ impl Group {
 
     fn send_to_members(&self, message: Message, skip: Option<&Socket>) -> Broadcast {
         let mut report = Broadcast::default();
+        // Members that compress without context takeover share one
+        // compressed payload; the others compress in their own context.
+        let cache = Arc::new(CompressCache::default());
         let mut members = self.lock();
         // Under the lock, so every member sees broadcasts in one order.
         members.retain(|socket| {
             if skip == Some(socket) {
                 return true;
             }
-            match socket.send(message.clone()) {
+            match socket.send_shared(message.clone(), &cache) {
                 Ok(()) => {
                     report.sent += 1;
                     true

@@ -20,7 +20,7 @@ use bytes::{Bytes, BytesMut};
 use futures::Stream;
 
 use crate::{
-    deflate::{Agreed, Deflater},
+    deflate::{Agreed, CompressCache, Deflater},
     frame::{self, OpCode},
     socket::{Command, Completion, Shared},
     CloseCode, Message, SendError,
@@ -78,19 +78,19 @@ impl Outbound {
         let len = command.frame_len();
         if self.close_sent.is_some() || self.finished || self.writer_gone {
             self.shared.release(len);
-            if let Command::Send(_, Some(completion)) = command {
+            if let Command::Send(_, Some(completion), _) = command {
                 completion.fail(SendError::Closed);
             }
             return;
         }
         match command {
-            Command::Send(message, completion) => {
+            Command::Send(message, completion, cache) => {
                 let opcode = match message {
                     Message::Text(_) => OpCode::Text,
                     Message::Binary(_) => OpCode::Binary,
                 };
                 let before = self.encoded;
-                if !self.encode_compressed(opcode, message.as_bytes()) {
+                if !self.encode_compressed(opcode, message.as_bytes(), cache.as_deref()) {
                     self.encode(opcode, message.as_bytes());
                 }
                 // Compression changed the size the socket reserved.
@@ -164,7 +164,12 @@ impl Outbound {
 
     /// Encodes a compressed data frame when permessage-deflate is on and
     /// the message is worth it; `false` when it was not encoded.
-    fn encode_compressed(&mut self, opcode: OpCode, payload: &[u8]) -> bool {
+    fn encode_compressed(
+        &mut self,
+        opcode: OpCode,
+        payload: &[u8],
+        cache: Option<&CompressCache>,
+    ) -> bool {
         let Some(agreed) = &self.deflate else {
             return false;
         };
@@ -172,19 +177,38 @@ impl Outbound {
             return false;
         }
         let deflater = self.deflater.get_or_insert_with(|| Deflater::new(agreed));
-        let mut compressed = std::mem::take(&mut self.compressed);
-        let ok = deflater.compress(payload, &mut compressed);
-        if ok {
-            let before = self.buf.len();
-            frame::encode(&mut self.buf, opcode, true, &compressed);
-            self.encoded += (self.buf.len() - before) as u64;
+        let scratch = &mut self.compressed;
+        let shared;
+        let compressed: &[u8] = match cache {
+            // Without context takeover the output depends on the message
+            // alone: the first member of a broadcast compresses for all.
+            Some(cache) if agreed.server_no_context_takeover => {
+                shared = cache.get_or_compress(agreed, || {
+                    deflater
+                        .compress(payload, scratch)
+                        .then(|| bytes::Bytes::copy_from_slice(scratch))
+                });
+                match &shared {
+                    Some(bytes) => bytes,
+                    None => return false,
+                }
+            }
+            _ => {
+                if !deflater.compress(payload, scratch) {
+                    return false;
+                }
+                scratch
+            }
+        };
+        let before = self.buf.len();
+        frame::encode(&mut self.buf, opcode, true, compressed);
+        self.encoded += (self.buf.len() - before) as u64;
+        // Keep the scratch buffer for the next message, unless one huge
+        // message would pin its memory for the connection's lifetime.
+        if self.compressed.capacity() > 64 * 1024 {
+            self.compressed = Vec::new();
         }
-        // Keep the buffer for the next message, unless one huge message
-        // would pin its memory for the connection's lifetime.
-        if compressed.capacity() <= 64 * 1024 {
-            self.compressed = compressed;
-        }
-        ok
+        true
     }
 
     fn encode(&mut self, opcode: OpCode, payload: &[u8]) {

@@ -25,6 +25,7 @@ use bytes::Bytes;
 use futures::channel::oneshot;
 
 use crate::{
+    deflate::CompressCache,
     frame::{self, MAX_CONTROL_PAYLOAD},
     outbound::Outbound,
     BackpressurePolicy, CloseCode, Error, Message, SendError,
@@ -38,7 +39,9 @@ static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
 /// What a socket asks its connection to do.
 pub(crate) enum Command {
-    Send(Message, Option<Completion>),
+    /// A message, its `send_async` callbacks, and the compression cache of
+    /// the broadcast it belongs to.
+    Send(Message, Option<Completion>, Option<Arc<CompressCache>>),
     Ping(Bytes),
     Pong(Bytes),
     Close(CloseCode, String),
@@ -50,7 +53,7 @@ impl Command {
     /// Bytes this command will occupy once encoded as a frame.
     pub(crate) fn frame_len(&self) -> usize {
         match self {
-            Command::Send(message, _) => frame::header_len(message.len()) + message.len(),
+            Command::Send(message, _, _) => frame::header_len(message.len()) + message.len(),
             Command::Ping(data) | Command::Pong(data) => 2 + data.len(),
             Command::Close(_, reason) => 4 + reason.len(),
             Command::Fail(_) => 0,
@@ -269,7 +272,17 @@ impl Socket {
     /// [`SendError::Backpressure`] when the message would take the bytes
     /// queued for this connection past `max_outbound_buffer`.
     pub fn send(&self, message: impl Into<Message>) -> Result<(), SendError> {
-        self.submit(Command::Send(message.into(), None))
+        self.submit(Command::Send(message.into(), None, None))
+    }
+
+    /// [`Socket::send`] for one member of a broadcast: members without
+    /// compression context takeover share one compressed payload.
+    pub(crate) fn send_shared(
+        &self,
+        message: Message,
+        cache: &Arc<CompressCache>,
+    ) -> Result<(), SendError> {
+        self.submit(Command::Send(message, None, Some(Arc::clone(cache))))
     }
 
     /// Queues a message and reports the outcome through exactly one of two
@@ -305,8 +318,8 @@ impl Socket {
             fail: Some(Box::new(fail)),
         };
         // On refusal the command (and so the completion) comes back to us.
-        if let Err((error, Command::Send(_, Some(completion)))) =
-            self.try_submit(Command::Send(message.into(), Some(completion)))
+        if let Err((error, Command::Send(_, Some(completion), _))) =
+            self.try_submit(Command::Send(message.into(), Some(completion), None))
         {
             completion.fail(error);
         }

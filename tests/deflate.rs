@@ -4,7 +4,7 @@
 
 mod common;
 
-use actix_ws_listener::{CloseCode, Compression, Config, Error};
+use actix_ws_listener::{CloseCode, Compression, Config, Error, Group, Listener, Socket};
 use common::*;
 use flate2::{Compress, Decompress, FlushCompress, FlushDecompress};
 
@@ -212,4 +212,43 @@ fn compressed_text_that_inflates_to_invalid_utf8_closes_with_1007() {
     client.send(FrameSpec::new(OP_TEXT, compress(b"ok \xff\xfe", 6)).rsv(0b100));
     assert_eq!(client.recv_close().0, 1007);
     assert_eq!(events.wait_error(conn), Error::InvalidUtf8);
+}
+
+#[test]
+fn a_group_broadcast_reaches_compressing_and_plain_members_alike() {
+    struct Member(Group);
+    impl Listener for Member {
+        fn on_open(&mut self, socket: &Socket) {
+            self.0.insert(socket);
+        }
+    }
+    let group = Group::new();
+    let events = Events::new();
+    let server = serve_with(deflate_config(), {
+        let (group, events) = (group.clone(), events.clone());
+        move || events.record(Member(group.clone()))
+    });
+    let no_takeover =
+        "Sec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover\r\n";
+    let mut a = RawClient::connect_with(server.addr(), "/ws", no_takeover);
+    let mut b = RawClient::connect_with(server.addr(), "/ws", no_takeover);
+    let mut plain = server.connect();
+    events.wait_open_nth(2);
+    // on_open records the event before joining the group.
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    while group.len() < 3 {
+        assert!(std::time::Instant::now() < deadline, "members never joined");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let text = "broadcast ".repeat(100);
+    for _ in 0..2 {
+        assert_eq!(group.broadcast(text.as_str()).sent, 3);
+        for client in [&mut a, &mut b] {
+            let frame = client.read_frame();
+            assert_eq!(frame.rsv, 0b100);
+            // No context takeover: each message inflates on its own.
+            assert_eq!(inflate(&frame.payload), text.as_bytes());
+        }
+        assert_eq!(plain.recv_text(), text);
+    }
 }
