@@ -61,6 +61,16 @@
 //! | keepalive middleware | [`Config::keepalive`], [`Config::idle_timeout`] |
 //! | `CharSequence` / `ByteBuffer` messages | [`Message::Text`] / [`Message::Binary`] |
 //!
+//! # Beyond Ring
+//!
+//! - [`Group`]: a set of sockets that broadcasts one message to all its
+//!   members, from any thread, sharing the payload.
+//! - [`Connections`]: the live-connection registry (a count an operator can
+//!   read, `close_all` for shutdown). Every connection is closed with 1001
+//!   when the process gets SIGINT or SIGTERM ([`Config::shutdown_on_signals`]).
+//! - [`Compression`]: permessage-deflate (RFC 7692), off by default, with
+//!   inflation bounded by [`Config::max_message_size`].
+//!
 //! # Guarantees
 //!
 //! - `on_open` runs once and first; `on_close` runs once and last, for every
