@@ -24,7 +24,9 @@
 use std::time::Duration;
 
 use actix_web::{middleware::Logger, web, App, HttpResponse, HttpServer, Responder};
-use actix_ws_listener::{CloseCode, Config, Group, Listener, Message, Socket, WebSocketUpgrade};
+use actix_ws_listener::{
+    CloseCode, Compression, Config, Group, Listener, Message, Socket, WebSocketUpgrade,
+};
 use serde::Deserialize;
 
 /// The page, served at `/`.
@@ -145,7 +147,10 @@ async fn ws(
                 // A client that stops reading holds at most this much of the room's traffic.
                 .max_outbound_buffer(256 * 1024)
                 // Keeps idle connections alive through proxies that drop silent ones.
-                .keepalive(Duration::from_secs(30)),
+                .keepalive(Duration::from_secs(30))
+                // Browsers offer permessage-deflate; lines of 128 bytes or
+                // more go out compressed.
+                .compression(Compression::default()),
         )
         .listen(Chatter {
             name,

@@ -30,15 +30,16 @@ const { chromium } = require("playwright-core");
 
 const escape = (text) => text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
 
-/** Waits until the page's log holds a line that reads exactly `line`. */
+/** Waits until the page's log holds a line that reads exactly `line` (a string or a RegExp). */
 async function expectLine(page, who, line) {
-  const item = page.locator("#log li").filter({ hasText: new RegExp(`^${escape(line)}$`) });
+  const pattern = line instanceof RegExp ? line : new RegExp(`^${escape(line)}$`);
+  const item = page.locator("#log li").filter({ hasText: pattern });
   try {
     await item.first().waitFor({ state: "visible", timeout: TIMEOUT });
   } catch {
     const seen = await page.locator("#log li").allTextContents();
     throw new Error(
-      `${who}'s page never showed ${JSON.stringify(line)}; it shows:\n` +
+      `${who}'s page never showed ${line instanceof RegExp ? line : JSON.stringify(line)}; it shows:\n` +
         seen.map((l) => `    ${l}`).join("\n"),
     );
   }
@@ -50,9 +51,9 @@ async function joinAs(context, name) {
     if (msg.type() === "error") console.error(`[${name} console] ${msg.text()}`);
   });
   page.on("pageerror", (error) => console.error(`[${name} page error] ${error.message}`));
-  await page.goto(baseUrl, { timeout: TIMEOUT });
-  await page.fill("#name", name);
-  await page.click("#join");
+  // The page joins on load; ?name= picks the name (the Rename field and
+  // `/name NEW` change it later).
+  await page.goto(`${baseUrl}?name=${encodeURIComponent(name)}`, { timeout: TIMEOUT });
   await expectLine(page, name, `* welcome, ${name} (${name === "alice" ? 1 : 2} online)`);
   await page.locator("#message").waitFor({ state: "visible", timeout: TIMEOUT });
   return page;
@@ -98,6 +99,15 @@ try {
   await expectLine(bob, "bob", "alice: hello from alice");
   await expectLine(alice, "alice", "alice: hello from alice");
 
+  step = "chromium negotiated permessage-deflate and long lines go through compressed";
+  const extensions = await alice.evaluate(() => socket.extensions);
+  if (!extensions.includes("permessage-deflate")) {
+    throw new Error(`expected permessage-deflate to be negotiated, got ${JSON.stringify(extensions)}`);
+  }
+  const long = "a long line that the server compresses ".repeat(8).trim();
+  await say(alice, long);
+  await expectLine(bob, "bob", `alice: ${long}`);
+
   step = "markup in a message is shown as text";
   await say(bob, "<b>not bold</b> & fine");
   await expectLine(alice, "alice", "bob: <b>not bold</b> & fine");
@@ -115,6 +125,19 @@ try {
   step = "carol leaves and alice sees it";
   await bobContext.close();
   await expectLine(alice, "alice", "* carol left");
+
+  step = "a guest types at once into the first input, then renames with the form";
+  const guestContext = await browser.newContext({ viewport: { width: 800, height: 600 } });
+  const guest = await guestContext.newPage();
+  await guest.goto(baseUrl, { timeout: TIMEOUT });
+  // Typed before the connection is open: the page sends it once it is.
+  await guest.locator("input").first().fill("typed straight away");
+  await guest.locator("input").first().press("Enter");
+  await expectLine(alice, "alice", /^guest-\d+: typed straight away$/);
+  await guest.fill("#name", "dave");
+  await guest.click("#join");
+  await expectLine(alice, "alice", /^\* guest-\d+ is now dave$/);
+  await guestContext.close();
 
   step = "screenshot";
   await alice.screenshot({ path: screenshot });
