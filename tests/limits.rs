@@ -27,43 +27,6 @@ fn s8_a_frame_declaring_1_gib_is_refused_from_its_header_with_1009() {
 }
 
 #[test]
-fn s8_frame_over_max_frame_size_closes_1009_with_on_error_then_on_close() {
-    let events = Events::new();
-    let server = serve_with(limited(1000, 10_000), {
-        let events = events.clone();
-        move || events.record(Echo)
-    });
-    let mut client = server.connect();
-    let conn = events.wait_open().id();
-    client.send(FrameSpec::new(OP_BINARY, vec![0; 1001]));
-    assert_eq!(client.recv_close().0, 1009);
-    assert!(matches!(
-        events.wait_error(conn),
-        Error::FrameTooLarge {
-            size: 1001,
-            max: 1000
-        }
-    ));
-    assert_eq!(events.wait_close(conn).0, CloseCode::MESSAGE_TOO_BIG);
-    events.assert_lifecycle(conn);
-}
-
-#[test]
-fn s8_limits_are_inclusive() {
-    let events = Events::new();
-    let server = serve_with(limited(1000, 1000), {
-        let events = events.clone();
-        move || events.record(Echo)
-    });
-    let mut client = server.connect();
-    client.send(FrameSpec::new(OP_BINARY, vec![7; 1000]));
-    assert_eq!(client.recv_binary(), vec![7; 1000]);
-    client.send(FrameSpec::new(OP_TEXT, b"x".repeat(500)).fin(false));
-    client.send(FrameSpec::new(OP_CONTINUATION, b"y".repeat(500)));
-    assert_eq!(client.recv_text().len(), 1000);
-}
-
-#[test]
 fn s8_a_fragmented_message_is_cut_off_when_its_running_size_passes_the_limit() {
     let events = Events::new();
     let server = serve_with(limited(1000, 2500), {
