@@ -1,0 +1,420 @@
+//! Medians, ratios against the baseline, the Markdown table and the SVG
+//! chart of the ratios.
+
+use std::fmt::Write as _;
+
+/// One measurement of one server on one workload.
+#[derive(Clone, Debug, Default)]
+pub struct Sample {
+    /// msgs/s (1, 2), MB/s of payload echoed (3), handshakes/s (4),
+    /// deliveries/s (5).
+    pub rate: f64,
+    /// Server CPU µs per message (1–3), per connection set up (4), per
+    /// delivery (5).
+    pub cpu_us: f64,
+    /// Server and client CPU use over the window, in cores.
+    pub server_util: Option<f64>,
+    pub client_util: Option<f64>,
+    /// CPU used on the machine by anything else (other processes, softirq
+    /// not charged to either), and stolen by the hypervisor, in cores.
+    pub other_util: Option<f64>,
+    pub steal_util: Option<f64>,
+    pub p50_us: Option<f64>,
+    pub p99_us: Option<f64>,
+    /// RSS per idle connection, KiB (4).
+    pub mem_kib: Option<f64>,
+    /// Time until the last client had the broadcast, ms (5).
+    pub time_ms: Option<f64>,
+}
+
+pub const SERVERS: [(char, &str); 4] = [
+    ('A', "actix-ws-listener"),
+    ('B', "actix-web-actors (baseline)"),
+    ('C', "actix-ws 0.3"),
+    ('R', "raw TCP echo"),
+];
+
+pub fn server_name(server: char) -> &'static str {
+    SERVERS
+        .iter()
+        .find(|(c, _)| *c == server)
+        .map_or("?", |(_, name)| name)
+}
+
+/// Results of one workload, per server, in run order.
+pub struct WorkloadResult {
+    pub id: u8,
+    pub title: String,
+    pub samples: Vec<(char, Vec<Sample>)>,
+}
+
+fn median(mut values: Vec<f64>) -> Option<f64> {
+    if values.is_empty() {
+        return None;
+    }
+    values.sort_by(f64::total_cmp);
+    let mid = values.len() / 2;
+    Some(if values.len() % 2 == 1 {
+        values[mid]
+    } else {
+        (values[mid - 1] + values[mid]) / 2.0
+    })
+}
+
+/// Medians of every field over the rounds.
+#[derive(Clone, Debug, Default)]
+pub struct Summary {
+    pub rate: f64,
+    /// Half the min–max range of the rate, relative to its median.
+    pub rate_spread: f64,
+    pub cpu_us: f64,
+    pub server_util: Option<f64>,
+    pub client_util: Option<f64>,
+    pub other_util: Option<f64>,
+    pub p50_us: Option<f64>,
+    pub p99_us: Option<f64>,
+    pub mem_kib: Option<f64>,
+    pub time_ms: Option<f64>,
+    pub rounds: usize,
+}
+
+pub fn summarize(samples: &[Sample]) -> Summary {
+    let pick = |f: fn(&Sample) -> Option<f64>| median(samples.iter().filter_map(f).collect());
+    let rates: Vec<f64> = samples.iter().map(|s| s.rate).collect();
+    let rate = median(rates.clone()).unwrap_or(0.0);
+    let (lo, hi) = rates
+        .iter()
+        .fold((f64::MAX, f64::MIN), |(lo, hi), r| (lo.min(*r), hi.max(*r)));
+    Summary {
+        rate,
+        rate_spread: if rate > 0.0 && samples.len() > 1 {
+            (hi - lo) / 2.0 / rate
+        } else {
+            0.0
+        },
+        cpu_us: pick(|s| Some(s.cpu_us)).unwrap_or(0.0),
+        server_util: pick(|s| s.server_util),
+        client_util: pick(|s| s.client_util),
+        other_util: pick(|s| s.other_util),
+        p50_us: pick(|s| s.p50_us),
+        p99_us: pick(|s| s.p99_us),
+        mem_kib: pick(|s| s.mem_kib),
+        time_ms: pick(|s| s.time_ms),
+        rounds: samples.len(),
+    }
+}
+
+impl WorkloadResult {
+    pub fn summary(&self, server: char) -> Option<Summary> {
+        self.samples
+            .iter()
+            .find(|(c, _)| *c == server)
+            .filter(|(_, s)| !s.is_empty())
+            .map(|(_, s)| summarize(s))
+    }
+}
+
+/// A ratio against B with its target for A.
+pub struct Check {
+    pub label: String,
+    /// `Some((bound, higher_is_better))`.
+    pub target: Option<(f64, bool)>,
+    pub a: Option<f64>,
+    pub c: Option<f64>,
+}
+
+impl Check {
+    pub fn verdict(&self) -> &'static str {
+        match (self.target, self.a) {
+            (Some((bound, true)), Some(a)) if a >= bound => "meets",
+            (Some((bound, false)), Some(a)) if a <= bound => "meets",
+            (Some(_), Some(_)) => "**misses**",
+            _ => "—",
+        }
+    }
+}
+
+fn ratio(x: Option<f64>, base: Option<f64>) -> Option<f64> {
+    match (x, base) {
+        (Some(x), Some(b)) if b > 0.0 => Some(x / b),
+        _ => None,
+    }
+}
+
+pub fn checks(results: &[WorkloadResult]) -> Vec<Check> {
+    let mut checks = Vec::new();
+    for w in results {
+        let (a, b, c) = (w.summary('A'), w.summary('B'), w.summary('C'));
+        let mut add = |label: &str, target: Option<(f64, bool)>, f: fn(&Summary) -> Option<f64>| {
+            let base = b.as_ref().and_then(f);
+            checks.push(Check {
+                label: format!("{} {label}", w.id),
+                target,
+                a: ratio(a.as_ref().and_then(f), base),
+                c: ratio(c.as_ref().and_then(f), base),
+            });
+        };
+        match w.id {
+            1..=3 => {
+                add("throughput", Some((0.97, true)), |s| Some(s.rate));
+                add("CPU/msg", Some((1.03, false)), |s| Some(s.cpu_us));
+                if w.id == 1 {
+                    add("p99 latency", Some((1.05, false)), |s| s.p99_us);
+                }
+            }
+            4 => {
+                add("memory/idle conn", Some((1.10, false)), |s| s.mem_kib);
+                add("CPU/handshake", None, |s| Some(s.cpu_us));
+            }
+            _ => {
+                add("time to last", None, |s| s.time_ms);
+                add("CPU/delivery", None, |s| Some(s.cpu_us));
+            }
+        }
+    }
+    checks
+}
+
+fn opt(value: Option<f64>, unit: &str, digits: usize) -> String {
+    value.map_or_else(|| "—".to_owned(), |v| format!("{v:.digits$}{unit}"))
+}
+
+fn ratio_cell(value: Option<f64>) -> String {
+    value.map_or_else(|| "—".to_owned(), |v| format!("{v:.3}"))
+}
+
+fn grouped(value: f64) -> String {
+    let digits = format!("{:.0}", value.max(0.0));
+    let mut out = String::new();
+    for (i, ch) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(ch);
+    }
+    out
+}
+
+fn rate_cell(id: u8, s: &Summary) -> String {
+    let spread = if s.rounds > 1 {
+        format!(" ±{:.1}%", s.rate_spread * 100.0)
+    } else {
+        String::new()
+    };
+    match id {
+        3 => format!("{:.0} MB/s{spread}", s.rate),
+        4 => format!("{} conn/s{spread}", grouped(s.rate)),
+        5 => format!(
+            "{} ms to last ({} deliveries/s){spread}",
+            opt(s.time_ms, "", 1),
+            grouped(s.rate)
+        ),
+        _ => format!("{} msg/s{spread}", grouped(s.rate)),
+    }
+}
+
+/// The results table in Markdown.
+pub fn markdown(results: &[WorkloadResult], setup: &str) -> String {
+    let mut md = String::new();
+    let _ = writeln!(md, "{setup}\n");
+    let _ = writeln!(
+        md,
+        "Servers: A = actix-ws-listener (this crate), B = actix-web-actors actor (baseline), \
+         C = actix-ws 0.3, R = raw TCP echo (client ceiling). \
+         Ratios are against B (A/B, C/B); ±x% is half the min–max range of the rate over the rounds. \
+         Server and client CPU are in % of one core; \"other\" is CPU used on the machine by anything else \
+         during the window (kernel work not charged to either process, other programs).\n"
+    );
+    let _ = writeln!(
+        md,
+        "| workload | server | rate | server CPU/msg | server CPU | client CPU | other | p50 | p99 | RSS/idle conn | rate ×B | CPU/msg ×B | p99 ×B | mem ×B |"
+    );
+    let _ = writeln!(
+        md,
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+    );
+    for w in results {
+        let base = w.summary('B');
+        for (server, _) in &w.samples {
+            let Some(s) = w.summary(*server) else {
+                continue;
+            };
+            let cpu_unit = match w.id {
+                4 => " µs/conn",
+                5 => " µs/delivery",
+                _ => " µs",
+            };
+            let vs = |f: fn(&Summary) -> Option<f64>| {
+                if *server == 'B' || *server == 'R' {
+                    return String::new();
+                }
+                ratio_cell(ratio(f(&s), base.as_ref().and_then(f)))
+            };
+            let _ = writeln!(
+                md,
+                "| {} {} | {} {} | {} | {:.2}{cpu_unit} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                w.id,
+                w.title,
+                server,
+                server_name(*server),
+                rate_cell(w.id, &s),
+                s.cpu_us,
+                opt(s.server_util.map(|u| u * 100.0), "%", 0),
+                opt(s.client_util.map(|u| u * 100.0), "%", 0),
+                opt(s.other_util.map(|u| u * 100.0), "%", 0),
+                opt(s.p50_us, " µs", 0),
+                opt(s.p99_us, " µs", 0),
+                opt(s.mem_kib, " KiB", 2),
+                vs(|s| if s.time_ms.is_some() { s.time_ms } else { Some(s.rate) }),
+                vs(|s| Some(s.cpu_us)),
+                vs(|s| s.p99_us),
+                vs(|s| s.mem_kib),
+            );
+        }
+    }
+    let _ = writeln!(md, "\nWorkload 5's \"rate ×B\" column is the ratio of times to the last client (lower is better).\n");
+    let _ = writeln!(md, "### Ratios against B and the targets for A\n");
+    let _ = writeln!(md, "| workload · metric | target for A/B | A/B | A | C/B |");
+    let _ = writeln!(md, "|---|---|---|---|---|");
+    for check in checks(results) {
+        let target = match check.target {
+            Some((bound, true)) => format!("≥ {bound:.2}"),
+            Some((bound, false)) => format!("≤ {bound:.2}"),
+            None => "(none)".to_owned(),
+        };
+        let _ = writeln!(
+            md,
+            "| {} | {target} | {} | {} | {} |",
+            check.label,
+            ratio_cell(check.a),
+            check.verdict(),
+            ratio_cell(check.c)
+        );
+    }
+    md
+}
+
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+/// A horizontal bar chart of the ratios: one row per check, A/B and C/B
+/// bars, the parity line at 1 and A's target as a red tick.
+pub fn svg(results: &[WorkloadResult], subtitle: &str) -> String {
+    let checks = checks(results);
+    let (left, right, top, row, bar) = (190.0, 40.0, 70.0, 34.0, 12.0);
+    let plot_w = 560.0;
+    let width = left + plot_w + right;
+    let height = top + row * checks.len() as f64 + 60.0;
+    let max = checks
+        .iter()
+        .flat_map(|c| [c.a, c.c])
+        .flatten()
+        .fold(2.0f64, f64::max)
+        .min(4.0);
+    let x = |v: f64| left + plot_w * (v.min(max) / max);
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        r##"<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="12">"##
+    );
+    let _ = writeln!(s, r##"<rect width="100%" height="100%" fill="white"/>"##);
+    let _ = writeln!(
+        s,
+        r##"<text x="{}" y="22" font-size="15" font-weight="bold">Ratios against actix-web-actors (B = 1.0)</text>"##,
+        left - 170.0
+    );
+    let _ = writeln!(
+        s,
+        r##"<text x="{}" y="40" fill="#555">{}</text>"##,
+        left - 170.0,
+        escape(subtitle)
+    );
+    // Grid.
+    let mut tick = 0.0;
+    while tick <= max + 1e-9 {
+        let gx = x(tick);
+        let stroke = if (tick - 1.0f64).abs() < 1e-9 {
+            "#000"
+        } else {
+            "#ddd"
+        };
+        let _ = writeln!(
+            s,
+            r##"<line x1="{gx:.1}" y1="{}" x2="{gx:.1}" y2="{}" stroke="{stroke}"/>"##,
+            top - 8.0,
+            top + row * checks.len() as f64
+        );
+        let _ = writeln!(
+            s,
+            r##"<text x="{gx:.1}" y="{}" text-anchor="middle" fill="#555">{tick:.1}</text>"##,
+            top + row * checks.len() as f64 + 16.0
+        );
+        tick += 0.5;
+    }
+    for (i, check) in checks.iter().enumerate() {
+        let y = top + row * i as f64;
+        let _ = writeln!(
+            s,
+            r##"<text x="{}" y="{:.1}" text-anchor="end">{}</text>"##,
+            left - 8.0,
+            y + bar + 3.0,
+            escape(&check.label)
+        );
+        for (j, (value, color)) in [(check.a, "#1f77b4"), (check.c, "#aaaaaa")]
+            .iter()
+            .enumerate()
+        {
+            let Some(value) = value else { continue };
+            let by = y + 2.0 + j as f64 * bar;
+            let _ = writeln!(
+                s,
+                r##"<rect x="{left}" y="{by:.1}" width="{:.1}" height="{}" fill="{color}"/>"##,
+                (x(*value) - left).max(1.0),
+                bar - 2.0
+            );
+            let _ = writeln!(
+                s,
+                r##"<text x="{:.1}" y="{:.1}" font-size="10">{value:.3}</text>"##,
+                x(*value) + 4.0,
+                by + bar - 3.0
+            );
+        }
+        if let Some((bound, _)) = check.target {
+            let tx = x(bound);
+            let _ = writeln!(
+                s,
+                r##"<line x1="{tx:.1}" y1="{:.1}" x2="{tx:.1}" y2="{:.1}" stroke="#d62728" stroke-width="2"/>"##,
+                y,
+                y + 2.0 * bar + 2.0
+            );
+        }
+    }
+    let ly = top + row * checks.len() as f64 + 36.0;
+    let _ = writeln!(
+        s,
+        r##"<rect x="{left}" y="{:.1}" width="12" height="10" fill="#1f77b4"/><text x="{}" y="{ly:.1}">A/B actix-ws-listener</text>"##,
+        ly - 9.0,
+        left + 16.0
+    );
+    let _ = writeln!(
+        s,
+        r##"<rect x="{}" y="{:.1}" width="12" height="10" fill="#aaaaaa"/><text x="{}" y="{ly:.1}">C/B actix-ws</text>"##,
+        left + 170.0,
+        ly - 9.0,
+        left + 186.0
+    );
+    let _ = writeln!(
+        s,
+        r##"<line x1="{}" y1="{:.1}" x2="{}" y2="{:.1}" stroke="#d62728" stroke-width="2"/><text x="{}" y="{ly:.1}">target for A</text>"##,
+        left + 280.0,
+        ly - 10.0,
+        left + 280.0,
+        ly + 1.0,
+        left + 286.0
+    );
+    let _ = writeln!(s, "</svg>");
+    s
+}
