@@ -60,6 +60,14 @@ pub struct Config {
     /// When nothing is queued, one frame of any size is accepted, so a
     /// message larger than the limit can still be sent (Autobahn 9.x echoes
     /// 16 MiB messages); the bound is then the limit plus one message.
+    ///
+    /// The count covers the whole way to the writer: frames in the
+    /// connection's buffer, and commands still in its actor mailbox, each
+    /// charged its frame plus 64 bytes for the mailbox entry. actix's
+    /// mailbox capacity does not apply to these commands (they are queued
+    /// with `do_send`), so this byte count is what bounds a stalled
+    /// connection's mailbox too: even empty pings stop being accepted once
+    /// the limit is reached.
     pub max_outbound_buffer: usize,
     /// What to do when the outbound buffer is full. Default
     /// [`BackpressurePolicy::Reject`]: the sender decides.
