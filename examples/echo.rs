@@ -5,11 +5,15 @@
 //! type. A plain GET of `/ws` gets a short explanation instead, which shows
 //! `is_websocket_request` branching the way Ring handlers do.
 //!
+//! Compression (permessage-deflate) is on for clients that offer it.
+//!
 //! Run:   cargo run --example echo            (BIND=127.0.0.1:8080 by default)
 //! Talk:  websocat ws://127.0.0.1:8080/ws     or   curl http://127.0.0.1:8080/ws
 
 use actix_web::{middleware::Logger, web, App, HttpRequest, HttpResponse, HttpServer};
-use actix_ws_listener::{is_websocket_request, upgrade, Listener, Message, Socket};
+use actix_ws_listener::{
+    is_websocket_request, upgrade, Compression, Config, Listener, Message, Socket,
+};
 
 struct Echo;
 
@@ -41,8 +45,12 @@ async fn main() -> std::io::Result<()> {
     env_logger::init_from_env(env_logger::Env::default().default_filter_or("info"));
     let bind = std::env::var("BIND").unwrap_or_else(|_| "127.0.0.1:8080".to_owned());
     log::info!("echo server on ws://{bind}/ws");
-    HttpServer::new(|| {
+    // permessage-deflate for clients that offer it (browsers and most
+    // libraries do); the rest of the settings are the defaults.
+    let config = Config::default().compression(Compression::default());
+    HttpServer::new(move || {
         App::new()
+            .app_data(config.clone())
             .wrap(Logger::default())
             .route("/ws", web::get().to(ws))
     })
