@@ -78,6 +78,9 @@ where
     body
 }
 
+/// Most a frame header alone makes the connection allocate for its payload.
+const EAGER_RESERVE: usize = 256 * 1024;
+
 /// The frame being read: its header and how much of its payload is unmasked.
 struct InFrame {
     header: Header,
@@ -355,6 +358,11 @@ impl<L: Listener> Connection<L> {
                             return self.fail(ctx, error);
                         }
                         self.read_buf.advance(header_len);
+                        // Room for the whole payload now, rather than doubling
+                        // (and copying) as it streams in; capped so that a
+                        // declared size alone cannot make us allocate much.
+                        let missing = header.len.saturating_sub(self.read_buf.len());
+                        self.read_buf.reserve(missing.min(EAGER_RESERVE));
                         self.frame = Some(InFrame {
                             header,
                             unmasked: 0,
