@@ -97,9 +97,12 @@ pub struct Config {
     /// for actix-web's shutdown timeout with WebSockets still open (S14).
     ///
     /// The signal handler is installed once per process, by the first
-    /// connection, and stays; with actix-web's own signal handling
-    /// disabled (`HttpServer::disable_signals`) set this to `false` and use
-    /// [`Connections::close_all`] before stopping the server.
+    /// connection, and stays. Installing it takes away the signals' default
+    /// action, so with actix-web's own signal handling disabled
+    /// (`HttpServer::disable_signals`) a first SIGINT/SIGTERM only closes
+    /// the WebSockets and a second one exits the process: there, set this
+    /// to `false` and call [`Connections::close_all`] from your own
+    /// shutdown path instead.
     pub shutdown_on_signals: bool,
     /// permessage-deflate (RFC 7692). Default `None`: off.
     ///

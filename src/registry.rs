@@ -136,5 +136,11 @@ pub(crate) fn watch_shutdown_signals() {
         futures::future::select(Box::pin(interrupt.recv()), Box::pin(terminate.recv())).await;
         let closed = Connections::global().close_all(CloseCode::GOING_AWAY, "server shutting down");
         log::info!("shutdown signal: closing {closed} WebSocket connections with 1001");
+        // Installing these handlers took away the signals' default action:
+        // a second signal ends the process, as users expect of Ctrl-C
+        // pressed twice, even when nothing else handles the first one.
+        futures::future::select(Box::pin(interrupt.recv()), Box::pin(terminate.recv())).await;
+        log::warn!("second shutdown signal: exiting now");
+        std::process::exit(130);
     });
 }
