@@ -3,12 +3,12 @@
 //!
 //! Run:    cargo bench --bench load
 //! Quick:  BENCH_QUICK=1 cargo bench --bench load        (smoke run, ~20 s)
-//! Knobs:  BENCH_SECS=3 (per measurement), BENCH_ROUNDS=3, BENCH_IDLE=10000,
+//! Knobs:  BENCH_SECS=3 (per measurement), BENCH_ROUNDS=5, BENCH_IDLE=10000,
 //!         BENCH_SERVERS=A,B,C,R, BENCH_WORKLOADS=1,2,3,4,5,
 //!         BENCH_QUIET_WAIT=20 (s to wait for other programs to leave the
 //!         cores before each sample; 0 in quick mode), BENCH_RETRIES=2
 //!         (samples taken again when other work took >10% of a core),
-//!         BENCH_SPARE=300 (s that waiting and retries may add in all)
+//!         BENCH_SPARE=180 (s that waiting and retries may add in all)
 //! Output: a table on stdout, target/bench/load.md and target/bench/load.svg.
 //!
 //! Each server runs in a child process (this binary re-executed with
@@ -93,7 +93,7 @@ impl Settings {
         Settings {
             secs: Duration::from_secs_f64(secs),
             warmup: Duration::from_secs_f64(if quick { 0.2 } else { 1.0 }),
-            rounds: num("BENCH_ROUNDS", 3, 1),
+            rounds: num("BENCH_ROUNDS", 5, 1),
             idle: num("BENCH_IDLE", 10_000, 1_000),
             broadcast_rounds: num("BENCH_BROADCASTS", 5, 2),
             servers,
@@ -101,7 +101,7 @@ impl Settings {
             attach,
             quiet_wait: Duration::from_secs(num("BENCH_QUIET_WAIT", 20, 0) as u64),
             retries: num("BENCH_RETRIES", 2, 0),
-            spare: Cell::new(Duration::from_secs(num("BENCH_SPARE", 300, 0) as u64)),
+            spare: Cell::new(Duration::from_secs(num("BENCH_SPARE", 180, 0) as u64)),
         }
     }
 }
@@ -227,8 +227,7 @@ async fn measure_echo(
         steal_util: Some(out.steal.as_secs_f64() / secs),
         p50_us: percentile(&latencies, 0.50),
         p99_us: percentile(&latencies, 0.99),
-        mem_kib: None,
-        time_ms: None,
+        ..Sample::default()
     })
 }
 
@@ -471,7 +470,8 @@ async fn run_all(settings: &Settings) -> Vec<WorkloadResult> {
             for (i, server) in servers.iter().enumerate() {
                 let show_pins = round == 0 && i == 0 && id == settings.workloads[0];
                 match sample_quietly(id, *server, settings, show_pins).await {
-                    Ok(sample) => {
+                    Ok(mut sample) => {
+                        sample.round = round;
                         println!("{} (round {})", describe(id, *server, &sample), round + 1);
                         result.samples[i].1.push(sample);
                     }
@@ -512,7 +512,7 @@ fn main() -> std::io::Result<()> {
     }
     let cores = sys::online_cores();
     let setup = format!(
-        "Setup: {cores} cores; server: 1 actix worker{} ; client: 1 tokio thread{}; \
+        "Setup: {cores} cores; server: 1 actix worker{}; client: 1 tokio thread{}; \
          {} round(s), {:.1} s per measurement after {:.1} s warm-up, medians; RLIMIT_NOFILE {nofile}.",
         if pinned { " pinned to core 1" } else { " (not pinned)" },
         if pinned { " pinned to core 0" } else { " (not pinned)" },
@@ -532,7 +532,7 @@ fn main() -> std::io::Result<()> {
     std::fs::create_dir_all(&dir)?;
     std::fs::write(dir.join("load.md"), &md)?;
     let subtitle = format!(
-        "cargo bench --bench load · {} round(s) × {:.1} s · medians · lower is better except throughput",
+        "cargo bench --bench load · {} round(s) × {:.1} s · median of per-round ratios · lower is better except throughput",
         settings.rounds,
         settings.secs.as_secs_f64()
     );

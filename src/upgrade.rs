@@ -279,6 +279,8 @@ pub struct WebSocketUpgrade {
     protocol: Option<String>,
     supported: Vec<String>,
     config: Config,
+    /// `config` was replaced after extraction: its origin policy is checked again.
+    config_replaced: bool,
 }
 
 impl WebSocketUpgrade {
@@ -320,6 +322,7 @@ impl WebSocketUpgrade {
     #[must_use]
     pub fn config(mut self, config: Config) -> Self {
         self.config = config;
+        self.config_replaced = true;
         self
     }
 
@@ -328,8 +331,10 @@ impl WebSocketUpgrade {
     /// If a config set with [`WebSocketUpgrade::config`] refuses the
     /// request's origin, the response is a 403 instead and no connection starts.
     pub fn listen<L: Listener>(self, listener: L) -> HttpResponse {
-        if let Err(error) = verify(&self.req, &self.config) {
-            return error.error_response();
+        if self.config_replaced {
+            if let Err(error) = verify(&self.req, &self.config) {
+                return error.error_response();
+            }
         }
         respond(
             &self.req,
@@ -365,6 +370,7 @@ impl FromRequest for WebSocketUpgrade {
             protocol: None,
             supported: Vec::new(),
             config,
+            config_replaced: false,
         });
         std::future::ready(result)
     }

@@ -6,6 +6,8 @@ use std::fmt::Write as _;
 /// One measurement of one server on one workload.
 #[derive(Clone, Debug, Default)]
 pub struct Sample {
+    /// Which round it belongs to: ratios pair samples of one round.
+    pub round: usize,
     /// msgs/s (1, 2), MB/s of payload echoed (3), handshakes/s (4),
     /// deliveries/s (5).
     pub rate: f64,
@@ -134,24 +136,43 @@ impl Check {
     }
 }
 
-fn ratio(x: Option<f64>, base: Option<f64>) -> Option<f64> {
-    match (x, base) {
-        (Some(x), Some(b)) if b > 0.0 => Some(x / b),
-        _ => None,
-    }
+type Metric = fn(&Sample) -> Option<f64>;
+
+/// `server`'s metric against B's: the median over rounds of the ratio of
+/// the two samples taken side by side in that round. Pairing cancels the
+/// drift of a shared machine between rounds, which a ratio of medians
+/// would keep.
+pub fn paired_ratio(w: &WorkloadResult, server: char, metric: Metric) -> Option<f64> {
+    let samples = |c: char| {
+        w.samples
+            .iter()
+            .find(|(s, _)| *s == c)
+            .map(|(_, s)| s.as_slice())
+            .unwrap_or(&[])
+    };
+    let base = samples('B');
+    let ratios = samples(server)
+        .iter()
+        .filter_map(|x| {
+            let b = base.iter().find(|b| b.round == x.round)?;
+            match (metric(x), metric(b)) {
+                (Some(x), Some(b)) if b > 0.0 => Some(x / b),
+                _ => None,
+            }
+        })
+        .collect();
+    median(ratios)
 }
 
 pub fn checks(results: &[WorkloadResult]) -> Vec<Check> {
     let mut checks = Vec::new();
     for w in results {
-        let (a, b, c) = (w.summary('A'), w.summary('B'), w.summary('C'));
-        let mut add = |label: &str, target: Option<(f64, bool)>, f: fn(&Summary) -> Option<f64>| {
-            let base = b.as_ref().and_then(f);
+        let mut add = |label: &str, target: Option<(f64, bool)>, metric: Metric| {
             checks.push(Check {
                 label: format!("{} {label}", w.id),
                 target,
-                a: ratio(a.as_ref().and_then(f), base),
-                c: ratio(c.as_ref().and_then(f), base),
+                a: paired_ratio(w, 'A', metric),
+                c: paired_ratio(w, 'C', metric),
             });
         };
         match w.id {
@@ -221,7 +242,8 @@ pub fn markdown(results: &[WorkloadResult], setup: &str) -> String {
         md,
         "Servers: A = actix-ws-listener (this crate), B = actix-web-actors actor (baseline), \
          C = actix-ws 0.3, R = raw TCP echo (client ceiling). \
-         Ratios are against B (A/B, C/B); ±x% is half the min–max range of the rate over the rounds. \
+         Ratios are against B (A/B, C/B): the median over rounds of the ratio of the two samples \
+         taken side by side in a round; ±x% is half the min–max range of the rate over the rounds. \
          Server and client CPU are in % of one core; \"other\" is CPU used on the machine by anything else \
          during the window (kernel work not charged to either process, other programs).\n"
     );
@@ -234,7 +256,6 @@ pub fn markdown(results: &[WorkloadResult], setup: &str) -> String {
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
     );
     for w in results {
-        let base = w.summary('B');
         for (server, _) in &w.samples {
             let Some(s) = w.summary(*server) else {
                 continue;
@@ -244,11 +265,11 @@ pub fn markdown(results: &[WorkloadResult], setup: &str) -> String {
                 5 => " µs/delivery",
                 _ => " µs",
             };
-            let vs = |f: fn(&Summary) -> Option<f64>| {
+            let vs = |metric: Metric| {
                 if *server == 'B' || *server == 'R' {
                     return String::new();
                 }
-                ratio_cell(ratio(f(&s), base.as_ref().and_then(f)))
+                ratio_cell(paired_ratio(w, *server, metric))
             };
             let _ = writeln!(
                 md,
@@ -304,7 +325,7 @@ fn escape(text: &str) -> String {
 /// bars, the parity line at 1 and A's target as a red tick.
 pub fn svg(results: &[WorkloadResult], subtitle: &str) -> String {
     let checks = checks(results);
-    let (left, right, top, row, bar) = (190.0, 40.0, 70.0, 34.0, 12.0);
+    let (left, right, top, row, bar) = (190.0, 70.0, 70.0, 34.0, 12.0);
     let plot_w = 560.0;
     let width = left + plot_w + right;
     let height = top + row * checks.len() as f64 + 60.0;
@@ -377,8 +398,8 @@ pub fn svg(results: &[WorkloadResult], subtitle: &str) -> String {
             );
             let _ = writeln!(
                 s,
-                r##"<text x="{:.1}" y="{:.1}" font-size="10">{value:.3}</text>"##,
-                x(*value) + 4.0,
+                r##"<text x="{:.1}" y="{:.1}" font-size="10" fill="{color}">{value:.3}</text>"##,
+                left + plot_w + 8.0,
                 by + bar - 3.0
             );
         }

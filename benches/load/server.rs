@@ -3,7 +3,9 @@
 //! Every actix server has one worker (`HttpServer::workers(1)`, a single
 //! threaded runtime) and serves two routes: `/` echoes every message, and
 //! `/broadcast` echoes too but answers the text message `broadcast` by
-//! sending [`BROADCAST_PAYLOAD`] to every socket connected to that route.
+//! sending [`BROADCAST_PAYLOAD`] to every socket connected to that route
+//! (A through its `Group`, B by `do_send` to every actor's address, C by
+//! awaiting `Session::binary` on every session).
 //!
 //! - A: this crate, a `Listener` doing `let _ = socket.send(message)`.
 //! - B: the baseline users compare against: the canonical actix-web-actors
@@ -24,7 +26,7 @@ use std::{
 use actix::{Actor, ActorContext, Addr, AsyncContext, Handler, StreamHandler};
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer, Responder};
 use actix_web_actors::ws;
-use actix_ws_listener::{Bytes, CloseCode, Listener, Message, Socket, WebSocketUpgrade};
+use actix_ws_listener::{Bytes, CloseCode, Group, Listener, Message, Socket, WebSocketUpgrade};
 use bytes::BytesMut;
 use bytestring::ByteString;
 
@@ -72,7 +74,7 @@ fn announce(port: u16) {
 }
 
 async fn run_actix(role: String) -> std::io::Result<()> {
-    let hub_a: HubA = Arc::default();
+    let hub_a = Group::new();
     let hub_b: HubB = Arc::default();
     let hub_c: HubC = Arc::default();
     let server = HttpServer::new(move || {
@@ -117,36 +119,35 @@ async fn echo_a(upgrade: WebSocketUpgrade) -> impl Responder {
     upgrade.listen(EchoA)
 }
 
-type HubA = Arc<Mutex<Vec<Socket>>>;
+/// The crate's own broadcast set: one `Group` shared by every connection.
+type HubA = Group;
 
 struct BroadcastA {
-    hub: HubA,
+    group: Group,
 }
 
 impl Listener for BroadcastA {
     fn on_open(&mut self, socket: &Socket) {
-        lock(&self.hub).push(socket.clone());
+        self.group.insert(socket);
     }
 
     fn on_message(&mut self, socket: &Socket, message: Message) {
         if message.as_text() == Some(BROADCAST_COMMAND) {
-            let payload = Message::binary(Bytes::from_static(&BROADCAST_PAYLOAD));
-            for peer in lock(&self.hub).iter() {
-                let _ = peer.send(payload.clone());
-            }
+            self.group
+                .broadcast(Message::binary(Bytes::from_static(&BROADCAST_PAYLOAD)));
         } else {
             let _ = socket.send(message);
         }
     }
 
     fn on_close(&mut self, socket: &Socket, _: CloseCode, _: &str) {
-        lock(&self.hub).retain(|peer| peer != socket);
+        self.group.remove(socket);
     }
 }
 
-async fn broadcast_a(upgrade: WebSocketUpgrade, hub: web::Data<HubA>) -> impl Responder {
+async fn broadcast_a(upgrade: WebSocketUpgrade, group: web::Data<HubA>) -> impl Responder {
     upgrade.listen(BroadcastA {
-        hub: hub.get_ref().clone(),
+        group: group.get_ref().clone(),
     })
 }
 
