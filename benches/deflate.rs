@@ -331,16 +331,20 @@ async fn load(port: u16, deflate: bool, conns: usize, depth: usize, secs: f64) -
     total
 }
 
-fn measure(deflate: bool, conns: usize, depth: usize, secs: f64) -> Sample {
-    let server = Server::start(deflate);
+/// Runs the client on one thread, where its connection tasks live.
+fn run_local<F: std::future::Future>(future: F) -> F::Output {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("runtime");
-    let local = tokio::task::LocalSet::new();
+    tokio::task::LocalSet::new().block_on(&runtime, future)
+}
+
+fn measure(deflate: bool, conns: usize, depth: usize, secs: f64) -> Sample {
+    let server = Server::start(deflate);
     let cpu0 = server.cpu();
     let started = Instant::now();
-    let (done, wire) = local.block_on(&runtime, load(server.port, deflate, conns, depth, secs));
+    let (done, wire) = run_local(load(server.port, deflate, conns, depth, secs));
     let elapsed = started.elapsed().as_secs_f64();
     let cpu = server.cpu() - cpu0;
     Sample {
@@ -353,14 +357,9 @@ fn measure(deflate: bool, conns: usize, depth: usize, secs: f64) -> Sample {
 /// KiB of server RSS per connection: idle, then after one message each way.
 fn memory(deflate: bool, conns: usize) -> (f64, f64) {
     let server = Server::start(deflate);
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let local = tokio::task::LocalSet::new();
     std::thread::sleep(Duration::from_millis(200));
     let base = server.rss_kib();
-    local.block_on(&runtime, async {
+    run_local(async {
         let mut open = Vec::new();
         for _ in 0..conns {
             open.push(Conn::open(server.port, deflate).await);
