@@ -6,13 +6,16 @@
 //!         DEFLATE_BENCH_IDLE=2000 (connections for the memory figure)
 //!
 //! Each measurement starts this crate's echo server in a child process (this
-//! binary again, with DEFLATE_BENCH_ROLE=plain|deflate) with one actix worker;
-//! the client is a single-threaded tokio runtime in this process that
-//! compresses its messages (with context takeover, as browsers do), inflates
-//! every echo and checks it byte for byte. Server CPU comes from
+//! binary again, with DEFLATE_BENCH_ROLE=plain|deflate|fresh) with one actix
+//! worker; the client is a single-threaded tokio runtime in this process that
+//! compresses its messages, inflates every echo and checks it byte for byte.
+//! `deflate` is `Compression::default()` (context takeover both ways, as
+//! browsers do by default); `fresh` adds `server_no_context_takeover` and
+//! `client_no_context_takeover`, and the client then resets its own streams
+//! after each message as the RFC requires. Server CPU comes from
 //! /proc/<pid>/stat; bytes on the wire are counted by the client (frames and
-//! handshakes, both directions). Modes alternate plain, deflate, plain, …;
-//! the table gives medians and deflate/plain ratios.
+//! handshakes, both directions). Modes alternate plain, deflate, fresh,
+//! plain, …; the table gives medians and ratios against plain.
 
 use std::{
     io::{BufRead, BufReader},
@@ -28,15 +31,51 @@ use tokio::{
 
 const TRAILER: [u8; 4] = [0, 0, 0xFF, 0xFF];
 
+/// What the server offers, and so what the client negotiates.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// No permessage-deflate.
+    Plain,
+    /// permessage-deflate with context takeover both ways.
+    Deflate,
+    /// permessage-deflate, no context takeover either way.
+    Fresh,
+}
+
+impl Mode {
+    const ALL: [Mode; 3] = [Mode::Plain, Mode::Deflate, Mode::Fresh];
+
+    fn name(self) -> &'static str {
+        match self {
+            Mode::Plain => "plain",
+            Mode::Deflate => "deflate",
+            Mode::Fresh => "fresh",
+        }
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            Mode::Plain => "plain",
+            Mode::Deflate => "deflate, context takeover",
+            Mode::Fresh => "deflate, no context takeover",
+        }
+    }
+}
+
 fn main() {
     match std::env::var("DEFLATE_BENCH_ROLE").as_deref() {
-        Ok(role) => serve(role == "deflate"),
+        Ok(role) => serve(
+            Mode::ALL
+                .into_iter()
+                .find(|m| m.name() == role)
+                .expect("role"),
+        ),
         Err(_) => bench(),
     }
 }
 
 /// The server role: this crate's echo listener, one worker.
-fn serve(compression: bool) {
+fn serve(mode: Mode) {
     use actix_web::{web, App, HttpServer};
     use actix_ws_listener::{Compression, Config, Listener, Message, Socket, WebSocketUpgrade};
 
@@ -49,8 +88,16 @@ fn serve(compression: bool) {
     raise_fd_limit();
     actix_rt::System::new().block_on(async move {
         let mut config = Config::default().shutdown_on_signals(false);
-        if compression {
-            config = config.compression(Compression::default());
+        match mode {
+            Mode::Plain => {}
+            Mode::Deflate => config = config.compression(Compression::default()),
+            Mode::Fresh => {
+                config = config.compression(
+                    Compression::default()
+                        .server_no_context_takeover(true)
+                        .client_no_context_takeover(true),
+                )
+            }
         }
         let server = HttpServer::new(move || {
             App::new().app_data(config.clone()).default_service(
@@ -86,12 +133,9 @@ struct Server {
 }
 
 impl Server {
-    fn start(deflate: bool) -> Server {
+    fn start(mode: Mode) -> Server {
         let mut child = Command::new(std::env::current_exe().expect("current exe"))
-            .env(
-                "DEFLATE_BENCH_ROLE",
-                if deflate { "deflate" } else { "plain" },
-            )
+            .env("DEFLATE_BENCH_ROLE", mode.name())
             .stdout(Stdio::piped())
             .spawn()
             .expect("spawn server");
@@ -147,11 +191,16 @@ struct Conn {
     deflate: bool,
     compress: Compress,
     decompress: Decompress,
+    /// The server asked for `client_no_context_takeover`.
+    reset_compress: bool,
+    /// The server announced `server_no_context_takeover`.
+    reset_decompress: bool,
     wire: u64,
 }
 
 impl Conn {
-    async fn open(port: u16, deflate: bool) -> Conn {
+    async fn open(port: u16, mode: Mode) -> Conn {
+        let deflate = mode != Mode::Plain;
         let mut stream = TcpStream::connect(("127.0.0.1", port))
             .await
             .expect("connect");
@@ -190,6 +239,8 @@ impl Conn {
             deflate,
             compress: Compress::new(flate2::Compression::new(1), false),
             decompress: Decompress::new(false),
+            reset_compress: head.contains("client_no_context_takeover"),
+            reset_decompress: head.contains("server_no_context_takeover"),
             wire,
         }
     }
@@ -211,6 +262,9 @@ impl Conn {
                 out.reserve(out.capacity());
             }
             out.truncate(out.len() - TRAILER.len());
+            if self.reset_compress {
+                self.compress.reset();
+            }
             (out, 0xC1)
         } else {
             (text.to_vec(), 0x81)
@@ -257,6 +311,9 @@ impl Conn {
                     self.decompress
                         .decompress_vec(&input, &mut out, FlushDecompress::Sync)
                         .expect("inflate");
+                    if self.reset_decompress {
+                        self.decompress.reset(false);
+                    }
                     return out;
                 }
             }
@@ -296,12 +353,12 @@ struct Sample {
     wire_per_msg: f64,
 }
 
-async fn load(port: u16, deflate: bool, conns: usize, depth: usize, secs: f64) -> (u64, u64) {
+async fn load(port: u16, mode: Mode, conns: usize, depth: usize, secs: f64) -> (u64, u64) {
     let deadline = Instant::now() + Duration::from_secs_f64(secs);
     let mut tasks = Vec::new();
     for c in 0..conns {
         tasks.push(tokio::task::spawn_local(async move {
-            let mut conn = Conn::open(port, deflate).await;
+            let mut conn = Conn::open(port, mode).await;
             let (mut sent, mut done) = (0u64, 0u64);
             let mut expected = std::collections::VecDeque::new();
             while Instant::now() < deadline {
@@ -340,11 +397,11 @@ fn run_local<F: std::future::Future>(future: F) -> F::Output {
     tokio::task::LocalSet::new().block_on(&runtime, future)
 }
 
-fn measure(deflate: bool, conns: usize, depth: usize, secs: f64) -> Sample {
-    let server = Server::start(deflate);
+fn measure(mode: Mode, conns: usize, depth: usize, secs: f64) -> Sample {
+    let server = Server::start(mode);
     let cpu0 = server.cpu();
     let started = Instant::now();
-    let (done, wire) = run_local(load(server.port, deflate, conns, depth, secs));
+    let (done, wire) = run_local(load(server.port, mode, conns, depth, secs));
     let elapsed = started.elapsed().as_secs_f64();
     let cpu = server.cpu() - cpu0;
     Sample {
@@ -355,14 +412,14 @@ fn measure(deflate: bool, conns: usize, depth: usize, secs: f64) -> Sample {
 }
 
 /// KiB of server RSS per connection: idle, then after one message each way.
-fn memory(deflate: bool, conns: usize) -> (f64, f64) {
-    let server = Server::start(deflate);
+fn memory(mode: Mode, conns: usize) -> (f64, f64) {
+    let server = Server::start(mode);
     std::thread::sleep(Duration::from_millis(200));
     let base = server.rss_kib();
     run_local(async {
         let mut open = Vec::new();
         for _ in 0..conns {
-            open.push(Conn::open(server.port, deflate).await);
+            open.push(Conn::open(server.port, mode).await);
         }
         tokio::time::sleep(Duration::from_millis(300)).await;
         let idle = server.rss_kib();
@@ -400,23 +457,24 @@ fn bench() {
         ("64 conns × 1 in flight", 64, 1),
         ("64 conns × 32 in flight", 64, 32),
     ] {
-        let mut samples: [Vec<Sample>; 2] = [Vec::new(), Vec::new()];
+        let mut samples: [Vec<Sample>; 3] = Default::default();
         for _ in 0..rounds {
-            for (i, deflate) in [false, true].into_iter().enumerate() {
-                samples[i].push(measure(deflate, conns, depth, secs));
+            for (i, mode) in Mode::ALL.into_iter().enumerate() {
+                samples[i].push(measure(mode, conns, depth, secs));
             }
         }
         let stat = |i: usize, f: fn(&Sample) -> f64| median(samples[i].iter().map(f).collect());
-        for (i, mode) in ["plain", "deflate"].into_iter().enumerate() {
+        for (i, mode) in Mode::ALL.into_iter().enumerate() {
             let ratio = |f: fn(&Sample) -> f64| {
                 if i == 0 {
                     String::new()
                 } else {
-                    format!("{:.3}", stat(1, f) / stat(0, f))
+                    format!("{:.3}", stat(i, f) / stat(0, f))
                 }
             };
             report.push_str(&format!(
-                "| {name}, 1 KiB JSON text | {mode} | {:.0} | {:.2} µs | {:.0} | {} | {} | {} |\n",
+                "| {name}, 1 KiB JSON text | {} | {:.0} | {:.2} µs | {:.0} | {} | {} | {} |\n",
+                mode.label(),
                 stat(i, |s| s.rate),
                 stat(i, |s| s.cpu_us),
                 stat(i, |s| s.wire_per_msg),
@@ -429,12 +487,15 @@ fn bench() {
     report.push_str(&format!(
         "\n| memory, {idle} connections | idle KiB/conn | KiB/conn after one message each way |\n|---|---|---|\n"
     ));
-    for (mode, deflate) in [("plain", false), ("deflate", true)] {
-        let (idle_kib, used_kib) = memory(deflate, idle);
-        report.push_str(&format!("| {mode} | {idle_kib:.1} | {used_kib:.1} |\n"));
+    for mode in Mode::ALL {
+        let (idle_kib, used_kib) = memory(mode, idle);
+        report.push_str(&format!(
+            "| {} | {idle_kib:.1} | {used_kib:.1} |\n",
+            mode.label()
+        ));
     }
     println!(
-        "\n{rounds} rounds of {secs} s per measurement, medians; one server worker; client with context takeover, level 1.\n\n{report}"
+        "\n{rounds} rounds of {secs} s per measurement, medians; one server worker; client at level 1.\n\n{report}"
     );
     let _ = std::fs::create_dir_all("target/bench");
     let _ = std::fs::write("target/bench/deflate.md", &report);

@@ -106,15 +106,21 @@ pub struct Config {
     pub shutdown_on_signals: bool,
     /// permessage-deflate (RFC 7692). Default `None`: off.
     ///
-    /// Browsers offer it on every connection, but memory decides the
-    /// default. Measured with 1,000 connections of a release build (Python
-    /// `websockets` client, one 230-byte text message each way): 13.9 KiB
-    /// per idle connection with or without the extension (the zlib streams
-    /// are created on first use), 14.8 KiB after the message without it,
-    /// 349 KiB after the message with it (a 256 KiB compressor and a 32 KiB
-    /// window for the decompressor, kept for context takeover). Turn it on
-    /// where messages are large and compressible and connections are few
-    /// enough to pay for it. See [`Compression`] for the policy.
+    /// Browsers offer it on every connection, but neither way of running it
+    /// is free. Measured with `cargo bench --bench deflate` (1 KiB JSON-like
+    /// text, 2,000 connections for memory; BENCHMARKS.md has the table):
+    ///
+    /// | | per idle connection | after one message each way | server CPU per message | bytes on the wire |
+    /// |---|---|---|---|---|
+    /// | off | 13.7 KiB | 18 KiB | 1× | 1× |
+    /// | context takeover ([`Compression::default`]) | 13.8 KiB | 351 KiB | 1.2–1.5× | 0.10× |
+    /// | no context takeover (both ways) | 13.9 KiB | 16 KiB | 1.8–2.0× | 0.30× |
+    ///
+    /// The zlib streams are created on first use; with context takeover they
+    /// stay for the connection's life (a 256 KiB compressor and a 32 KiB
+    /// decompressor window), without it they are freed after each message.
+    /// Turn it on where bandwidth costs more than that. See [`Compression`]
+    /// for the policy.
     pub compression: Option<Compression>,
     /// An extra registry this route's connections join, besides
     /// [`Connections::global`]. Default `None`.

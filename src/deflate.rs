@@ -16,11 +16,15 @@ use flate2::{Compress, Decompress, FlushCompress, FlushDecompress, Status};
 /// The server accepts the first acceptable `permessage-deflate` offer of the
 /// client and answers with the parameters it agreed to. Each connection
 /// that negotiates it carries a compressor and a decompressor, created on
-/// first use; with context takeover they keep their sliding windows between
-/// messages (about 256 KiB for the compressor and 40 KiB for the
-/// decompressor at 15 window bits and level 1–9), without it they are reset
-/// after each message (the memory stays allocated, but the compression
-/// ratio drops for small messages).
+/// first use. With context takeover they keep their sliding windows between
+/// messages, which costs about 256 KiB for the compressor and 40 KiB for the
+/// decompressor at 15 window bits, for the rest of the connection. Without
+/// it (`server_no_context_takeover` for the compressor,
+/// `client_no_context_takeover` for the decompressor) each one is freed at
+/// the end of every message, so an idle connection holds about as little
+/// as an uncompressed one; the price is a lower compression ratio on small
+/// messages, which cannot refer back to earlier ones. BENCHMARKS.md has the
+/// measured memory and CPU of each setting.
 ///
 /// ```
 /// use actix_ws_listener::{Compression, Config};
@@ -39,12 +43,12 @@ pub struct Compression {
     /// Messages shorter than this go out uncompressed. Default 128 bytes:
     /// below that deflate rarely wins and always costs CPU.
     pub min_size: usize,
-    /// Reset the server's compressor after each message, and tell the
-    /// client so. Default `false` (better ratio; the compressor's window
-    /// stays allocated either way).
+    /// Start the server's compressor afresh for each message, and tell the
+    /// client so; the compressor's memory is then freed between messages.
+    /// Default `false` (better ratio on small, similar messages).
     pub server_no_context_takeover: bool,
-    /// Ask the client to reset its compressor after each message (the server
-    /// then resets its decompressor too). Default `false`.
+    /// Ask the client to reset its compressor after each message; the
+    /// server's decompressor is then freed between messages. Default `false`.
     pub client_no_context_takeover: bool,
     /// Largest LZ77 window the server compresses with, 9–15. Default 15.
     /// A client offer that demands less is honoured when it is 9 or more;
@@ -279,57 +283,78 @@ impl CompressCache {
 const TRAILER: [u8; 4] = [0x00, 0x00, 0xFF, 0xFF];
 
 /// The server's compressor.
+///
+/// The zlib stream is created on first use. Without context takeover it is
+/// dropped after each message rather than reset, so a connection that is
+/// not sending holds none of its memory (about 256 KiB at 15 window bits);
+/// creating it again costs about as much as the reset it replaces.
 pub(crate) struct Deflater {
-    stream: Compress,
-    reset_each_message: bool,
+    stream: Option<Compress>,
+    level: u32,
+    window_bits: u8,
+    keep_context: bool,
 }
 
 impl Deflater {
     pub(crate) fn new(agreed: &Agreed) -> Deflater {
         Deflater {
-            stream: Compress::new_with_window_bits(
-                flate2::Compression::new(agreed.level),
-                false,
-                agreed.server_window_bits,
-            ),
-            reset_each_message: agreed.server_no_context_takeover,
+            stream: None,
+            level: agreed.level,
+            window_bits: agreed.server_window_bits,
+            keep_context: !agreed.server_no_context_takeover,
         }
+    }
+
+    /// Whether a zlib stream is allocated right now.
+    #[cfg(test)]
+    fn holds_stream(&self) -> bool {
+        self.stream.is_some()
     }
 
     /// Compresses one whole message into `out` (cleared first), without the
     /// sync-flush trailer. `false` if zlib failed (then send it uncompressed).
     pub(crate) fn compress(&mut self, input: &[u8], out: &mut Vec<u8>) -> bool {
-        out.clear();
-        out.reserve(input.len() / 2 + 64);
-        let start = self.stream.total_in();
-        loop {
-            let consumed = (self.stream.total_in() - start) as usize;
-            if self
-                .stream
-                .compress_vec(&input[consumed..], out, FlushCompress::Sync)
-                .is_err()
-            {
-                self.stream.reset();
-                return false;
-            }
-            let consumed = (self.stream.total_in() - start) as usize;
-            // Done once all input is in and zlib had room left to flush.
-            if consumed == input.len() && out.len() < out.capacity() {
-                break;
-            }
-            out.reserve(out.capacity().max(64));
+        let (level, window_bits) = (self.level, self.window_bits);
+        let stream = self.stream.get_or_insert_with(|| {
+            Compress::new_with_window_bits(flate2::Compression::new(level), false, window_bits)
+        });
+        let done = compress_message(stream, input, out);
+        if !done || !self.keep_context {
+            // After a failure the context is unknown: start afresh.
+            self.stream = None;
         }
-        if out.ends_with(&TRAILER) {
-            out.truncate(out.len() - TRAILER.len());
-        }
-        if out.is_empty() {
-            out.push(0x00);
-        }
-        if self.reset_each_message {
-            self.stream.reset();
-        }
-        true
+        done
     }
+}
+
+/// Compresses `input` as one message with sync flush and strips the
+/// trailer; `false` if zlib failed.
+fn compress_message(stream: &mut Compress, input: &[u8], out: &mut Vec<u8>) -> bool {
+    out.clear();
+    out.reserve(input.len() / 2 + 64);
+    let start = stream.total_in();
+    loop {
+        let consumed = (stream.total_in() - start) as usize;
+        if stream
+            .compress_vec(&input[consumed..], out, FlushCompress::Sync)
+            .is_err()
+        {
+            return false;
+        }
+        let consumed = (stream.total_in() - start) as usize;
+        // Done once all input is in and zlib had room left to flush.
+        if consumed == input.len() && out.len() < out.capacity() {
+            break;
+        }
+        out.reserve(out.capacity().max(64));
+    }
+    if out.ends_with(&TRAILER) {
+        out.truncate(out.len() - TRAILER.len());
+    }
+    if out.is_empty() {
+        out.push(0x00);
+    }
+    true
 }
 
 /// Why inflating failed.
@@ -346,17 +371,27 @@ pub(crate) enum InflateError {
 const INFLATE_STEP: usize = 32 * 1024;
 
 /// The server's decompressor for client messages.
+///
+/// Like [`Deflater`], its zlib stream exists only while it is needed: from
+/// the first compressed frame of a message to the end of that message when
+/// the client has no context takeover, for the connection's life otherwise.
 pub(crate) struct Inflater {
-    stream: Decompress,
-    reset_each_message: bool,
+    stream: Option<Decompress>,
+    keep_context: bool,
 }
 
 impl Inflater {
     pub(crate) fn new(agreed: &Agreed) -> Inflater {
         Inflater {
-            stream: Decompress::new_with_window_bits(false, 15),
-            reset_each_message: agreed.client_no_context_takeover,
+            stream: None,
+            keep_context: !agreed.client_no_context_takeover,
         }
+    }
+
+    /// Whether a zlib stream is allocated right now.
+    #[cfg(test)]
+    fn holds_stream(&self) -> bool {
+        self.stream.is_some()
     }
 
     /// Inflates one frame's compressed payload, appending to `out`, and
@@ -367,7 +402,10 @@ impl Inflater {
         out: &mut Vec<u8>,
         limit: usize,
     ) -> Result<(), InflateError> {
-        let start = self.stream.total_in();
+        let stream = self
+            .stream
+            .get_or_insert_with(|| Decompress::new_with_window_bits(false, 15));
+        let start = stream.total_in();
         loop {
             if out.capacity() == out.len() {
                 // Grow geometrically, but never past the limit (plus one
@@ -379,15 +417,14 @@ impl Inflater {
                     .max(out.len() + 1);
                 out.reserve_exact(target - out.len());
             }
-            let consumed = (self.stream.total_in() - start) as usize;
-            let status = self
-                .stream
+            let consumed = (stream.total_in() - start) as usize;
+            let status = stream
                 .decompress_vec(&input[consumed..], out, FlushDecompress::Sync)
                 .map_err(|_| InflateError::Corrupt)?;
             if out.len() > limit {
                 return Err(InflateError::TooBig);
             }
-            let consumed = (self.stream.total_in() - start) as usize;
+            let consumed = (stream.total_in() - start) as usize;
             match status {
                 Status::StreamEnd => {
                     // The client ended the deflate stream (BFINAL): nothing
@@ -395,7 +432,7 @@ impl Inflater {
                     if consumed != input.len() {
                         return Err(InflateError::Corrupt);
                     }
-                    self.stream.reset(false);
+                    self.stream = None;
                     return Ok(());
                 }
                 Status::Ok | Status::BufError => {
@@ -418,8 +455,8 @@ impl Inflater {
         limit: usize,
     ) -> Result<(), InflateError> {
         let result = self.inflate(&TRAILER, out, limit);
-        if self.reset_each_message {
-            self.stream.reset(false);
+        if !self.keep_context {
+            self.stream = None;
         }
         result
     }
@@ -490,7 +527,9 @@ mod tests {
         for takeover in [false, true] {
             let agreed = accept_offer(
                 &[],
-                &Compression::default().server_no_context_takeover(!takeover),
+                &Compression::default()
+                    .server_no_context_takeover(!takeover)
+                    .client_no_context_takeover(!takeover),
             )
             .unwrap();
             let mut deflater = Deflater::new(&agreed);
@@ -502,6 +541,9 @@ mod tests {
                 inflater.inflate(&compressed, &mut out, 1 << 20).unwrap();
                 inflater.finish_message(&mut out, 1 << 20).unwrap();
                 assert_eq!(out, message);
+                // Without context takeover nothing is kept between messages.
+                assert_eq!(deflater.holds_stream(), takeover);
+                assert_eq!(inflater.holds_stream(), takeover);
             }
         }
     }

@@ -127,6 +127,40 @@ fn compressed_messages_are_inflated_and_echoes_are_compressed() {
 }
 
 #[test]
+fn without_context_takeover_every_message_stands_alone_both_ways() {
+    let events = Events::new();
+    let config = test_config().compression(
+        Compression::default()
+            .min_size(0)
+            .server_no_context_takeover(true)
+            .client_no_context_takeover(true),
+    );
+    let recorder = events.clone();
+    let server = serve_with(config, move || recorder.record(Echo));
+    let mut client = RawClient::connect_with(server.addr(), "/ws", OFFER);
+    assert_eq!(
+        client.response.header("sec-websocket-extensions"),
+        Some("permessage-deflate; server_no_context_takeover; client_no_context_takeover")
+    );
+    let conn = events.wait_open().id();
+    // The server frees its streams between messages; each message, compressed
+    // by a fresh compressor, must still inflate, and each echo must inflate
+    // with a fresh decompressor.
+    let texts: Vec<String> = (0..5)
+        .map(|i| format!("message {i}: {}", "same words again and again ".repeat(20)))
+        .collect();
+    for text in &texts {
+        client.send(FrameSpec::new(OP_TEXT, compress(text.as_bytes(), 6)).rsv(0b100));
+        let frame = client.read_frame();
+        assert_eq!((frame.opcode, frame.rsv, frame.fin), (OP_TEXT, 0b100, true));
+        assert_eq!(inflate(&frame.payload), text.as_bytes());
+    }
+    let messages = events.wait_messages(conn, texts.len());
+    let received: Vec<&str> = messages.iter().filter_map(|m| m.as_text()).collect();
+    assert_eq!(received, texts);
+}
+
+#[test]
 fn a_compressed_message_may_be_fragmented_with_rsv1_on_its_first_frame_only() {
     let events = Events::new();
     let server = serve_deflate(&events);
