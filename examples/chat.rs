@@ -177,6 +177,9 @@ async fn main() -> std::io::Result<()> {
             .route("/", web::get().to(index))
             .route("/ws", web::get().to(ws))
     })
+    // Close TCP as soon as a close handshake is done, instead of lingering
+    // up to actix-web's default 1 s for the client to close first.
+    .client_disconnect_timeout(Duration::ZERO)
     .bind(bind)?
     .run()
     .await

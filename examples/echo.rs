@@ -10,6 +10,8 @@
 //! Run:   cargo run --example echo            (BIND=127.0.0.1:8080 by default)
 //! Talk:  websocat ws://127.0.0.1:8080/ws     or   curl http://127.0.0.1:8080/ws
 
+use std::time::Duration;
+
 use actix_web::{middleware::Logger, web, App, HttpRequest, HttpResponse, HttpServer};
 use actix_ws_listener::{
     is_websocket_request, upgrade, Compression, Config, Listener, Message, Socket,
@@ -54,6 +56,9 @@ async fn main() -> std::io::Result<()> {
             .wrap(Logger::default())
             .route("/ws", web::get().to(ws))
     })
+    // Close TCP as soon as a close handshake is done, instead of lingering
+    // up to actix-web's default 1 s for the client to close first.
+    .client_disconnect_timeout(Duration::ZERO)
     .bind(bind)?
     .run()
     .await

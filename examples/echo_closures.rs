@@ -4,6 +4,8 @@
 //! Run:   cargo run --example echo_closures   (BIND=127.0.0.1:8080 by default)
 //! Talk:  websocat ws://127.0.0.1:8080/ws
 
+use std::time::Duration;
+
 use actix_web::{web, App, HttpResponse, HttpServer};
 use actix_ws_listener::{listener, WebSocketUpgrade};
 
@@ -34,6 +36,8 @@ async fn main() -> std::io::Result<()> {
     let bind = std::env::var("BIND").unwrap_or_else(|_| "127.0.0.1:8080".to_owned());
     log::info!("echo (closure listener) on ws://{bind}/ws");
     HttpServer::new(|| App::new().route("/ws", web::get().to(ws)))
+        // Close TCP right after a close handshake (actix-web lingers 1 s).
+        .client_disconnect_timeout(Duration::ZERO)
         .bind(bind)?
         .run()
         .await

@@ -91,6 +91,9 @@ async fn main() -> std::io::Result<()> {
             .app_data(web::Data::new(ticker.clone()))
             .route("/ws", web::get().to(ws))
     })
+    // Close TCP as soon as a close handshake is done, instead of lingering
+    // up to actix-web's default 1 s for the client to close first.
+    .client_disconnect_timeout(Duration::ZERO)
     .bind(bind)?
     .run()
     .await
