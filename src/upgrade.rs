@@ -74,9 +74,10 @@ pub enum UpgradeError {
     MethodNotAllowed,
     /// No `Connection: upgrade` header: 400.
     NoConnectionUpgrade,
-    /// `Sec-WebSocket-Version` missing or not 13: 426 with `Sec-WebSocket-Version: 13`.
+    /// `Sec-WebSocket-Version` missing, repeated or not 13: 426 with
+    /// `Sec-WebSocket-Version: 13`.
     UnsupportedVersion,
-    /// `Sec-WebSocket-Key` missing or not 16 base64-encoded bytes: 400.
+    /// `Sec-WebSocket-Key` missing, repeated or not 16 base64-encoded bytes: 400.
     BadKey,
     /// The `Origin` is not in `allowed_origins`: 403.
     OriginNotAllowed,
@@ -92,8 +93,10 @@ impl fmt::Display for UpgradeError {
             UpgradeError::NoConnectionUpgrade => {
                 "a WebSocket upgrade needs the header Connection: upgrade"
             }
-            UpgradeError::UnsupportedVersion => "unsupported WebSocket version: expected 13",
-            UpgradeError::BadKey => "missing or malformed Sec-WebSocket-Key",
+            UpgradeError::UnsupportedVersion => {
+                "unsupported WebSocket version: expected one Sec-WebSocket-Version: 13"
+            }
+            UpgradeError::BadKey => "missing, repeated or malformed Sec-WebSocket-Key",
             UpgradeError::OriginNotAllowed => "WebSocket upgrade from this origin is not allowed",
         })
     }
@@ -136,16 +139,12 @@ fn verify(req: &HttpRequest, config: &Config) -> Result<(), UpgradeError> {
     if !header_has_token(req, header::CONNECTION, "upgrade") {
         return Err(UpgradeError::NoConnectionUpgrade);
     }
-    if req
-        .headers()
-        .get(header::SEC_WEBSOCKET_VERSION)
+    if single_header(req, header::SEC_WEBSOCKET_VERSION)
         .is_none_or(|version| version.as_bytes() != b"13")
     {
         return Err(UpgradeError::UnsupportedVersion);
     }
-    let key_ok = req
-        .headers()
-        .get(header::SEC_WEBSOCKET_KEY)
+    let key_ok = single_header(req, header::SEC_WEBSOCKET_KEY)
         .is_some_and(|key| is_valid_key(key.as_bytes()));
     if !key_ok {
         return Err(UpgradeError::BadKey);
@@ -160,6 +159,14 @@ fn verify(req: &HttpRequest, config: &Config) -> Result<(), UpgradeError> {
         }
     }
     Ok(())
+}
+
+/// The value of a header that must appear exactly once (RFC 6455 §11.3.1,
+/// §11.3.5): `None` when it is missing or repeated.
+fn single_header(req: &HttpRequest, name: header::HeaderName) -> Option<&header::HeaderValue> {
+    let mut values = req.headers().get_all(name);
+    let first = values.next()?;
+    values.next().is_none().then_some(first)
 }
 
 /// A key is 16 bytes in base64: 22 alphabet characters and `==`.

@@ -255,6 +255,20 @@ fn a_bad_websocket_handshake_gets_a_4xx_that_explains_itself() {
             400,
         ),
         (
+            "two keys",
+            format!(
+                "GET /ws HTTP/1.1\r\n{host}Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {KEY}\r\nSec-WebSocket-Key: {KEY}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+            ),
+            400,
+        ),
+        (
+            "two versions",
+            format!(
+                "GET /ws HTTP/1.1\r\n{host}Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {KEY}\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Version: 13\r\n\r\n"
+            ),
+            426,
+        ),
+        (
             "version 8",
             format!(
                 "GET /ws HTTP/1.1\r\n{host}Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {KEY}\r\nSec-WebSocket-Version: 8\r\n\r\n"
