@@ -14,7 +14,7 @@ use std::{
     cell::RefCell,
     panic::{catch_unwind, AssertUnwindSafe},
     rc::Rc,
-    sync::{atomic::Ordering, Arc},
+    sync::atomic::Ordering,
     time::{Duration, Instant},
 };
 
@@ -52,10 +52,7 @@ where
         config.max_outbound_buffer,
         config.backpressure,
     );
-    let out = Rc::new(RefCell::new(Outbound::new(
-        Arc::clone(socket.shared()),
-        deflate.clone(),
-    )));
+    let out = Rc::new(RefCell::new(Outbound::new(socket.clone(), deflate.clone())));
     let body = BodyStream(Rc::clone(&out));
     ctx.add_stream(payload);
     let connection = Connection {

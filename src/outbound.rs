@@ -12,7 +12,6 @@ use std::{
     io,
     pin::Pin,
     rc::Rc,
-    sync::Arc,
     task::{Context, Poll, Waker},
 };
 
@@ -22,8 +21,8 @@ use futures::Stream;
 use crate::{
     deflate::{Agreed, CompressCache, Deflater},
     frame::{self, OpCode},
-    socket::{Command, Completion, Shared},
-    CloseCode, Message, SendError,
+    socket::{Command, Completion},
+    CloseCode, Message, SendError, Socket,
 };
 
 /// Frames encoded for one connection and not yet taken by its HTTP writer.
@@ -46,11 +45,12 @@ pub(crate) struct Outbound {
     compressed: Vec<u8>,
     /// The connection is cut off: the body fails, which drops the TCP connection.
     aborted: bool,
-    shared: Arc<Shared>,
+    /// The connection's socket, whose counters this buffer keeps.
+    socket: Socket,
 }
 
 impl Outbound {
-    pub(crate) fn new(shared: Arc<Shared>, deflate: Option<Agreed>) -> Outbound {
+    pub(crate) fn new(socket: Socket, deflate: Option<Agreed>) -> Outbound {
         Outbound {
             buf: BytesMut::new(),
             encoded: 0,
@@ -64,7 +64,7 @@ impl Outbound {
             deflater: None,
             compressed: Vec::new(),
             aborted: false,
-            shared,
+            socket,
         }
     }
 
@@ -77,7 +77,7 @@ impl Outbound {
     pub(crate) fn apply(&mut self, command: Command) {
         let len = command.frame_len();
         if self.close_sent.is_some() || self.finished || self.writer_gone {
-            self.shared.release(len);
+            self.socket.shared().release(len);
             if let Command::Send(_, Some(completion), _) = command {
                 completion.fail(SendError::Closed);
             }
@@ -96,9 +96,10 @@ impl Outbound {
                 // Compression changed the size the socket reserved.
                 let actual = (self.encoded - before) as usize;
                 if actual < len {
-                    self.shared.release(len - actual);
+                    self.socket.shared().release(len - actual);
                 } else if actual > len {
-                    self.shared
+                    self.socket
+                        .shared()
                         .queued
                         .fetch_add(actual - len, std::sync::atomic::Ordering::AcqRel);
                 }
@@ -114,7 +115,7 @@ impl Outbound {
                 frame::encode_close(&mut self.buf, code.as_u16(), &reason);
                 self.encoded += (self.buf.len() - before) as u64;
                 self.close_sent = Some((code, reason));
-                self.shared.mark_closed();
+                self.socket.shared().mark_closed();
             }
         }
         self.wake();
@@ -126,12 +127,13 @@ impl Outbound {
         if self.close_sent.is_some() || self.finished {
             return;
         }
-        self.shared.mark_closed();
+        self.socket.shared().mark_closed();
         let before = self.buf.len();
         frame::encode_close(&mut self.buf, code.as_u16(), reason);
         let len = self.buf.len() - before;
         self.encoded += len as u64;
-        self.shared
+        self.socket
+            .shared()
             .queued
             .fetch_add(len, std::sync::atomic::Ordering::AcqRel);
         self.close_sent = Some((code, reason.to_owned()));
@@ -140,7 +142,7 @@ impl Outbound {
 
     /// Ends the body once what is buffered has been written.
     pub(crate) fn finish(&mut self) {
-        self.shared.mark_closed();
+        self.socket.shared().mark_closed();
         self.finished = true;
         self.wake();
     }
@@ -156,7 +158,7 @@ impl Outbound {
         self.finished = true;
         let buffered = self.buf.len();
         self.buf.clear();
-        self.shared.release(buffered);
+        self.socket.shared().release(buffered);
         let pending = std::mem::take(&mut self.pending);
         self.wake();
         drop(pending);
@@ -256,7 +258,7 @@ impl Stream for BodyStream {
             }
             let chunk = out.buf.split().freeze();
             out.written += chunk.len() as u64;
-            out.shared.release(chunk.len());
+            out.socket.shared().release(chunk.len());
             let written = out.written;
             while out.pending.front().is_some_and(|(end, _)| *end <= written) {
                 if let Some((_, completion)) = out.pending.pop_front() {
@@ -278,10 +280,10 @@ impl Drop for BodyStream {
         let pending = {
             let mut out = self.0.borrow_mut();
             out.writer_gone = true;
-            out.shared.mark_closed();
+            out.socket.shared().mark_closed();
             let buffered = out.buf.len();
             out.buf.clear();
-            out.shared.release(buffered);
+            out.socket.shared().release(buffered);
             std::mem::take(&mut out.pending)
         };
         // Frames the writer never took: their completions fail (on drop).

@@ -218,7 +218,22 @@ impl Drop for CallbackScope {
 /// ```
 #[derive(Clone)]
 pub struct Socket {
-    shared: Arc<Shared>,
+    // A trait object rather than `Arc<Shared>`: clippy's `mutable_key_type`
+    // looks through an `Arc<Shared>` at its atomics and would flag every
+    // `HashSet<Socket>` in users' code, although `Hash` and `Eq` read only
+    // the id, which never changes.
+    shared: Arc<dyn SharedHandle>,
+}
+
+/// How a [`Socket`] reaches its connection's [`Shared`] state.
+pub(crate) trait SharedHandle: Send + Sync {
+    fn get(&self) -> &Shared;
+}
+
+impl SharedHandle for Shared {
+    fn get(&self) -> &Shared {
+        self
+    }
 }
 
 impl Socket {
@@ -240,25 +255,25 @@ impl Socket {
         }
     }
 
-    pub(crate) fn shared(&self) -> &Arc<Shared> {
-        &self.shared
+    pub(crate) fn shared(&self) -> &Shared {
+        self.shared.get()
     }
 
     /// The connection's id, unique within the process.
     pub fn id(&self) -> u64 {
-        self.shared.id
+        self.shared().id
     }
 
     /// True until the connection starts closing: `false` right after
     /// `close`/`close_with` on any clone, after a close frame arrives, and
     /// after the connection ends. Ring's `open?`.
     pub fn is_open(&self) -> bool {
-        self.shared.open.load(Ordering::Acquire)
+        self.shared().open.load(Ordering::Acquire)
     }
 
     /// Bytes queued for this connection and not yet handed to its HTTP writer.
     pub fn buffered_amount(&self) -> usize {
-        self.shared.queued.load(Ordering::Acquire)
+        self.shared().queued.load(Ordering::Acquire)
     }
 
     /// Queues a text or binary message. Ring's `send`.
@@ -434,7 +449,7 @@ impl Socket {
         }
         // Only the caller that flips `open` sends the close frame.
         if self
-            .shared
+            .shared()
             .open
             .compare_exchange(true, false, Ordering::AcqRel, Ordering::Acquire)
             .is_err()
@@ -444,7 +459,7 @@ impl Socket {
         let command = Command::Close(code, reason);
         let len = command.frame_len();
         // A close is never refused for backpressure: it is what frees the buffer.
-        self.shared.queued.fetch_add(len, Ordering::AcqRel);
+        self.shared().queued.fetch_add(len, Ordering::AcqRel);
         self.dispatch(command, len);
         Ok(())
     }
@@ -458,10 +473,11 @@ impl Socket {
             return Err((SendError::Closed, command));
         }
         let len = command.frame_len();
-        if let Err(error) = self.shared.reserve(len) {
-            if self.shared.policy == BackpressurePolicy::Close {
+        let shared = self.shared();
+        if let Err(error) = shared.reserve(len) {
+            if shared.policy == BackpressurePolicy::Close {
                 // Not counted: it is what frees the buffer.
-                self.shared
+                shared
                     .mailbox
                     .do_send(Envelope(Command::Fail(Error::Backpressure)));
             }
@@ -479,32 +495,32 @@ impl Socket {
             None => return,
             Some(command) => command,
         };
-        if !self.shared.mailbox.connected() {
+        let shared = self.shared();
+        if !shared.mailbox.connected() {
             // The connection is gone: nothing will release what we reserved,
             // and dropping the command fails its completion, if any.
-            self.shared.release(len);
-            self.shared.mark_closed();
+            shared.release(len);
+            shared.mark_closed();
             return;
         }
-        self.shared
-            .queued
-            .fetch_add(COMMAND_OVERHEAD, Ordering::AcqRel);
-        self.shared.in_mailbox.fetch_add(1, Ordering::AcqRel);
+        shared.queued.fetch_add(COMMAND_OVERHEAD, Ordering::AcqRel);
+        shared.in_mailbox.fetch_add(1, Ordering::AcqRel);
         // `do_send` ignores the mailbox capacity on purpose: the bytes
         // reserved above (frame plus COMMAND_OVERHEAD per entry) are what
         // bound the mailbox. If the connection stops before handling it, the
         // command is dropped and its completion fails.
-        self.shared.mailbox.do_send(Envelope(command));
+        shared.mailbox.do_send(Envelope(command));
     }
 
     fn write_direct(&self, command: Command) -> Option<Command> {
-        if self.shared.in_mailbox.load(Ordering::Acquire) != 0 {
+        let shared = self.shared();
+        if shared.in_mailbox.load(Ordering::Acquire) != 0 {
             return Some(command);
         }
         IN_CALLBACK.with(|slot| {
             let slot = slot.borrow();
             match &*slot {
-                Some((id, outbound)) if *id == self.shared.id => match outbound.try_borrow_mut() {
+                Some((id, outbound)) if *id == shared.id => match outbound.try_borrow_mut() {
                     Ok(mut outbound) => {
                         outbound.apply(command);
                         None
@@ -526,7 +542,7 @@ fn check_control(data: &Bytes) -> Result<(), SendError> {
 
 impl PartialEq for Socket {
     fn eq(&self, other: &Socket) -> bool {
-        self.shared.id == other.shared.id
+        self.shared().id == other.shared().id
     }
 }
 
@@ -534,14 +550,14 @@ impl Eq for Socket {}
 
 impl Hash for Socket {
     fn hash<H: Hasher>(&self, state: &mut H) {
-        self.shared.id.hash(state);
+        self.shared().id.hash(state);
     }
 }
 
 impl fmt::Debug for Socket {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Socket")
-            .field("id", &self.shared.id)
+            .field("id", &self.shared().id)
             .field("open", &self.is_open())
             .finish()
     }
