@@ -109,12 +109,14 @@ struct Connection<L: Listener> {
     config: Config,
     read_buf: BytesMut,
     frame: Option<InFrame>,
-    message: Option<Partial>,
+    // Boxed, like the decompressor: most connections never need them, and
+    // every byte here is paid by every idle connection.
+    message: Option<Box<Partial>>,
     utf8: Utf8Validator,
     /// permessage-deflate parameters, when negotiated, and the decompressor
     /// (created on the first compressed message).
     deflate: Option<Agreed>,
-    inflater: Option<Inflater>,
+    inflater: Option<Box<Inflater>>,
     close_timer: Option<SpawnHandle>,
     last_seen: Instant,
     failing: bool,
@@ -471,7 +473,7 @@ impl<L: Listener> Connection<L> {
                     if header.fin {
                         self.deliver(partial.text, Bytes::from(partial.inflated), true, ctx);
                     } else {
-                        self.message = Some(partial);
+                        self.message = Some(Box::new(partial));
                     }
                 }
             }
@@ -481,12 +483,12 @@ impl<L: Listener> Connection<L> {
             OpCode::Text | OpCode::Binary => {
                 let mut buf = BytesMut::with_capacity(payload.len() * 2);
                 buf.extend_from_slice(&payload);
-                self.message = Some(Partial {
+                self.message = Some(Box::new(Partial {
                     text: header.opcode == OpCode::Text,
                     compressed: false,
                     buf,
                     inflated: Vec::new(),
-                });
+                }));
             }
             OpCode::Continuation => {
                 let Some(mut partial) = self.message.take() else {
@@ -535,7 +537,9 @@ impl<L: Listener> Connection<L> {
             self.fail(ctx, Error::Protocol("RSV1 set without permessage-deflate"));
             return false;
         };
-        let inflater = self.inflater.get_or_insert_with(|| Inflater::new(agreed));
+        let inflater = self
+            .inflater
+            .get_or_insert_with(|| Box::new(Inflater::new(agreed)));
         let max = self.config.max_message_size;
         let before = partial.inflated.len();
         let mut result = inflater.inflate(payload, &mut partial.inflated, max);

@@ -39,9 +39,10 @@ pub(crate) struct Outbound {
     close_sent: Option<(CloseCode, String)>,
     writer_gone: bool,
     /// permessage-deflate, when negotiated: the policy, the compressor
-    /// (created on first use) and its output buffer.
+    /// (created on first use, boxed: idle connections should not pay for
+    /// its inline size) and its output buffer.
     deflate: Option<Agreed>,
-    deflater: Option<Deflater>,
+    deflater: Option<Box<Deflater>>,
     compressed: Vec<u8>,
     /// The connection is cut off: the body fails, which drops the TCP connection.
     aborted: bool,
@@ -178,7 +179,9 @@ impl Outbound {
         if payload.len() < agreed.min_size {
             return false;
         }
-        let deflater = self.deflater.get_or_insert_with(|| Deflater::new(agreed));
+        let deflater = self
+            .deflater
+            .get_or_insert_with(|| Box::new(Deflater::new(agreed)));
         let scratch = &mut self.compressed;
         let shared;
         let compressed: &[u8] = match cache {
