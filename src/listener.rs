@@ -83,6 +83,58 @@ pub trait Listener: 'static {
     }
 }
 
+/// A boxed listener is a listener, so one handler can choose among several
+/// kinds at run time. Every callback, `on_ping` included, goes to the boxed
+/// listener.
+///
+/// ```no_run
+/// use actix_web::{web, Responder};
+/// use actix_ws_listener::{Listener, Message, Socket, WebSocketUpgrade};
+///
+/// struct Echo;
+/// impl Listener for Echo {
+///     fn on_message(&mut self, socket: &Socket, message: Message) {
+///         let _ = socket.send(message);
+///     }
+/// }
+///
+/// struct Silent;
+/// impl Listener for Silent {}
+///
+/// async fn ws(upgrade: WebSocketUpgrade, path: web::Path<String>) -> impl Responder {
+///     let listener: Box<dyn Listener> = match path.as_str() {
+///         "echo" => Box::new(Echo),
+///         _ => Box::new(Silent),
+///     };
+///     upgrade.listen(listener)
+/// }
+/// ```
+impl<L: Listener + ?Sized> Listener for Box<L> {
+    fn on_open(&mut self, socket: &Socket) {
+        (**self).on_open(socket);
+    }
+
+    fn on_message(&mut self, socket: &Socket, message: Message) {
+        (**self).on_message(socket, message);
+    }
+
+    fn on_ping(&mut self, socket: &Socket, data: Bytes) {
+        (**self).on_ping(socket, data);
+    }
+
+    fn on_pong(&mut self, socket: &Socket, data: Bytes) {
+        (**self).on_pong(socket, data);
+    }
+
+    fn on_error(&mut self, socket: &Socket, error: &Error) {
+        (**self).on_error(socket, error);
+    }
+
+    fn on_close(&mut self, socket: &Socket, code: CloseCode, reason: &str) {
+        (**self).on_close(socket, code, reason);
+    }
+}
+
 type OnSocket = Box<dyn FnMut(&Socket)>;
 type OnMessage = Box<dyn FnMut(&Socket, Message)>;
 type OnData = Box<dyn FnMut(&Socket, Bytes)>;

@@ -296,3 +296,29 @@ fn s1_every_connection_of_a_server_gets_one_open_and_one_close() {
         events.assert_nothing_after_close(socket.id());
     }
 }
+
+#[test]
+fn a_boxed_dyn_listener_gets_every_callback_including_on_ping() {
+    struct Quiet;
+    impl actix_ws_listener::Listener for Quiet {
+        // Overrides the default pong: a boxed listener must reach this.
+        fn on_ping(&mut self, _: &actix_ws_listener::Socket, _: bytes::Bytes) {}
+    }
+    let events = Events::new();
+    let recorder = events.clone();
+    let server =
+        serve(move || -> Box<dyn actix_ws_listener::Listener> { Box::new(recorder.record(Quiet)) });
+    let mut client = server.connect();
+    let socket = events.wait_open();
+    client.send_ping(b"unanswered");
+    client.send_text("hello");
+    events.wait_messages(socket.id(), 1);
+    client.send_close(1000, "done");
+    // No pong before the close echo: Quiet's on_ping ran, not the default.
+    assert_eq!(client.recv_close().0, 1000);
+    assert_eq!(
+        events.wait_close(socket.id()),
+        (CloseCode::NORMAL, "done".to_owned())
+    );
+    events.assert_nothing_after_close(socket.id());
+}
