@@ -112,9 +112,9 @@ pub struct Config {
     ///
     /// | | per idle connection | after one message each way | server CPU per message | bytes on the wire |
     /// |---|---|---|---|---|
-    /// | off | 13.7 KiB | 18 KiB | 1× | 1× |
-    /// | context takeover ([`Compression::default`]) | 13.8 KiB | 351 KiB | 1.2–1.5× | 0.10× |
-    /// | no context takeover (both ways) | 13.9 KiB | 16 KiB | 1.8–2.0× | 0.30× |
+    /// | off | 13.5 KiB | 17.6 KiB | 1× | 1× |
+    /// | context takeover ([`Compression::default`]) | 13.8 KiB | 351 KiB | 1.2–1.4× | 0.10× |
+    /// | no context takeover (both ways) | 13.8 KiB | 16.2 KiB | 1.8× | 0.29× |
     ///
     /// The zlib streams are created on first use; with context takeover they
     /// stay for the connection's life (a 256 KiB compressor and a 32 KiB
