@@ -289,11 +289,15 @@ impl<L: Listener> Connection<L> {
         self.out.borrow_mut().finish();
         // A peer that does not read would keep the connection (and what is
         // buffered for it) forever: give it close_timeout, then cut it off.
-        let out = Rc::clone(&self.out);
+        // Weak: once the writer has drained the buffer and dropped the body,
+        // the buffer must not live on until the timer fires.
+        let out = Rc::downgrade(&self.out);
         let timeout = self.config.close_timeout;
         actix_rt::spawn(async move {
             actix_rt::time::sleep(timeout).await;
-            out.borrow_mut().abort();
+            if let Some(out) = out.upgrade() {
+                out.borrow_mut().abort();
+            }
         });
         self.read_buf = BytesMut::new();
         self.frame = None;
@@ -635,6 +639,34 @@ fn panic_message(panic: &(dyn Any + Send)) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::{deflate, BackpressurePolicy, Compression};
+
+    #[test]
+    fn a_finished_buffer_frees_its_compressor() {
+        struct Quiet;
+        impl Listener for Quiet {}
+        // An address is all a socket needs; the actor never has to run.
+        let ctx = Context::<Connection<Quiet>>::new();
+        let socket = Socket::new(
+            ctx.address().recipient(),
+            1 << 20,
+            BackpressurePolicy::Reject,
+        );
+        let agreed = deflate::negotiate(
+            std::iter::once("permessage-deflate"),
+            &Compression::default().min_size(0),
+        );
+        let mut out = Outbound::new(socket.clone(), agreed);
+        let command = Command::Send(Message::from("compress me ".repeat(40)), None, None);
+        socket
+            .shared()
+            .queued
+            .fetch_add(command.frame_len(), Ordering::AcqRel);
+        out.apply(command);
+        assert!(out.holds_compressor());
+        out.finish();
+        assert!(!out.holds_compressor());
+    }
 
     #[test]
     fn close_payloads_are_validated() {

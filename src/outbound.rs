@@ -69,6 +69,12 @@ impl Outbound {
         }
     }
 
+    /// Whether the compressor is allocated right now.
+    #[cfg(test)]
+    pub(crate) fn holds_compressor(&self) -> bool {
+        self.deflater.is_some()
+    }
+
     /// The close frame this side sent, if any.
     pub(crate) fn close_sent(&self) -> Option<&(CloseCode, String)> {
         self.close_sent.as_ref()
@@ -145,6 +151,10 @@ impl Outbound {
     pub(crate) fn finish(&mut self) {
         self.socket.shared().mark_closed();
         self.finished = true;
+        // Nothing is encoded after this: free the compressor now rather
+        // than when the writer lets go of the body.
+        self.deflater = None;
+        self.compressed = Vec::new();
         self.wake();
     }
 
