@@ -27,11 +27,7 @@ fn s4_peer_close_code_and_reason_reach_on_close_and_the_code_is_echoed() {
     assert_eq!(code, 4001, "the server must echo the peer's close code");
     client.expect_eof();
 
-    assert_eq!(
-        events.wait_close(socket.id()),
-        (CloseCode(4001), "x".to_owned())
-    );
-    events.assert_nothing_after_close(socket.id());
+    events.assert_closed(socket.id(), CloseCode(4001), "x");
 }
 
 #[test]
@@ -156,11 +152,7 @@ fn s4_server_close_with_code_and_reason_is_seen_by_awc() {
             .unwrap();
     });
     let socket = events.wait_open();
-    assert_eq!(
-        events.wait_close(socket.id()),
-        (CloseCode(4000), "bye".to_owned())
-    );
-    events.assert_nothing_after_close(socket.id());
+    events.assert_closed(socket.id(), CloseCode(4000), "bye");
 }
 
 #[test]
@@ -204,11 +196,7 @@ fn s4_server_close_ends_tcp_after_close_timeout_when_the_peer_never_answers() {
     assert_eq!(client.recv_close().0, 4002);
     // No close frame from this side: the server gives up on its own.
     client.expect_eof();
-    assert_eq!(
-        events.wait_close(socket.id()),
-        (CloseCode(4002), "no answer expected".to_owned())
-    );
-    events.assert_nothing_after_close(socket.id());
+    events.assert_closed(socket.id(), CloseCode(4002), "no answer expected");
 }
 
 #[test]

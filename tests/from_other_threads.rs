@@ -254,9 +254,5 @@ fn close_from_another_thread_reaches_the_client_and_on_close() {
     assert_eq!(client.recv_text(), "last words");
     assert_eq!(client.recv_close(), (4005, "closed elsewhere".to_owned()));
     client.answer_close(4005);
-    assert_eq!(
-        events.wait_close(id),
-        (CloseCode(4005), "closed elsewhere".to_owned())
-    );
-    events.assert_nothing_after_close(id);
+    events.assert_closed(id, CloseCode(4005), "closed elsewhere");
 }

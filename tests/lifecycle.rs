@@ -21,11 +21,7 @@ fn s1_on_open_and_on_close_run_once_after_peer_close() {
     assert_eq!(client.recv_close().0, 1000);
     client.expect_eof();
 
-    assert_eq!(
-        events.wait_close(socket.id()),
-        (CloseCode::NORMAL, "done".to_owned())
-    );
-    events.assert_nothing_after_close(socket.id());
+    events.assert_closed(socket.id(), CloseCode::NORMAL, "done");
 }
 
 #[test]
@@ -47,11 +43,7 @@ fn s1_on_open_and_on_close_run_once_after_server_close() {
     client.answer_close(4000);
     client.expect_eof();
 
-    assert_eq!(
-        events.wait_close(socket.id()),
-        (CloseCode(4000), "server says bye".to_owned())
-    );
-    events.assert_nothing_after_close(socket.id());
+    events.assert_closed(socket.id(), CloseCode(4000), "server says bye");
 }
 
 #[test]
@@ -65,11 +57,7 @@ fn s1_on_close_gets_1006_and_empty_reason_after_abrupt_tcp_drop() {
 
     client.drop_tcp();
 
-    assert_eq!(
-        events.wait_close(socket.id()),
-        (CloseCode::ABNORMAL, String::new())
-    );
-    events.assert_nothing_after_close(socket.id());
+    events.assert_closed(socket.id(), CloseCode::ABNORMAL, "");
 }
 
 #[test]
@@ -84,11 +72,7 @@ fn s1_on_close_gets_1006_after_tcp_drop_in_the_middle_of_a_frame() {
     client.write(&frame.encode());
     client.drop_tcp();
 
-    assert_eq!(
-        events.wait_close(socket.id()),
-        (CloseCode::ABNORMAL, String::new())
-    );
-    events.assert_nothing_after_close(socket.id());
+    events.assert_closed(socket.id(), CloseCode::ABNORMAL, "");
     let log = events.of(socket.id());
     assert!(
         !log.iter().any(|e| matches!(e, Event::Message(_))),
@@ -110,11 +94,7 @@ fn s1_on_close_gets_1006_after_tcp_drop_in_the_middle_of_a_fragmented_message() 
     assert_eq!(client.recv(), Incoming::Pong(b"sync".to_vec()));
     client.drop_tcp();
 
-    assert_eq!(
-        events.wait_close(socket.id()),
-        (CloseCode::ABNORMAL, String::new())
-    );
-    events.assert_nothing_after_close(socket.id());
+    events.assert_closed(socket.id(), CloseCode::ABNORMAL, "");
 }
 
 #[test]
@@ -316,9 +296,5 @@ fn a_boxed_dyn_listener_gets_every_callback_including_on_ping() {
     client.send_close(1000, "done");
     // No pong before the close echo: Quiet's on_ping ran, not the default.
     assert_eq!(client.recv_close().0, 1000);
-    assert_eq!(
-        events.wait_close(socket.id()),
-        (CloseCode::NORMAL, "done".to_owned())
-    );
-    events.assert_nothing_after_close(socket.id());
+    events.assert_closed(socket.id(), CloseCode::NORMAL, "done");
 }

@@ -403,9 +403,5 @@ fn s3_close_inside_a_fragmented_message_is_handled_at_once() {
     client.send(FrameSpec::new(OP_BINARY, vec![1, 2, 3]).fin(false));
     client.send_close(1000, "changed my mind");
     assert_eq!(client.recv_close().0, 1000);
-    assert_eq!(
-        events.wait_close(socket.id()),
-        (CloseCode::NORMAL, "changed my mind".to_owned())
-    );
-    events.assert_nothing_after_close(socket.id());
+    events.assert_closed(socket.id(), CloseCode::NORMAL, "changed my mind");
 }

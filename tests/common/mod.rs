@@ -363,6 +363,14 @@ impl Events {
         );
     }
 
+    /// Waits for `conn`'s `on_close`, checks that it got `code` and
+    /// `reason`, then that nothing ran after it
+    /// ([`Events::assert_nothing_after_close`]).
+    pub fn assert_closed(&self, conn: u64, code: CloseCode, reason: &str) {
+        assert_eq!(self.wait_close(conn), (code, reason.to_owned()));
+        self.assert_nothing_after_close(conn);
+    }
+
     /// Checks, after a short pause, that nothing more happened on `conn`
     /// after its `on_close` and that S1 holds.
     ///
