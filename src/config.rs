@@ -35,7 +35,8 @@ pub enum BackpressurePolicy {
 ///     .max_message_size(1024 * 1024)
 ///     .keepalive(Duration::from_secs(20))
 ///     .idle_timeout(Duration::from_secs(60));
-/// assert_eq!(config.max_message_size, 1024 * 1024);
+/// assert_eq!(config.max_text_message_size, 1024 * 1024);
+/// assert_eq!(config.max_binary_message_size, 1024 * 1024);
 /// ```
 #[derive(Clone, Debug)]
 #[non_exhaustive]
@@ -46,12 +47,19 @@ pub struct Config {
     /// Checked when the frame header arrives, before any payload is buffered;
     /// a larger frame closes the connection with 1009.
     pub max_frame_size: usize,
-    /// Largest accepted message, in bytes, inclusive, summed over its
-    /// fragments. Default 64 MiB (tungstenite's and axum's default).
+    /// Largest accepted text message, in bytes, inclusive, summed over its
+    /// fragments (after inflation, with permessage-deflate). Default 64 MiB
+    /// (tungstenite's and axum's default). Ring's Jetty adapter calls it
+    /// `:ws-max-text-size`.
     ///
     /// Checked at each frame header against the running total; past it the
-    /// connection closes with 1009.
-    pub max_message_size: usize,
+    /// connection closes with 1009 and the reason says the sizes
+    /// (`"Text message too large: 70000 > 65536"`).
+    pub max_text_message_size: usize,
+    /// Largest accepted binary message, in bytes, inclusive, as
+    /// [`Config::max_text_message_size`] is for text. Default 64 MiB.
+    /// Ring's Jetty adapter calls it `:ws-max-binary-size`.
+    pub max_binary_message_size: usize,
     /// Largest number of bytes queued for one connection and not yet handed
     /// to its HTTP writer. Default 16 MiB: memory per connection stays
     /// bounded when a client stops reading.
@@ -69,6 +77,27 @@ pub struct Config {
     /// connection's mailbox too: even empty pings stop being accepted once
     /// the limit is reached.
     pub max_outbound_buffer: usize,
+    /// While more than this many bytes are queued for the client, the
+    /// connection reads nothing more from it (S15). Default 1 MiB.
+    ///
+    /// This is how a client that sends faster than it reads is held back:
+    /// its frames wait in TCP, on its side, instead of its echoes piling up
+    /// here. A listener that only answers what it receives therefore never
+    /// meets [`Config::max_outbound_buffer`]; sends from other actors and
+    /// threads still can. 1 MiB keeps a fast client's pipe full (a dozen
+    /// 64 KiB messages in flight) while a stalled one costs about that much,
+    /// a sixteenth of the hard cap. Reading resumes once the queue is down
+    /// to [`Config::low_water_mark`].
+    ///
+    /// Control frames, timers, keepalive pings, the close handshake and
+    /// shutdown keep working while reading is paused. While the connection
+    /// closes (after its close frame is sent) it reads regardless, to see
+    /// the peer's close frame.
+    pub high_water_mark: usize,
+    /// Reading resumes when the bytes queued for the client drop to this.
+    /// Default 256 KiB: far enough below [`Config::high_water_mark`] that a
+    /// connection does not flap between paused and reading on every frame.
+    pub low_water_mark: usize,
     /// What to do when the outbound buffer is full. Default
     /// [`BackpressurePolicy::Reject`]: the sender decides.
     pub backpressure: BackpressurePolicy,
@@ -131,8 +160,11 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             max_frame_size: 16 << 20,
-            max_message_size: 64 << 20,
+            max_text_message_size: 64 << 20,
+            max_binary_message_size: 64 << 20,
             max_outbound_buffer: 16 << 20,
+            high_water_mark: 1 << 20,
+            low_water_mark: 256 << 10,
             backpressure: BackpressurePolicy::Reject,
             close_timeout: Duration::from_secs(5),
             keepalive: None,
@@ -153,10 +185,35 @@ impl Config {
         self
     }
 
-    /// Sets [`Config::max_message_size`].
+    /// Sets both [`Config::max_text_message_size`] and
+    /// [`Config::max_binary_message_size`].
     #[must_use]
     pub fn max_message_size(mut self, bytes: usize) -> Self {
-        self.max_message_size = bytes;
+        self.max_text_message_size = bytes;
+        self.max_binary_message_size = bytes;
+        self
+    }
+
+    /// Sets [`Config::max_text_message_size`].
+    #[must_use]
+    pub fn max_text_message_size(mut self, bytes: usize) -> Self {
+        self.max_text_message_size = bytes;
+        self
+    }
+
+    /// Sets [`Config::max_binary_message_size`].
+    #[must_use]
+    pub fn max_binary_message_size(mut self, bytes: usize) -> Self {
+        self.max_binary_message_size = bytes;
+        self
+    }
+
+    /// Sets [`Config::high_water_mark`] and [`Config::low_water_mark`]; a
+    /// `low` above `high` is taken as `high`.
+    #[must_use]
+    pub fn water_marks(mut self, high: usize, low: usize) -> Self {
+        self.high_water_mark = high;
+        self.low_water_mark = low.min(high);
         self
     }
 

@@ -1,130 +1,112 @@
 //! The connection actor: one per upgraded WebSocket connection.
 //!
-//! Inbound, it turns request-payload bytes into listener events: frame
-//! header (limits checked before any payload is buffered, S8) → unmasking →
-//! UTF-8 validated as it streams in (S2) → continuation assembly → callback.
-//! Outbound, it applies socket commands from its mailbox to the
-//! [`Outbound`] buffer that the response body drains. It owns the lifecycle
-//! (S1), the close handshake (S4), errors (S7), panic isolation (S10) and the
-//! keepalive timers (S12). It is the only module that knows actix's actor
-//! and payload types; listeners and sockets never see them.
+//! Events in (inbound events pulled from the [`Inbound`] assembler,
+//! commands from the mailbox, timers), listener calls, commands out (to the
+//! [`Outbound`] buffer that the response body drains). It owns the
+//! lifecycle (S1) as one [`Phase`], the close handshake (S4), failing with
+//! the right code (S7), panic isolation (S10), keepalive (S12) and demand
+//! (S15, S16): it reads the next frame only when the queue to the client is
+//! below its high-water mark and no async handler is pending. It is the only
+//! module that knows actix's actor and payload types.
 
 use std::{
     any::Any,
     cell::RefCell,
     panic::{catch_unwind, AssertUnwindSafe},
+    pin::Pin,
     rc::Rc,
-    sync::atomic::Ordering,
+    sync::Arc,
+    task::{self, Poll},
     time::{Duration, Instant},
 };
 
-use actix::{Actor, ActorContext, AsyncContext, Context, Handler, SpawnHandle, StreamHandler};
+use actix::{Actor, ActorContext, ActorFuture, AsyncContext, Context, Handler, SpawnHandle};
 use actix_web::error::PayloadError;
-use bytes::{Buf, Bytes, BytesMut};
-use bytestring::ByteString;
+use bytes::Bytes;
 use futures::Stream;
 
 use crate::{
-    deflate::{Agreed, InflateError, Inflater},
-    frame::{self, Header, OpCode},
+    command::{enter_callback, CallbackScope, Command, Counters, Envelope},
+    deflate::Agreed,
+    driver::{Call, Driver, Pending},
+    inbound::{Event, Inbound, Limits},
     outbound::{BodyStream, Outbound},
-    registry::{self, Connections},
-    socket::{enter_callback, Command, Envelope, COMMAND_OVERHEAD},
-    utf8::Utf8Validator,
-    CloseCode, Config, Error, Listener, Message, Socket,
+    registry::Connections,
+    BackpressurePolicy, CloseCode, Config, Error, Socket,
 };
+
+/// Events handled in one go before the connection lets the other
+/// connections of its thread run.
+const EVENT_BUDGET: usize = 64;
 
 /// Starts the actor for one upgraded connection and returns the body of its
 /// 101 response.
-pub(crate) fn start<L, S>(
-    listener: L,
+pub(crate) fn start<D, S>(
+    driver: D,
     config: Config,
     deflate: Option<Agreed>,
     payload: S,
 ) -> BodyStream
 where
-    L: Listener,
-    S: Stream<Item = Result<Bytes, PayloadError>> + 'static,
+    D: Driver,
+    S: Stream<Item = Result<Bytes, PayloadError>> + Unpin + 'static,
 {
-    let mut ctx = Context::<Connection<L>>::new();
-    let socket = Socket::new(
+    let mut ctx = Context::<Connection<D>>::new();
+    let counters = Arc::new(Counters::new(
         ctx.address().recipient(),
         config.max_outbound_buffer,
-        config.backpressure,
-    );
-    let out = Rc::new(RefCell::new(Outbound::new(socket.clone(), deflate.clone())));
+        config.backpressure == BackpressurePolicy::Close,
+    ));
+    let out = Rc::new(RefCell::new(Outbound::new(
+        Arc::clone(&counters),
+        deflate.clone(),
+        config.low_water_mark,
+    )));
     let body = BodyStream(Rc::clone(&out));
-    ctx.add_stream(payload);
+    ctx.spawn(Reader { payload });
     let connection = Connection {
-        listener: Box::new(listener),
-        socket,
+        driver,
+        socket: Socket::new(Arc::clone(&counters)),
+        counters,
         out,
+        inbound: Inbound::new(Limits::of(&config), deflate),
         config,
-        read_buf: BytesMut::new(),
-        frame: None,
-        message: None,
-        utf8: Utf8Validator::default(),
-        deflate,
-        inflater: None,
-        close_timer: None,
+        phase: Phase::Open,
+        pending: None,
         last_seen: Instant::now(),
-        failing: false,
-        done: false,
     };
     ctx.run(connection);
     body
 }
 
-/// Most a frame header alone makes the connection allocate for its payload.
-const EAGER_RESERVE: usize = 256 * 1024;
-
-/// The frame being read: its header and how much of its payload is unmasked.
-struct InFrame {
-    header: Header,
-    unmasked: usize,
-    /// The payload went through the streaming UTF-8 validator.
-    streamed: bool,
+/// Where a connection is in its life (S1, S4).
+enum Phase {
+    /// Messages are read and delivered.
+    Open,
+    /// This side's close frame is out; messages are read and dropped while
+    /// the timer gives the peer `close_timeout` to answer.
+    Closing(SpawnHandle),
+    /// The connection failed: `on_error` is running, `on_close` is next.
+    Failing,
+    /// `on_close` has run: nothing else runs.
+    Done,
 }
 
-/// A fragmented message being assembled.
-struct Partial {
-    text: bool,
-    /// permessage-deflate: `inflated` holds the message, `buf` is unused.
-    compressed: bool,
-    buf: BytesMut,
-    inflated: Vec<u8>,
-}
-
-impl Partial {
-    fn len(&self) -> usize {
-        self.buf.len() + self.inflated.len()
-    }
-}
-
-struct Connection<L: Listener> {
-    // Boxed: actors must be Unpin, listeners need not be.
-    listener: Box<L>,
+struct Connection<D: Driver> {
+    driver: D,
     socket: Socket,
+    counters: Arc<Counters>,
     out: Rc<RefCell<Outbound>>,
+    inbound: Inbound,
     config: Config,
-    read_buf: BytesMut,
-    frame: Option<InFrame>,
-    // Boxed, like the decompressor: most connections never need them, and
-    // every byte here is paid by every idle connection.
-    message: Option<Box<Partial>>,
-    utf8: Utf8Validator,
-    /// permessage-deflate parameters, when negotiated, and the decompressor
-    /// (created on the first compressed message).
-    deflate: Option<Agreed>,
-    inflater: Option<Box<Inflater>>,
-    close_timer: Option<SpawnHandle>,
+    phase: Phase,
+    /// The async handler being awaited (S16).
+    pending: Option<Pending>,
+    /// When the peer last sent anything (S12).
     last_seen: Instant,
-    failing: bool,
-    /// `on_close` has run: nothing else runs after this.
-    done: bool,
 }
 
-impl<L: Listener> Actor for Connection<L> {
+impl<D: Driver> Actor for Connection<D> {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
@@ -134,147 +116,247 @@ impl<L: Listener> Actor for Connection<L> {
             connections.insert(&self.socket);
         }
         if self.config.shutdown_on_signals {
-            registry::watch_shutdown_signals();
+            crate::registry::watch_shutdown_signals();
         }
-        if let Some(period) = self.config.keepalive {
-            ctx.run_interval(period, |act, _| {
-                if !act.is_closing() {
-                    let _ = act.socket.ping();
-                }
-            });
-        }
-        if let Some(timeout) = self.config.idle_timeout {
-            let check = (timeout / 4).max(Duration::from_millis(10));
-            ctx.run_interval(check, move |act, ctx| {
-                if act.last_seen.elapsed() >= timeout {
-                    act.fail(ctx, Error::Timeout);
-                }
-            });
-        }
-        self.call(ctx, |listener, socket| listener.on_open(socket));
+        self.start_timers(ctx);
+        self.call(ctx, Call::Open);
     }
 
     fn stopped(&mut self, _: &mut Context<Self>) {
         // Stopped from outside (arbiter shutdown): the listener still gets
         // its on_close.
-        if !self.done {
-            self.run_on_close(CloseCode::GOING_AWAY, "server shutting down");
-        }
+        self.close_listener(CloseCode::GOING_AWAY, "server shutting down");
         self.out.borrow_mut().finish();
         log::debug!("ws {}: stopped", self.socket.id());
     }
 }
 
-impl<L: Listener> Drop for Connection<L> {
+impl<D: Driver> Drop for Connection<D> {
     fn drop(&mut self) {
         // The runtime dropped the actor without stopping it (a forced
         // server shutdown): on_close still runs, once (S1).
-        if !self.done {
-            self.run_on_close(CloseCode::ABNORMAL, "");
-        }
+        self.close_listener(CloseCode::ABNORMAL, "");
     }
 }
 
-impl<L: Listener> Handler<Envelope> for Connection<L> {
+impl<D: Driver> Handler<Envelope> for Connection<D> {
     type Result = ();
 
     fn handle(&mut self, Envelope(command): Envelope, ctx: &mut Context<Self>) {
         if let Command::Fail(error) = command {
             return self.fail(ctx, error);
         }
-        let shared = self.socket.shared();
-        shared.release(COMMAND_OVERHEAD);
         self.out.borrow_mut().apply(command);
-        shared.in_mailbox.fetch_sub(1, Ordering::AcqRel);
+        self.counters.took_from_mailbox();
         self.after_event(ctx);
     }
 }
 
-impl<L: Listener> StreamHandler<Result<Bytes, PayloadError>> for Connection<L> {
-    fn handle(&mut self, item: Result<Bytes, PayloadError>, ctx: &mut Context<Self>) {
-        match item {
-            Ok(chunk) => {
-                self.last_seen = Instant::now();
-                self.read(&chunk, ctx);
-            }
-            Err(error) => {
-                log::debug!("ws {}: read error: {error}", self.socket.id());
-                self.end_of_input(ctx);
-            }
-        }
-    }
-
-    fn finished(&mut self, ctx: &mut Context<Self>) {
-        self.end_of_input(ctx);
-    }
-}
-
-impl<L: Listener> Connection<L> {
+impl<D: Driver> Connection<D> {
     fn is_closing(&self) -> bool {
         self.out.borrow().close_sent().is_some()
     }
 
-    /// Runs a listener callback with panics contained (S10). Socket
-    /// operations it makes on its own socket go straight to the buffer.
-    fn call(&mut self, ctx: &mut Context<Self>, f: impl FnOnce(&mut L, &Socket)) {
-        if self.done {
+    fn is_done(&self) -> bool {
+        matches!(self.phase, Phase::Done)
+    }
+
+    fn start_timers(&mut self, ctx: &mut Context<Self>) {
+        if let Some(period) = self.config.keepalive {
+            ctx.run_interval(period, |act, _| {
+                if !act.is_closing() {
+                    if let Err(error) = act.socket.ping() {
+                        log::debug!("ws {}: keepalive ping not sent: {error}", act.socket.id());
+                    }
+                }
+            });
+        }
+        if let Some(timeout) = self.config.idle_timeout {
+            let check = (timeout / 4).max(Duration::from_millis(10));
+            ctx.run_interval(check, move |act, ctx| {
+                if act
+                    .idle_since()
+                    .is_some_and(|since| since.elapsed() >= timeout)
+                {
+                    act.fail(ctx, Error::Timeout);
+                }
+            });
+        }
+    }
+
+    /// Since when the connection has been waiting on the peer, for the idle
+    /// timeout (S12): not while an async handler is pending, and while
+    /// reading is paused for a slow reader, the writer's progress counts.
+    fn idle_since(&self) -> Option<Instant> {
+        if self.pending.is_some() {
+            return None;
+        }
+        if self.counters.queued() > self.config.high_water_mark {
+            return Some(self.last_seen.max(self.out.borrow().last_drain()));
+        }
+        Some(self.last_seen)
+    }
+
+    /// Marks the connection as running its listener on this thread: its
+    /// socket's operations go straight into the outbound buffer (S6).
+    fn scope(&self) -> CallbackScope {
+        enter_callback(self.socket.id(), Rc::clone(&self.out) as _)
+    }
+
+    /// Calls the listener with panics contained (S10); an async call that
+    /// has to wait becomes the pending handler.
+    fn call(&mut self, ctx: &mut Context<Self>, call: Call) {
+        if self.is_done() {
             return;
         }
         let result = {
-            let _scope = enter_callback(self.socket.id(), Rc::clone(&self.out));
-            let (listener, socket) = (&mut self.listener, &self.socket);
-            catch_unwind(AssertUnwindSafe(|| f(listener, socket)))
+            let _scope = self.scope();
+            let (driver, socket) = (&mut self.driver, &self.socket);
+            catch_unwind(AssertUnwindSafe(|| driver.call(socket, call)))
         };
         match result {
-            Ok(()) => self.after_event(ctx),
+            Ok(None) => self.after_event(ctx),
+            Ok(Some(pending)) => self.pending = Some(pending),
+            Err(panic) => self.on_panic(ctx, &*panic),
+        }
+    }
+
+    /// Polls the pending async handler, if any; `Ready` once there is none.
+    fn poll_pending(&mut self, ctx: &mut Context<Self>, task: &mut task::Context<'_>) -> Poll<()> {
+        let Some(pending) = self.pending.as_mut() else {
+            return Poll::Ready(());
+        };
+        let _scope = enter_callback(self.socket.id(), Rc::clone(&self.out) as _);
+        let result = catch_unwind(AssertUnwindSafe(|| pending.as_mut().poll(task)));
+        drop(_scope);
+        match result {
+            Ok(Poll::Pending) => return Poll::Pending,
+            Ok(Poll::Ready(())) => {
+                self.pending = None;
+                // The idle clock stood still while the handler ran.
+                self.last_seen = Instant::now();
+                self.after_event(ctx);
+            }
             Err(panic) => {
-                let message = panic_message(&*panic);
-                log::error!("ws {}: listener panicked: {message}", self.socket.id());
-                self.fail(ctx, Error::ListenerPanic(message));
+                self.pending = None;
+                self.on_panic(ctx, &*panic);
             }
         }
+        Poll::Ready(())
+    }
+
+    fn on_panic(&mut self, ctx: &mut Context<Self>, panic: &(dyn Any + Send)) {
+        let message = panic_message(panic);
+        log::error!("ws {}: listener panicked: {message}", self.socket.id());
+        self.fail(ctx, Error::ListenerPanic(message));
     }
 
     /// Reacts to what a callback or command did: a close frame sent starts
     /// the wait for the peer's, bounded by `close_timeout` (S4).
     fn after_event(&mut self, ctx: &mut Context<Self>) {
-        if self.done || self.close_timer.is_some() {
+        if !matches!(self.phase, Phase::Open) || !self.is_closing() {
             return;
         }
-        if self.is_closing() {
-            log::debug!(
-                "ws {}: close sent, waiting for the peer's",
-                self.socket.id()
-            );
-            let handle = ctx.run_later(self.config.close_timeout, |act, ctx| {
-                log::debug!("ws {}: close timeout", act.socket.id());
-                let (code, reason) = act.sent_close();
-                act.finish(ctx, code, &reason);
-            });
-            self.close_timer = Some(handle);
-        }
+        log::debug!(
+            "ws {}: close sent, waiting for the peer's",
+            self.socket.id()
+        );
+        let timer = ctx.run_later(self.config.close_timeout, |act, ctx| {
+            log::debug!("ws {}: close timeout", act.socket.id());
+            let (code, reason) = act.sent_close();
+            act.finish(ctx, code, &reason);
+        });
+        self.phase = Phase::Closing(timer);
     }
 
     fn sent_close(&self) -> (CloseCode, String) {
-        self.out
-            .borrow()
-            .close_sent()
-            .cloned()
-            .unwrap_or((CloseCode::ABNORMAL, String::new()))
+        match self.out.borrow().close_sent() {
+            Some((code, reason)) => (code, reason.to_owned()),
+            None => (CloseCode::ABNORMAL, String::new()),
+        }
+    }
+
+    /// What the reader should do next (S15, S16).
+    fn demand(&self) -> Demand {
+        if self.is_done() {
+            Demand::Stop
+        } else if self.pending.is_some() {
+            Demand::Handler
+        } else if self.counters.queued() > self.config.high_water_mark
+            && !self.is_closing()
+            && !self.out.borrow().is_writer_gone()
+        {
+            // Once closing, reading goes on regardless: the peer's close
+            // frame may be behind the data it sent. Once the writer is gone,
+            // reading is how the end of the connection is found.
+            Demand::Full
+        } else {
+            Demand::Read
+        }
+    }
+
+    /// One inbound event (S2, S3, S4).
+    fn on_event(&mut self, ctx: &mut Context<Self>, event: Event) {
+        log::trace!("ws {}: {event:?}", self.socket.id());
+        // After the server's close, messages are read but not delivered (S4).
+        let call = match event {
+            Event::Close(code, reason) => return self.on_peer_close(ctx, code, &reason),
+            _ if self.is_closing() => return,
+            Event::Message(message) => Call::Message(message),
+            Event::Ping(data) => Call::Ping(data),
+            Event::Pong(data) => Call::Pong(data),
+        };
+        self.call(ctx, call);
+    }
+
+    /// The peer's close frame (S4): answer it (unless this side closed
+    /// first), run `on_close`, end the connection.
+    fn on_peer_close(&mut self, ctx: &mut Context<Self>, code: CloseCode, reason: &str) {
+        if self.is_closing() {
+            let (code, reason) = self.sent_close();
+            return self.finish(ctx, code, &reason);
+        }
+        let echo = if code == CloseCode::NO_STATUS {
+            CloseCode::NORMAL
+        } else {
+            code
+        };
+        self.out.borrow_mut().close(echo, "");
+        self.finish(ctx, code, reason);
+    }
+
+    /// The request payload ended: the TCP connection is gone (or half
+    /// closed). Without a close handshake that is 1006 (S1).
+    fn end_of_input(&mut self, ctx: &mut Context<Self>) {
+        let (code, reason) = self.sent_close();
+        self.finish(ctx, code, &reason);
     }
 
     /// Fails the connection (S7): close frame with the error's code,
-    /// `on_error`, then `on_close`, then the TCP connection ends.
+    /// `on_error`, then `on_close`, then the TCP connection ends. A pending
+    /// async handler is dropped first.
     fn fail(&mut self, ctx: &mut Context<Self>, error: Error) {
-        if self.done || self.failing {
+        if matches!(self.phase, Phase::Failing | Phase::Done) {
             return;
         }
-        self.failing = true;
+        self.phase = Phase::Failing;
+        self.pending = None;
         log::debug!("ws {}: failing: {error}", self.socket.id());
         self.out
             .borrow_mut()
-            .close(error.close_code(), error.close_reason());
-        self.call(ctx, |listener, socket| listener.on_error(socket, &error));
+            .close(error.close_code(), &error.close_reason());
+        let result = {
+            let _scope = self.scope();
+            let (driver, socket) = (&mut self.driver, &self.socket);
+            catch_unwind(AssertUnwindSafe(|| driver.on_error(socket, &error)))
+        };
+        if let Err(panic) = result {
+            log::error!(
+                "ws {}: on_error panicked: {}",
+                self.socket.id(),
+                panic_message(&*panic)
+            );
+        }
         let (code, reason) = self.sent_close();
         self.finish(ctx, code, &reason);
     }
@@ -282,10 +364,13 @@ impl<L: Listener> Connection<L> {
     /// Runs `on_close` once and ends the connection once the buffered
     /// frames are written.
     fn finish(&mut self, ctx: &mut Context<Self>, code: CloseCode, reason: &str) {
-        if self.done {
+        if self.is_done() {
             return;
         }
-        self.run_on_close(code, reason);
+        if let Phase::Closing(timer) = self.phase {
+            ctx.cancel_future(timer);
+        }
+        self.close_listener(code, reason);
         self.out.borrow_mut().finish();
         // A peer that does not read would keep the connection (and what is
         // buffered for it) forever: give it close_timeout, then cut it off.
@@ -299,24 +384,23 @@ impl<L: Listener> Connection<L> {
                 out.borrow_mut().abort();
             }
         });
-        self.read_buf = BytesMut::new();
-        self.frame = None;
-        self.message = None;
+        self.inbound.clear();
         ctx.stop();
     }
 
-    fn run_on_close(&mut self, code: CloseCode, reason: &str) {
-        self.done = true;
-        self.socket.shared().mark_closed();
-        Connections::global().remove(&self.socket);
-        if let Some(connections) = &self.config.connections {
-            connections.remove(&self.socket);
+    /// Runs `on_close`, unless it ran: drops a pending handler first, so
+    /// that nothing of the listener runs after it (S1, S16).
+    fn close_listener(&mut self, code: CloseCode, reason: &str) {
+        if self.is_done() {
+            return;
         }
+        self.phase = Phase::Done;
+        self.pending = None;
+        self.socket_closed();
         log::debug!("ws {}: closed with {code} {reason:?}", self.socket.id());
-        let _scope = enter_callback(self.socket.id(), Rc::clone(&self.out));
-        let (listener, socket) = (&mut self.listener, &self.socket);
-        if let Err(panic) =
-            catch_unwind(AssertUnwindSafe(|| listener.on_close(socket, code, reason)))
+        let _scope = self.scope();
+        let (driver, socket) = (&mut self.driver, &self.socket);
+        if let Err(panic) = catch_unwind(AssertUnwindSafe(|| driver.on_close(socket, code, reason)))
         {
             log::error!(
                 "ws {}: on_close panicked: {}",
@@ -326,303 +410,85 @@ impl<L: Listener> Connection<L> {
         }
     }
 
-    /// The request payload ended: the TCP connection is gone (or half
-    /// closed). Without a close handshake that is 1006 (S1).
-    fn end_of_input(&mut self, ctx: &mut Context<Self>) {
-        if self.done {
-            return;
+    fn socket_closed(&self) {
+        self.counters.mark_closed();
+        Connections::global().remove(&self.socket);
+        if let Some(connections) = &self.config.connections {
+            connections.remove(&self.socket);
         }
-        let (code, reason) = if self.is_closing() {
-            self.sent_close()
-        } else {
-            (CloseCode::ABNORMAL, String::new())
-        };
-        self.finish(ctx, code, &reason);
-    }
-
-    /// Consumes inbound bytes frame by frame, as far as they go.
-    fn read(&mut self, chunk: &[u8], ctx: &mut Context<Self>) {
-        if self.done {
-            return;
-        }
-        self.read_buf.extend_from_slice(chunk);
-        loop {
-            if self.done {
-                return;
-            }
-            if self.frame.is_none() {
-                let rsv1_allowed = self.deflate.is_some();
-                match frame::parse_header(&self.read_buf, self.config.max_frame_size, rsv1_allowed)
-                {
-                    Err(error) => return self.fail(ctx, error),
-                    Ok(None) => return,
-                    Ok(Some((header, header_len))) => {
-                        if let Err(error) = self.check_header(&header) {
-                            return self.fail(ctx, error);
-                        }
-                        self.read_buf.advance(header_len);
-                        // Room for the whole payload now, rather than doubling
-                        // (and copying) as it streams in; capped so that a
-                        // declared size alone cannot make us allocate much.
-                        let missing = header.len.saturating_sub(self.read_buf.len());
-                        self.read_buf.reserve(missing.min(EAGER_RESERVE));
-                        self.frame = Some(InFrame {
-                            header,
-                            unmasked: 0,
-                            streamed: false,
-                        });
-                    }
-                }
-            }
-            let Some(frame) = self.frame.as_mut() else {
-                return;
-            };
-            let len = frame.header.len;
-            let available = self.read_buf.len().min(len);
-            if available > frame.unmasked {
-                let start = frame.unmasked;
-                frame::apply_mask(
-                    &mut self.read_buf[start..available],
-                    frame.header.mask,
-                    start,
-                );
-                frame.unmasked = available;
-                // Compressed payloads are validated after inflation.
-                let is_text = match frame.header.opcode {
-                    OpCode::Text => !frame.header.rsv1,
-                    OpCode::Continuation => self
-                        .message
-                        .as_ref()
-                        .is_some_and(|m| m.text && !m.compressed),
-                    _ => false,
-                };
-                // A whole single-frame text message is validated once, at the
-                // end; anything arriving in pieces is validated as it comes.
-                let whole = frame.header.opcode == OpCode::Text
-                    && frame.header.fin
-                    && start == 0
-                    && available == len;
-                if is_text && !whole {
-                    frame.streamed = true;
-                    if self.utf8.feed(&self.read_buf[start..available]).is_err() {
-                        return self.fail(ctx, Error::InvalidUtf8);
-                    }
-                }
-            }
-            if available < len {
-                return;
-            }
-            if let Some(frame) = self.frame.take() {
-                let payload = self.read_buf.split_to(len).freeze();
-                self.on_frame(frame, payload, ctx);
-            }
-        }
-    }
-
-    /// Message-level rules that a header alone decides (S2, S8).
-    fn check_header(&mut self, header: &Header) -> Result<(), Error> {
-        let max = self.config.max_message_size;
-        match header.opcode {
-            OpCode::Text | OpCode::Binary => {
-                if self.message.is_some() {
-                    return Err(Error::Protocol(
-                        "new data frame while a fragmented message is unfinished",
-                    ));
-                }
-                if header.len > max {
-                    return Err(Error::MessageTooLarge {
-                        size: header.len as u64,
-                        max,
-                    });
-                }
-                if header.opcode == OpCode::Text {
-                    self.utf8 = Utf8Validator::default();
-                }
-            }
-            OpCode::Continuation if header.rsv1 => {
-                return Err(Error::Protocol("RSV1 set on a continuation frame"));
-            }
-            OpCode::Continuation => match &self.message {
-                None => return Err(Error::Protocol("continuation frame without a message")),
-                Some(partial) => {
-                    let size = partial.len() as u64 + header.len as u64;
-                    if size > max as u64 {
-                        return Err(Error::MessageTooLarge { size, max });
-                    }
-                }
-            },
-            OpCode::Close | OpCode::Ping | OpCode::Pong => {}
-        }
-        Ok(())
-    }
-
-    fn on_frame(&mut self, frame: InFrame, payload: Bytes, ctx: &mut Context<Self>) {
-        let header = frame.header;
-        log::trace!(
-            "ws {}: frame {:?} fin={} len={}",
-            self.socket.id(),
-            header.opcode,
-            header.fin,
-            header.len
-        );
-        match header.opcode {
-            OpCode::Text | OpCode::Binary if header.rsv1 => {
-                let mut partial = Partial {
-                    text: header.opcode == OpCode::Text,
-                    compressed: true,
-                    buf: BytesMut::new(),
-                    inflated: Vec::new(),
-                };
-                if self.inflate_into(&mut partial, &payload, header.fin, ctx) {
-                    if header.fin {
-                        self.deliver(partial.text, Bytes::from(partial.inflated), true, ctx);
-                    } else {
-                        self.message = Some(Box::new(partial));
-                    }
-                }
-            }
-            OpCode::Text | OpCode::Binary if header.fin => {
-                self.deliver(header.opcode == OpCode::Text, payload, frame.streamed, ctx);
-            }
-            OpCode::Text | OpCode::Binary => {
-                let mut buf = BytesMut::with_capacity(payload.len() * 2);
-                buf.extend_from_slice(&payload);
-                self.message = Some(Box::new(Partial {
-                    text: header.opcode == OpCode::Text,
-                    compressed: false,
-                    buf,
-                    inflated: Vec::new(),
-                }));
-            }
-            OpCode::Continuation => {
-                let Some(mut partial) = self.message.take() else {
-                    return;
-                };
-                if partial.compressed {
-                    if !self.inflate_into(&mut partial, &payload, header.fin, ctx) {
-                        return;
-                    }
-                } else {
-                    partial.buf.extend_from_slice(&payload);
-                }
-                if !header.fin {
-                    self.message = Some(partial);
-                } else if partial.compressed {
-                    self.deliver(partial.text, Bytes::from(partial.inflated), true, ctx);
-                } else {
-                    self.deliver(partial.text, partial.buf.freeze(), true, ctx);
-                }
-            }
-            OpCode::Ping => {
-                if !self.is_closing() {
-                    self.call(ctx, |listener, socket| listener.on_ping(socket, payload));
-                }
-            }
-            OpCode::Pong => {
-                if !self.is_closing() {
-                    self.call(ctx, |listener, socket| listener.on_pong(socket, payload));
-                }
-            }
-            OpCode::Close => self.on_peer_close(&payload, ctx),
-        }
-    }
-
-    /// Inflates one frame of a compressed message into `partial`, checking
-    /// the decompressed size against `max_message_size` as it grows and
-    /// validating text as it comes out. `false` when the connection failed.
-    fn inflate_into(
-        &mut self,
-        partial: &mut Partial,
-        payload: &[u8],
-        fin: bool,
-        ctx: &mut Context<Self>,
-    ) -> bool {
-        let Some(agreed) = &self.deflate else {
-            self.fail(ctx, Error::Protocol("RSV1 set without permessage-deflate"));
-            return false;
-        };
-        let inflater = self
-            .inflater
-            .get_or_insert_with(|| Box::new(Inflater::new(agreed)));
-        let max = self.config.max_message_size;
-        let before = partial.inflated.len();
-        let mut result = inflater.inflate(payload, &mut partial.inflated, max);
-        if result.is_ok() && fin {
-            result = inflater.finish_message(&mut partial.inflated, max);
-        }
-        match result {
-            Err(InflateError::TooBig) => {
-                let size = partial.inflated.len() as u64;
-                self.fail(ctx, Error::MessageTooLarge { size, max });
-                false
-            }
-            Err(InflateError::Corrupt) => {
-                self.fail(ctx, Error::InvalidCompressedData);
-                false
-            }
-            Ok(()) => {
-                if partial.text && self.utf8.feed(&partial.inflated[before..]).is_err() {
-                    self.fail(ctx, Error::InvalidUtf8);
-                    return false;
-                }
-                true
-            }
-        }
-    }
-
-    fn deliver(&mut self, text: bool, payload: Bytes, streamed: bool, ctx: &mut Context<Self>) {
-        let message = if text {
-            if streamed && self.utf8.finish().is_err() {
-                return self.fail(ctx, Error::InvalidUtf8);
-            }
-            match ByteString::try_from(payload) {
-                Ok(text) => Message::Text(text),
-                Err(_) => return self.fail(ctx, Error::InvalidUtf8),
-            }
-        } else {
-            Message::Binary(payload)
-        };
-        // After the server's close, messages are read but not delivered (S4).
-        if !self.is_closing() {
-            self.call(ctx, |listener, socket| listener.on_message(socket, message));
-        }
-    }
-
-    /// The peer's close frame (S4): answer it (unless this side closed
-    /// first), run `on_close`, end the connection.
-    fn on_peer_close(&mut self, payload: &[u8], ctx: &mut Context<Self>) {
-        let (code, reason) = match parse_close(payload) {
-            Ok(close) => close,
-            Err(error) => return self.fail(ctx, error),
-        };
-        if self.is_closing() {
-            let (code, reason) = self.sent_close();
-            return self.finish(ctx, code, &reason);
-        }
-        let echo = if code == CloseCode::NO_STATUS {
-            CloseCode::NORMAL
-        } else {
-            code
-        };
-        self.out.borrow_mut().close(echo, "");
-        self.finish(ctx, code, reason);
     }
 }
 
-/// Parses and validates a close frame's payload.
-fn parse_close(payload: &[u8]) -> Result<(CloseCode, &str), Error> {
-    match payload.len() {
-        0 => Ok((CloseCode::NO_STATUS, "")),
-        1 => Err(Error::Protocol("close frame with a 1-byte payload")),
-        _ => {
-            let code = CloseCode(u16::from_be_bytes([payload[0], payload[1]]));
-            if !code.is_sendable() {
-                return Err(Error::Protocol("invalid close code"));
+/// What the reader may do next.
+enum Demand {
+    /// Read and handle the next event.
+    Read,
+    /// An async handler is pending: poll it, read nothing.
+    Handler,
+    /// The queue to the client is above the high-water mark: wait for the
+    /// writer to drain it.
+    Full,
+    /// The connection is over.
+    Stop,
+}
+
+/// The connection's reading loop, run as a future on the actor: it pulls
+/// events from the assembler and bytes from the request payload only while
+/// the connection can take them (S15), so a client that sends faster than
+/// it reads, or than an async listener answers, waits in TCP.
+struct Reader<S> {
+    payload: S,
+}
+
+impl<D, S> ActorFuture<Connection<D>> for Reader<S>
+where
+    D: Driver,
+    S: Stream<Item = Result<Bytes, PayloadError>> + Unpin + 'static,
+{
+    type Output = ();
+
+    fn poll(
+        self: Pin<&mut Self>,
+        act: &mut Connection<D>,
+        ctx: &mut Context<Connection<D>>,
+        task: &mut task::Context<'_>,
+    ) -> Poll<()> {
+        let this = self.get_mut();
+        for _ in 0..EVENT_BUDGET {
+            match act.demand() {
+                Demand::Stop => return Poll::Ready(()),
+                Demand::Handler => {
+                    if act.poll_pending(ctx, task).is_pending() {
+                        return Poll::Pending;
+                    }
+                }
+                Demand::Full => {
+                    // The writer wakes us when the queue is down to the
+                    // low-water mark, or when it goes away.
+                    act.out.borrow_mut().park_reader(task.waker());
+                    return Poll::Pending;
+                }
+                Demand::Read => match act.inbound.next_event() {
+                    Err(error) => act.fail(ctx, error),
+                    Ok(Some(event)) => act.on_event(ctx, event),
+                    Ok(None) => match Pin::new(&mut this.payload).poll_next(task) {
+                        Poll::Pending => return Poll::Pending,
+                        Poll::Ready(Some(Ok(chunk))) => {
+                            act.last_seen = Instant::now();
+                            act.inbound.feed(&chunk);
+                        }
+                        Poll::Ready(Some(Err(error))) => {
+                            log::debug!("ws {}: read error: {error}", act.socket.id());
+                            act.end_of_input(ctx);
+                        }
+                        Poll::Ready(None) => act.end_of_input(ctx),
+                    },
+                },
             }
-            let reason = std::str::from_utf8(&payload[2..])
-                .map_err(|_| Error::Protocol("close reason is not valid UTF-8"))?;
-            Ok((code, reason))
         }
+        // Other connections on this thread get their turn.
+        task.waker().wake_by_ref();
+        Poll::Pending
     }
 }
 
@@ -633,52 +499,5 @@ fn panic_message(panic: &(dyn Any + Send)) -> String {
         message.clone()
     } else {
         "non-string panic payload".to_owned()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::{deflate, BackpressurePolicy, Compression};
-
-    #[test]
-    fn a_finished_buffer_frees_its_compressor() {
-        struct Quiet;
-        impl Listener for Quiet {}
-        // An address is all a socket needs; the actor never has to run.
-        let ctx = Context::<Connection<Quiet>>::new();
-        let socket = Socket::new(
-            ctx.address().recipient(),
-            1 << 20,
-            BackpressurePolicy::Reject,
-        );
-        let agreed = deflate::negotiate(
-            std::iter::once("permessage-deflate"),
-            &Compression::default().min_size(0),
-        );
-        let mut out = Outbound::new(socket.clone(), agreed);
-        let command = Command::Send(Message::from("compress me ".repeat(40)), None, None);
-        socket
-            .shared()
-            .queued
-            .fetch_add(command.frame_len(), Ordering::AcqRel);
-        out.apply(command);
-        assert!(out.holds_compressor());
-        out.finish();
-        assert!(!out.holds_compressor());
-    }
-
-    #[test]
-    fn close_payloads_are_validated() {
-        assert_eq!(parse_close(&[]), Ok((CloseCode::NO_STATUS, "")));
-        assert!(parse_close(&[0x03]).is_err());
-        assert_eq!(
-            parse_close(&[0x03, 0xE8, b'o', b'k']),
-            Ok((CloseCode::NORMAL, "ok"))
-        );
-        for bad in [0u16, 999, 1004, 1005, 1006, 1015, 1016, 2999, 5000] {
-            assert!(parse_close(&bad.to_be_bytes()).is_err(), "{bad}");
-        }
-        assert!(parse_close(&[0x03, 0xE8, 0xFF]).is_err());
     }
 }

@@ -11,14 +11,22 @@ use crate::CloseCode;
 /// which runs before `on_close`.
 ///
 /// Each variant says when it happens and which close code the server sends
-/// ([`Error::close_code`]).
+/// ([`Error::close_code`]); the close frame's reason says what happened,
+/// with the sizes when a limit was hit (`"Text message too large: 6 > 5"`).
+///
+/// ```
+/// use actix_ws_listener::{CloseCode, Error, ProtocolError};
+///
+/// let error = Error::Protocol(ProtocolError::UnmaskedFrame);
+/// assert_eq!(error.close_code(), CloseCode::PROTOCOL_ERROR);
+/// let error = Error::TextTooLarge { size: 6, max: 5 };
+/// assert_eq!(error.close_reason(), "Text message too large: 6 > 5");
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Error {
-    /// The peer broke RFC 6455: unmasked frame, reserved bit or opcode,
-    /// fragmented or oversized control frame, continuation without a start,
-    /// invalid close payload. Closes with 1002.
-    Protocol(&'static str),
+    /// The peer broke RFC 6455; the variant says how. Closes with 1002.
+    Protocol(ProtocolError),
     /// A text message (or a fragment of one) is not valid UTF-8; detected at
     /// the first invalid byte sequence. Closes with 1007.
     InvalidUtf8,
@@ -30,8 +38,17 @@ pub enum Error {
         /// The configured limit.
         max: usize,
     },
-    /// A message grew past `max_message_size`. Closes with 1009.
-    MessageTooLarge {
+    /// A text message grew past `max_text_message_size`, at a frame header
+    /// or while inflating. Closes with 1009.
+    TextTooLarge {
+        /// Size the message would have reached.
+        size: u64,
+        /// The configured limit.
+        max: usize,
+    },
+    /// A binary message grew past `max_binary_message_size`, at a frame
+    /// header or while inflating. Closes with 1009.
+    BinaryTooLarge {
         /// Size the message would have reached.
         size: u64,
         /// The configured limit.
@@ -47,7 +64,8 @@ pub enum Error {
     /// Closes with 1008.
     Backpressure,
     /// A listener callback panicked; the payload of the panic, when it is a
-    /// string. Closes with 1011.
+    /// string. Closes with 1011 (the peer is told "Internal error", not the
+    /// panic's text).
     ListenerPanic(String),
 }
 
@@ -57,26 +75,30 @@ impl Error {
         match self {
             Error::Protocol(_) => CloseCode::PROTOCOL_ERROR,
             Error::InvalidUtf8 | Error::InvalidCompressedData => CloseCode::INVALID_PAYLOAD,
-            Error::FrameTooLarge { .. } | Error::MessageTooLarge { .. } => {
-                CloseCode::MESSAGE_TOO_BIG
-            }
+            Error::FrameTooLarge { .. }
+            | Error::TextTooLarge { .. }
+            | Error::BinaryTooLarge { .. } => CloseCode::MESSAGE_TOO_BIG,
             Error::Timeout => CloseCode::GOING_AWAY,
             Error::Backpressure => CloseCode::POLICY_VIOLATION,
             Error::ListenerPanic(_) => CloseCode::INTERNAL_ERROR,
         }
     }
 
-    /// The close reason the server sends for this error: short, fixed text.
-    pub(crate) fn close_reason(&self) -> &'static str {
+    /// The reason the server's close frame carries for this error: what
+    /// happened, in a few words, with the sizes when a limit was hit.
+    pub fn close_reason(&self) -> String {
         match self {
-            Error::Protocol(_) => "protocol error",
-            Error::InvalidUtf8 => "invalid UTF-8",
-            Error::InvalidCompressedData => "invalid compressed data",
-            Error::FrameTooLarge { .. } => "frame too large",
-            Error::MessageTooLarge { .. } => "message too large",
-            Error::Timeout => "idle timeout",
-            Error::Backpressure => "outbound buffer full",
-            Error::ListenerPanic(_) => "internal error",
+            Error::Protocol(cause) => format!("Protocol error: {cause}"),
+            Error::InvalidUtf8 => "Invalid UTF-8 in text message".to_owned(),
+            Error::InvalidCompressedData => "Invalid compressed data".to_owned(),
+            Error::FrameTooLarge { size, max } => format!("Frame too large: {size} > {max}"),
+            Error::TextTooLarge { size, max } => format!("Text message too large: {size} > {max}"),
+            Error::BinaryTooLarge { size, max } => {
+                format!("Binary message too large: {size} > {max}")
+            }
+            Error::Timeout => "Idle timeout".to_owned(),
+            Error::Backpressure => "Outbound buffer full".to_owned(),
+            Error::ListenerPanic(_) => "Internal error".to_owned(),
         }
     }
 }
@@ -84,7 +106,7 @@ impl Error {
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::Protocol(what) => write!(f, "WebSocket protocol error: {what}"),
+            Error::Protocol(cause) => write!(f, "WebSocket protocol error: {cause}"),
             Error::InvalidUtf8 => f.write_str("text message is not valid UTF-8"),
             Error::InvalidCompressedData => {
                 f.write_str("compressed message is not a valid deflate stream")
@@ -92,9 +114,16 @@ impl fmt::Display for Error {
             Error::FrameTooLarge { size, max } => {
                 write!(f, "frame of {size} bytes exceeds max_frame_size {max}")
             }
-            Error::MessageTooLarge { size, max } => {
-                write!(f, "message of {size} bytes exceeds max_message_size {max}")
+            Error::TextTooLarge { size, max } => {
+                write!(
+                    f,
+                    "text message of {size} bytes exceeds max_text_message_size {max}"
+                )
             }
+            Error::BinaryTooLarge { size, max } => write!(
+                f,
+                "binary message of {size} bytes exceeds max_binary_message_size {max}"
+            ),
             Error::Timeout => f.write_str("no data from the peer within idle_timeout"),
             Error::Backpressure => f.write_str("outbound buffer full: the peer does not read"),
             Error::ListenerPanic(message) => write!(f, "listener panicked: {message}"),
@@ -103,6 +132,83 @@ impl fmt::Display for Error {
 }
 
 impl std::error::Error for Error {}
+
+impl From<ProtocolError> for Error {
+    fn from(cause: ProtocolError) -> Error {
+        Error::Protocol(cause)
+    }
+}
+
+/// How the peer broke RFC 6455: the cause inside [`Error::Protocol`]. Every
+/// one closes the connection with 1002.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ProtocolError {
+    /// RSV2 or RSV3 is set (no extension defines them here) (§5.2).
+    ReservedBits,
+    /// RSV1 is set but permessage-deflate was not negotiated (§5.2).
+    CompressionNotNegotiated,
+    /// RSV1 is set on a control frame (RFC 7692 §6.1).
+    CompressedControlFrame,
+    /// RSV1 is set on a continuation frame (RFC 7692 §6.1).
+    CompressedContinuation,
+    /// The opcode is reserved (3–7, 0xB–0xF); the opcode (§5.2).
+    ReservedOpcode(u8),
+    /// A client frame is not masked (§5.1).
+    UnmaskedFrame,
+    /// A 64-bit payload length has its most significant bit set (§5.2).
+    InvalidLength,
+    /// A control frame has FIN clear (§5.5).
+    FragmentedControlFrame,
+    /// A control frame's payload is longer than 125 bytes; its length (§5.5).
+    ControlFrameTooLong(u64),
+    /// A continuation frame arrived with no fragmented message to continue (§5.4).
+    UnexpectedContinuation,
+    /// A text or binary frame arrived while a fragmented message was
+    /// unfinished (§5.4).
+    UnfinishedMessage,
+    /// A close frame's payload is one byte: a code needs two (§5.5.1).
+    CloseFrameTooShort,
+    /// A close frame carries a code that may not be sent (§7.4); the code.
+    InvalidCloseCode(u16),
+    /// A close frame's reason is not valid UTF-8 (§5.5.1).
+    InvalidCloseReason,
+}
+
+impl fmt::Display for ProtocolError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ProtocolError::ReservedBits => f.write_str("reserved bit set"),
+            ProtocolError::CompressionNotNegotiated => {
+                f.write_str("RSV1 set without permessage-deflate")
+            }
+            ProtocolError::CompressedControlFrame => f.write_str("RSV1 set on a control frame"),
+            ProtocolError::CompressedContinuation => {
+                f.write_str("RSV1 set on a continuation frame")
+            }
+            ProtocolError::ReservedOpcode(op) => write!(f, "reserved opcode {op:#x}"),
+            ProtocolError::UnmaskedFrame => f.write_str("client frame is not masked"),
+            ProtocolError::InvalidLength => {
+                f.write_str("payload length has the most significant bit set")
+            }
+            ProtocolError::FragmentedControlFrame => f.write_str("fragmented control frame"),
+            ProtocolError::ControlFrameTooLong(len) => {
+                write!(f, "control frame payload of {len} bytes exceeds 125")
+            }
+            ProtocolError::UnexpectedContinuation => {
+                f.write_str("continuation frame without a message")
+            }
+            ProtocolError::UnfinishedMessage => {
+                f.write_str("new data frame while a fragmented message is unfinished")
+            }
+            ProtocolError::CloseFrameTooShort => f.write_str("close frame with a 1-byte payload"),
+            ProtocolError::InvalidCloseCode(code) => write!(f, "invalid close code {code}"),
+            ProtocolError::InvalidCloseReason => f.write_str("close reason is not valid UTF-8"),
+        }
+    }
+}
+
+impl std::error::Error for ProtocolError {}
 
 /// Why a socket operation was refused. Socket operations never panic.
 #[derive(Clone, Debug, PartialEq, Eq)]

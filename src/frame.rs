@@ -6,7 +6,7 @@
 
 use bytes::{BufMut, BytesMut};
 
-use crate::Error;
+use crate::{Error, ProtocolError};
 
 /// Frame opcodes (RFC 6455 §5.2).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -79,12 +79,15 @@ pub(crate) fn parse_header(
     let (b0, b1) = (buf[0], buf[1]);
     let fin = b0 & 0x80 != 0;
     let rsv1 = b0 & 0x40 != 0;
-    if b0 & 0x30 != 0 || (rsv1 && !rsv1_allowed) {
-        return Err(Error::Protocol("reserved bit set"));
+    if b0 & 0x30 != 0 {
+        return Err(ProtocolError::ReservedBits.into());
     }
-    let opcode = OpCode::from_u8(b0 & 0x0F).ok_or(Error::Protocol("reserved opcode"))?;
+    if rsv1 && !rsv1_allowed {
+        return Err(ProtocolError::CompressionNotNegotiated.into());
+    }
+    let opcode = OpCode::from_u8(b0 & 0x0F).ok_or(ProtocolError::ReservedOpcode(b0 & 0x0F))?;
     if b1 & 0x80 == 0 {
-        return Err(Error::Protocol("client frame is not masked"));
+        return Err(ProtocolError::UnmaskedFrame.into());
     }
     let (len, len_bytes) = match b1 & 0x7F {
         126 => {
@@ -101,9 +104,7 @@ pub(crate) fn parse_header(
             bytes.copy_from_slice(&buf[2..10]);
             let len = u64::from_be_bytes(bytes);
             if len >> 63 != 0 {
-                return Err(Error::Protocol(
-                    "payload length has the most significant bit set",
-                ));
+                return Err(ProtocolError::InvalidLength.into());
             }
             (len, 8)
         }
@@ -111,15 +112,13 @@ pub(crate) fn parse_header(
     };
     if opcode.is_control() {
         if !fin {
-            return Err(Error::Protocol("fragmented control frame"));
+            return Err(ProtocolError::FragmentedControlFrame.into());
         }
         if len > MAX_CONTROL_PAYLOAD as u64 {
-            return Err(Error::Protocol(
-                "control frame payload longer than 125 bytes",
-            ));
+            return Err(ProtocolError::ControlFrameTooLong(len).into());
         }
         if rsv1 {
-            return Err(Error::Protocol("reserved bit set on a control frame"));
+            return Err(ProtocolError::CompressedControlFrame.into());
         }
     }
     if len > max_frame_size as u64 {
@@ -263,28 +262,33 @@ mod tests {
 
     #[test]
     fn protocol_violations_in_the_header() {
-        let cases: &[(&[u8], &str)] = &[
-            (&[0xC1, 0x80], "rsv1"),
-            (&[0xA1, 0x80], "rsv2"),
-            (&[0x91, 0x80], "rsv3"),
-            (&[0x83, 0x80], "opcode 3"),
-            (&[0x8B, 0x80], "opcode 0xB"),
-            (&[0x81, 0x00], "unmasked"),
-            (&[0x09, 0x80], "fragmented ping"),
-            (&[0x89, 0xFE, 0x00, 0x7E], "ping of 126 bytes"),
+        use ProtocolError::*;
+        let cases: &[(&[u8], ProtocolError)] = &[
+            (&[0xC1, 0x80], CompressionNotNegotiated),
+            (&[0xA1, 0x80], ReservedBits),
+            (&[0x91, 0x80], ReservedBits),
+            (&[0x83, 0x80], ReservedOpcode(3)),
+            (&[0x8B, 0x80], ReservedOpcode(0xB)),
+            (&[0x81, 0x00], UnmaskedFrame),
+            (&[0x09, 0x80], FragmentedControlFrame),
+            (&[0x89, 0xFE, 0x00, 0x7E], ControlFrameTooLong(126)),
         ];
-        for (bytes, what) in cases {
-            assert!(
-                matches!(parse_header(bytes, 1 << 20, false), Err(Error::Protocol(_))),
-                "{what}"
+        for (bytes, cause) in cases {
+            assert_eq!(
+                parse_header(bytes, 1 << 20, false),
+                Err(Error::Protocol(*cause))
             );
         }
+        assert_eq!(
+            parse_header(&[0xC9, 0x80], 1 << 20, true),
+            Err(Error::Protocol(CompressedControlFrame))
+        );
         let mut huge = vec![0x82, 0xFF];
         huge.extend_from_slice(&u64::MAX.to_be_bytes());
-        assert!(matches!(
+        assert_eq!(
             parse_header(&huge, usize::MAX, false),
-            Err(Error::Protocol(_))
-        ));
+            Err(Error::Protocol(InvalidLength))
+        );
     }
 
     #[test]

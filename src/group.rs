@@ -13,7 +13,7 @@ use std::{
     sync::{Arc, Mutex, MutexGuard},
 };
 
-use crate::{deflate::CompressCache, Message, SendError, Socket};
+use crate::{command::SharedPayload, Message, SendError, Socket};
 
 /// A set of sockets that receive the same messages: a chat room, the
 /// subscribers of a topic, every client of a dashboard.
@@ -283,14 +283,14 @@ impl Group {
         let mut report = Broadcast::default();
         // Members that compress without context takeover share one
         // compressed payload; the others compress in their own context.
-        let cache = Arc::new(CompressCache::default());
+        let shared = SharedPayload::default();
         let mut members = self.lock();
         // Under the lock, so every member sees broadcasts in one order.
         members.retain(|socket| {
             if skip == Some(socket) {
                 return true;
             }
-            match socket.send_shared(message.clone(), &cache) {
+            match socket.send_shared(message.clone(), &shared) {
                 Ok(()) => {
                     report.sent += 1;
                     true
@@ -342,10 +342,7 @@ mod tests {
     use actix::{Actor, Context, Handler};
 
     use super::*;
-    use crate::{
-        socket::{Command, Envelope},
-        BackpressurePolicy,
-    };
+    use crate::command::{Command, Counters, Envelope};
 
     /// Stands in for a connection actor: counts the messages it is sent.
     struct Mailbox(Arc<AtomicUsize>);
@@ -366,11 +363,11 @@ mod tests {
 
     fn socket(max_outbound: usize, received: &Arc<AtomicUsize>) -> Socket {
         let mailbox = Mailbox(Arc::clone(received)).start();
-        Socket::new(
+        Socket::new(Arc::new(Counters::new(
             mailbox.recipient(),
             max_outbound,
-            BackpressurePolicy::Reject,
-        )
+            false,
+        )))
     }
 
     #[test]

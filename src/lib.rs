@@ -95,13 +95,17 @@
 #![warn(rust_2018_idioms)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod async_listener;
 mod close;
+mod command;
 mod config;
 mod connection;
 mod deflate;
+mod driver;
 mod error;
 mod frame;
 mod group;
+mod inbound;
 #[cfg(feature = "json")]
 mod json;
 mod listener;
@@ -112,10 +116,11 @@ mod socket;
 mod upgrade;
 mod utf8;
 
+pub use async_listener::AsyncListener;
 pub use close::CloseCode;
 pub use config::{BackpressurePolicy, Config};
 pub use deflate::Compression;
-pub use error::{Error, SendError};
+pub use error::{Error, ProtocolError, SendError};
 pub use group::{Broadcast, Group};
 #[cfg(feature = "json")]
 #[cfg_attr(docsrs, doc(cfg(feature = "json")))]
@@ -125,8 +130,8 @@ pub use message::Message;
 pub use registry::Connections;
 pub use socket::Socket;
 pub use upgrade::{
-    is_upgrade_request, is_websocket_request, requested_protocols, upgrade, UpgradeError,
-    WebSocketUpgrade,
+    is_upgrade_request, is_websocket_request, requested_protocols, upgrade, upgrade_async,
+    UpgradeError, WebSocketUpgrade,
 };
 
 pub use bytes::Bytes;

@@ -1,10 +1,11 @@
-//! The outbound side of a connection: the frame buffer the actor writes into
-//! and the response body stream the HTTP writer drains.
+//! The outbound side of a connection: the frame buffer commands are
+//! encoded into, and the response body stream the HTTP writer drains.
 //!
-//! This module owns the count of bytes not yet handed to the writer (S9) and
-//! the moment a `send_async` succeeds: when the writer takes the chunk that
-//! ends its frame. It must not run listener callbacks or decide when a
-//! connection closes.
+//! This module owns the encoding of commands into frames (and their
+//! compression), the moment a `send_async` succeeds (when the writer takes
+//! the chunk that ends its frame) and the wake-up of a reader paused on a
+//! full queue (S15). The byte count itself lives in [`Counters`]. It must
+//! not run listener callbacks or decide when a connection closes.
 
 use std::{
     cell::RefCell,
@@ -12,18 +13,35 @@ use std::{
     io,
     pin::Pin,
     rc::Rc,
+    sync::Arc,
     task::{Context, Poll, Waker},
+    time::Instant,
 };
 
 use bytes::{Bytes, BytesMut};
 use futures::Stream;
 
 use crate::{
-    deflate::{Agreed, CompressCache, Deflater},
+    command::{Command, Completion, Counters, SharedPayload, Sink},
+    deflate::{Agreed, Deflater},
     frame::{self, OpCode},
-    socket::{Command, Completion},
-    CloseCode, Message, SendError, Socket,
+    CloseCode, Message, SendError,
 };
+
+/// Where the outbound side of a connection is in its life.
+#[derive(Debug, PartialEq, Eq)]
+enum State {
+    /// Frames are encoded as commands arrive.
+    Open,
+    /// This side's close frame is encoded: nothing more is.
+    Closing(CloseCode, String),
+    /// No more frames: the body ends once the buffer is drained.
+    Finished,
+    /// Cut off: the body fails at its next poll, so actix-http drops TCP.
+    Aborted,
+    /// The HTTP writer dropped the body.
+    WriterGone,
+}
 
 /// Frames encoded for one connection and not yet taken by its HTTP writer.
 pub(crate) struct Outbound {
@@ -33,97 +51,97 @@ pub(crate) struct Outbound {
     encoded: u64,
     written: u64,
     pending: VecDeque<(u64, Completion)>,
+    /// The body stream, waiting for frames.
     waker: Option<Waker>,
-    /// No more frames: the body ends once the buffer is drained.
-    finished: bool,
-    close_sent: Option<(CloseCode, String)>,
-    writer_gone: bool,
+    /// The connection's reader, paused until the queue drains to
+    /// `resume_below` bytes (S15).
+    reader: Option<Waker>,
+    resume_below: usize,
+    /// When the writer last took bytes.
+    last_drain: Instant,
+    state: State,
     /// permessage-deflate, when negotiated: the policy, the compressor
     /// (created on first use, boxed: idle connections should not pay for
     /// its inline size) and its output buffer.
     deflate: Option<Agreed>,
     deflater: Option<Box<Deflater>>,
     compressed: Vec<u8>,
-    /// The connection is cut off: the body fails, which drops the TCP connection.
-    aborted: bool,
-    /// The connection's socket, whose counters this buffer keeps.
-    socket: Socket,
+    counters: Arc<Counters>,
 }
 
 impl Outbound {
-    pub(crate) fn new(socket: Socket, deflate: Option<Agreed>) -> Outbound {
+    pub(crate) fn new(
+        counters: Arc<Counters>,
+        deflate: Option<Agreed>,
+        resume_below: usize,
+    ) -> Outbound {
         Outbound {
             buf: BytesMut::new(),
             encoded: 0,
             written: 0,
             pending: VecDeque::new(),
             waker: None,
-            finished: false,
-            close_sent: None,
-            writer_gone: false,
+            reader: None,
+            resume_below,
+            last_drain: Instant::now(),
+            state: State::Open,
             deflate,
             deflater: None,
             compressed: Vec::new(),
-            aborted: false,
-            socket,
+            counters,
         }
     }
 
-    /// Whether the compressor is allocated right now.
-    #[cfg(test)]
-    pub(crate) fn holds_compressor(&self) -> bool {
-        self.deflater.is_some()
+    /// The close frame this side sent, while waiting for the peer's.
+    pub(crate) fn close_sent(&self) -> Option<(CloseCode, &str)> {
+        match &self.state {
+            State::Closing(code, reason) => Some((*code, reason)),
+            _ => None,
+        }
     }
 
-    /// The close frame this side sent, if any.
-    pub(crate) fn close_sent(&self) -> Option<&(CloseCode, String)> {
-        self.close_sent.as_ref()
+    /// Whether the HTTP writer dropped the body: the connection is gone.
+    pub(crate) fn is_writer_gone(&self) -> bool {
+        self.state == State::WriterGone
     }
 
-    /// Encodes a command from a socket, whose bytes the socket reserved.
+    /// When the HTTP writer last took bytes (or the connection started).
+    pub(crate) fn last_drain(&self) -> Instant {
+        self.last_drain
+    }
+
+    /// Wakes `waker` once the bytes queued drop to the resume mark.
+    pub(crate) fn park_reader(&mut self, waker: &Waker) {
+        match &self.reader {
+            Some(reader) if reader.will_wake(waker) => {}
+            _ => self.reader = Some(waker.clone()),
+        }
+    }
+
+    /// Encodes a command from a socket, whose bytes the socket counted.
     pub(crate) fn apply(&mut self, command: Command) {
         let len = command.frame_len();
-        if self.close_sent.is_some() || self.finished || self.writer_gone {
-            self.socket.shared().release(len);
+        if self.state != State::Open {
+            self.counters.release(len);
             if let Command::Send(_, Some(completion), _) = command {
                 completion.fail(SendError::Closed);
             }
             return;
         }
         match command {
-            Command::Send(message, completion, cache) => {
-                let opcode = match message {
-                    Message::Text(_) => OpCode::Text,
-                    Message::Binary(_) => OpCode::Binary,
-                };
+            Command::Send(message, completion, broadcast) => {
                 let before = self.encoded;
-                if !self.encode_compressed(opcode, message.as_bytes(), cache.as_deref()) {
-                    self.encode(opcode, message.as_bytes());
-                }
-                // Compression changed the size the socket reserved.
-                let actual = (self.encoded - before) as usize;
-                if actual < len {
-                    self.socket.shared().release(len - actual);
-                } else if actual > len {
-                    self.socket
-                        .shared()
-                        .queued
-                        .fetch_add(actual - len, std::sync::atomic::Ordering::AcqRel);
-                }
+                self.encode_message(&message, broadcast.as_ref());
+                // Compression changed the size the socket counted.
+                self.counters.settle(len, (self.encoded - before) as usize);
                 if let Some(completion) = completion {
                     self.pending.push_back((self.encoded, completion));
                 }
             }
-            Command::Ping(data) => self.encode(OpCode::Ping, &data),
-            Command::Pong(data) => self.encode(OpCode::Pong, &data),
+            Command::Ping(data) => self.encode(OpCode::Ping, false, &data),
+            Command::Pong(data) => self.encode(OpCode::Pong, false, &data),
             Command::Fail(_) => {}
-            Command::Close(code, reason) => {
-                let before = self.buf.len();
-                frame::encode_close(&mut self.buf, code.as_u16(), &reason);
-                self.encoded += (self.buf.len() - before) as u64;
-                self.close_sent = Some((code, reason));
-                self.socket.shared().mark_closed();
-            }
+            Command::Close(code, reason) => self.encode_close(code, reason),
         }
         self.wake();
     }
@@ -131,26 +149,30 @@ impl Outbound {
     /// Sends a close frame on the connection's own behalf (protocol error,
     /// timeout, echo of the peer's close). Does nothing if one was sent.
     pub(crate) fn close(&mut self, code: CloseCode, reason: &str) {
-        if self.close_sent.is_some() || self.finished {
+        if self.state != State::Open {
             return;
         }
-        self.socket.shared().mark_closed();
-        let before = self.buf.len();
-        frame::encode_close(&mut self.buf, code.as_u16(), reason);
-        let len = self.buf.len() - before;
-        self.encoded += len as u64;
-        self.socket
-            .shared()
-            .queued
-            .fetch_add(len, std::sync::atomic::Ordering::AcqRel);
-        self.close_sent = Some((code, reason.to_owned()));
+        self.counters.mark_closed();
+        let before = self.encoded;
+        self.encode_close(code, reason.to_owned());
+        self.counters.charge((self.encoded - before) as usize);
         self.wake();
+    }
+
+    fn encode_close(&mut self, code: CloseCode, reason: String) {
+        let before = self.buf.len();
+        frame::encode_close(&mut self.buf, code.as_u16(), &reason);
+        self.encoded += (self.buf.len() - before) as u64;
+        self.state = State::Closing(code, reason);
+        self.counters.mark_closed();
     }
 
     /// Ends the body once what is buffered has been written.
     pub(crate) fn finish(&mut self) {
-        self.socket.shared().mark_closed();
-        self.finished = true;
+        self.counters.mark_closed();
+        if matches!(self.state, State::Open | State::Closing(..)) {
+            self.state = State::Finished;
+        }
         // Nothing is encoded after this: free the compressor now rather
         // than when the writer lets go of the body.
         self.deflater = None;
@@ -162,17 +184,31 @@ impl Outbound {
     /// what is still buffered is dropped (its completions fail) and the body
     /// ends with an error, so actix-http drops the TCP connection.
     pub(crate) fn abort(&mut self) {
-        if self.writer_gone || (self.finished && self.buf.is_empty()) {
+        if self.state == State::WriterGone || (self.state == State::Finished && self.buf.is_empty())
+        {
             return;
         }
-        self.aborted = true;
-        self.finished = true;
-        let buffered = self.buf.len();
-        self.buf.clear();
-        self.socket.shared().release(buffered);
-        let pending = std::mem::take(&mut self.pending);
+        self.state = State::Aborted;
+        self.drop_buffered();
         self.wake();
+    }
+
+    /// Drops what is buffered; the completions of its frames fail.
+    fn drop_buffered(&mut self) {
+        self.counters.release(self.buf.len());
+        self.buf = BytesMut::new();
+        let pending = std::mem::take(&mut self.pending);
         drop(pending);
+    }
+
+    fn encode_message(&mut self, message: &Message, broadcast: Option<&SharedPayload>) {
+        let opcode = match message {
+            Message::Text(_) => OpCode::Text,
+            Message::Binary(_) => OpCode::Binary,
+        };
+        if !self.encode_compressed(opcode, message.as_bytes(), broadcast) {
+            self.encode(opcode, false, message.as_bytes());
+        }
     }
 
     /// Encodes a compressed data frame when permessage-deflate is on and
@@ -181,7 +217,7 @@ impl Outbound {
         &mut self,
         opcode: OpCode,
         payload: &[u8],
-        cache: Option<&CompressCache>,
+        broadcast: Option<&SharedPayload>,
     ) -> bool {
         let Some(agreed) = &self.deflate else {
             return false;
@@ -194,14 +230,14 @@ impl Outbound {
             .get_or_insert_with(|| Box::new(Deflater::new(agreed)));
         let scratch = &mut self.compressed;
         let shared;
-        let compressed: &[u8] = match cache {
+        let compressed: &[u8] = match broadcast {
             // Without context takeover the output depends on the message
             // alone: the first member of a broadcast compresses for all.
-            Some(cache) if agreed.server_no_context_takeover => {
-                shared = cache.get_or_compress(agreed, || {
+            Some(broadcast) if agreed.server_no_context_takeover => {
+                shared = broadcast.cache().get_or_compress(agreed, || {
                     deflater
                         .compress(payload, scratch)
-                        .then(|| bytes::Bytes::copy_from_slice(scratch))
+                        .then(|| Bytes::copy_from_slice(scratch))
                 });
                 match &shared {
                     Some(bytes) => bytes,
@@ -226,15 +262,72 @@ impl Outbound {
         true
     }
 
-    fn encode(&mut self, opcode: OpCode, payload: &[u8]) {
+    fn encode(&mut self, opcode: OpCode, rsv1: bool, payload: &[u8]) {
         let before = self.buf.len();
-        frame::encode(&mut self.buf, opcode, false, payload);
+        frame::encode(&mut self.buf, opcode, rsv1, payload);
         self.encoded += (self.buf.len() - before) as u64;
     }
 
     fn wake(&mut self) {
         if let Some(waker) = self.waker.take() {
             waker.wake();
+        }
+    }
+
+    /// The writer asks for the next chunk: what is buffered, and the
+    /// completions it makes due.
+    fn take(&mut self, cx: &Context<'_>) -> Poll<Option<Result<Chunk, io::Error>>> {
+        if self.state == State::Aborted {
+            self.state = State::Finished;
+            return Poll::Ready(Some(Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "WebSocket peer did not take its data within close_timeout",
+            ))));
+        }
+        if self.buf.is_empty() {
+            if self.state == State::Finished {
+                return Poll::Ready(None);
+            }
+            match &self.waker {
+                Some(waker) if waker.will_wake(cx.waker()) => {}
+                _ => self.waker = Some(cx.waker().clone()),
+            }
+            return Poll::Pending;
+        }
+        let chunk = self.buf.split().freeze();
+        self.written += chunk.len() as u64;
+        self.counters.release(chunk.len());
+        self.last_drain = Instant::now();
+        if self.reader.is_some() && self.counters.queued() <= self.resume_below {
+            if let Some(reader) = self.reader.take() {
+                reader.wake();
+            }
+        }
+        let mut due = Vec::new();
+        while self
+            .pending
+            .front()
+            .is_some_and(|(end, _)| *end <= self.written)
+        {
+            if let Some((_, completion)) = self.pending.pop_front() {
+                due.push(completion);
+            }
+        }
+        Poll::Ready(Some(Ok((chunk, due))))
+    }
+}
+
+/// A chunk for the writer and the `send_async` completions it makes due.
+type Chunk = (Bytes, Vec<Completion>);
+
+impl Sink for RefCell<Outbound> {
+    fn apply_now(&self, command: Command) -> Result<(), Command> {
+        match self.try_borrow_mut() {
+            Ok(mut out) => {
+                out.apply(command);
+                Ok(())
+            }
+            Err(_) => Err(command),
         }
     }
 }
@@ -249,42 +342,19 @@ impl Stream for BodyStream {
     type Item = Result<Bytes, io::Error>;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        let mut due = Vec::new();
-        let chunk = {
-            let mut out = self.0.borrow_mut();
-            if out.aborted {
-                out.aborted = false;
-                return Poll::Ready(Some(Err(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    "WebSocket peer did not take its data within close_timeout",
-                ))));
-            }
-            if out.buf.is_empty() {
-                if out.finished {
-                    return Poll::Ready(None);
+        let taken = self.0.borrow_mut().take(cx);
+        Poll::Ready(match taken {
+            Poll::Pending => return Poll::Pending,
+            Poll::Ready(None) => None,
+            Poll::Ready(Some(Err(error))) => Some(Err(error)),
+            Poll::Ready(Some(Ok((chunk, due)))) => {
+                // Outside the borrow: `succeed` may send again on this socket.
+                for completion in due {
+                    completion.succeed();
                 }
-                match &out.waker {
-                    Some(waker) if waker.will_wake(cx.waker()) => {}
-                    _ => out.waker = Some(cx.waker().clone()),
-                }
-                return Poll::Pending;
+                Some(Ok(chunk))
             }
-            let chunk = out.buf.split().freeze();
-            out.written += chunk.len() as u64;
-            out.socket.shared().release(chunk.len());
-            let written = out.written;
-            while out.pending.front().is_some_and(|(end, _)| *end <= written) {
-                if let Some((_, completion)) = out.pending.pop_front() {
-                    due.push(completion);
-                }
-            }
-            chunk
-        };
-        // Outside the borrow: `succeed` may send again on this socket.
-        for completion in due {
-            completion.succeed();
-        }
-        Poll::Ready(Some(Ok(chunk)))
+        })
     }
 }
 
@@ -292,14 +362,75 @@ impl Drop for BodyStream {
     fn drop(&mut self) {
         let pending = {
             let mut out = self.0.borrow_mut();
-            out.writer_gone = true;
-            out.socket.shared().mark_closed();
-            let buffered = out.buf.len();
-            out.buf.clear();
-            out.socket.shared().release(buffered);
+            out.state = State::WriterGone;
+            out.counters.mark_closed();
+            out.counters.release(out.buf.len());
+            out.buf = BytesMut::new();
+            // The reader may be paused on this buffer: it must learn that
+            // the connection is over.
+            if let Some(reader) = out.reader.take() {
+                reader.wake();
+            }
             std::mem::take(&mut out.pending)
         };
         // Frames the writer never took: their completions fail (on drop).
         drop(pending);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{deflate, Compression};
+
+    fn outbound(deflate: Option<Agreed>) -> (Outbound, Arc<Counters>) {
+        let counters = Counters::detached(1 << 20);
+        (Outbound::new(Arc::clone(&counters), deflate, 0), counters)
+    }
+
+    fn send(out: &mut Outbound, counters: &Counters, message: &str) {
+        let command = Command::Send(Message::from(message), None, None);
+        counters.charge(command.frame_len());
+        out.apply(command);
+    }
+
+    #[test]
+    fn a_finished_buffer_frees_its_compressor() {
+        let agreed = deflate::negotiate(
+            std::iter::once("permessage-deflate"),
+            &Compression::default().min_size(0),
+        );
+        let (mut out, counters) = outbound(agreed);
+        send(&mut out, &counters, &"compress me ".repeat(40));
+        assert!(out.deflater.is_some());
+        // Compression settled the count to the compressed frame.
+        assert_eq!(counters.queued(), out.buf.len());
+        out.finish();
+        assert!(out.deflater.is_none());
+    }
+
+    #[test]
+    fn nothing_is_encoded_after_the_close_frame() {
+        let (mut out, counters) = outbound(None);
+        send(&mut out, &counters, "before");
+        out.close(CloseCode::NORMAL, "bye");
+        assert_eq!(out.close_sent(), Some((CloseCode::NORMAL, "bye")));
+        let queued = counters.queued();
+        send(&mut out, &counters, "after");
+        assert_eq!(counters.queued(), queued, "a refused frame is released");
+        assert_eq!(queued, out.buf.len());
+        assert!(!counters.is_open());
+    }
+
+    #[test]
+    fn an_abort_drops_the_buffer_and_fails_the_body_once() {
+        let (mut out, counters) = outbound(None);
+        send(&mut out, &counters, "never read");
+        out.abort();
+        assert_eq!(counters.queued(), 0);
+        let waker = futures::task::noop_waker();
+        let cx = Context::from_waker(&waker);
+        assert!(matches!(out.take(&cx), Poll::Ready(Some(Err(_)))));
+        assert!(matches!(out.take(&cx), Poll::Ready(None)));
     }
 }

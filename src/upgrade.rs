@@ -15,7 +15,11 @@ use actix_web::{
     web, FromRequest, HttpRequest, HttpResponse, ResponseError,
 };
 
-use crate::{connection, deflate, Config, Listener};
+use crate::{
+    connection, deflate,
+    driver::{AsyncDriver, Driver, SyncDriver},
+    AsyncListener, Config, Listener,
+};
 
 /// True when `req` asks for a WebSocket upgrade: an `Upgrade: websocket`
 /// header (any case), whatever else is wrong with it. Ring's `websocket-request?`.
@@ -193,7 +197,35 @@ pub fn upgrade<L: Listener>(
 ) -> Result<HttpResponse, UpgradeError> {
     let config = app_config(req);
     verify(req, &config)?;
-    Ok(respond(req, payload, None, &[], config, listener))
+    Ok(respond(
+        req,
+        payload,
+        None,
+        &[],
+        config,
+        SyncDriver::new(listener),
+    ))
+}
+
+/// [`upgrade`] with an [`AsyncListener`], whose event methods may await.
+///
+/// # Errors
+/// As [`upgrade`].
+pub fn upgrade_async<L: AsyncListener>(
+    req: &HttpRequest,
+    payload: web::Payload,
+    listener: L,
+) -> Result<HttpResponse, UpgradeError> {
+    let config = app_config(req);
+    verify(req, &config)?;
+    Ok(respond(
+        req,
+        payload,
+        None,
+        &[],
+        config,
+        AsyncDriver::new(listener),
+    ))
 }
 
 fn app_config(req: &HttpRequest) -> Config {
@@ -206,13 +238,15 @@ fn app_config(req: &HttpRequest) -> Config {
         .unwrap_or_default()
 }
 
-fn respond<L: Listener>(
+fn respond<D: Driver>(
     req: &HttpRequest,
-    payload: impl futures::Stream<Item = Result<bytes::Bytes, actix_web::error::PayloadError>> + 'static,
+    payload: impl futures::Stream<Item = Result<bytes::Bytes, actix_web::error::PayloadError>>
+        + Unpin
+        + 'static,
     chosen: Option<&str>,
     supported: &[String],
     config: Config,
-    listener: L,
+    driver: D,
 ) -> HttpResponse {
     let offered = requested_protocols(req);
     // S11: never answer with a protocol the client did not offer.
@@ -249,7 +283,7 @@ fn respond<L: Listener>(
         protocol,
         deflate
     );
-    response.streaming(connection::start(listener, config, deflate, payload))
+    response.streaming(connection::start(driver, config, deflate, payload))
 }
 
 /// Extractor for a WebSocket upgrade: Ring's `{::ws/listener L}` response
@@ -338,6 +372,17 @@ impl WebSocketUpgrade {
     /// If a config set with [`WebSocketUpgrade::config`] refuses the
     /// request's origin, the response is a 403 instead and no connection starts.
     pub fn listen<L: Listener>(self, listener: L) -> HttpResponse {
+        self.start(SyncDriver::new(listener))
+    }
+
+    /// Starts the connection with an [`AsyncListener`], whose event methods
+    /// may await, and returns the 101 response. As [`WebSocketUpgrade::listen`]
+    /// otherwise.
+    pub fn listen_async<L: AsyncListener>(self, listener: L) -> HttpResponse {
+        self.start(AsyncDriver::new(listener))
+    }
+
+    fn start<D: Driver>(self, driver: D) -> HttpResponse {
         if self.config_replaced {
             if let Err(error) = verify(&self.req, &self.config) {
                 return error.error_response();
@@ -349,7 +394,7 @@ impl WebSocketUpgrade {
             self.protocol.as_deref(),
             &self.supported,
             self.config,
-            listener,
+            driver,
         )
     }
 }

@@ -219,7 +219,7 @@ fn s4_messages_after_the_server_close_are_not_delivered() {
     burst.extend(FrameSpec::new(OP_TEXT, "late").encode());
     burst.extend(FrameSpec::new(OP_BINARY, "late too").encode());
     client.write(&burst);
-    assert_eq!(client.recv_close(), (1000, String::new()));
+    assert_eq!(client.recv_close(), (1000, "Normal Closure".to_owned()));
     client.send_close(1000, "");
     client.expect_eof();
 
@@ -251,7 +251,7 @@ fn s4_sends_queued_before_close_go_out_before_the_close_frame() {
 }
 
 #[test]
-fn s4_close_without_arguments_sends_1000_and_an_empty_reason() {
+fn s4_close_without_arguments_sends_1000_normal_closure_as_ring_does() {
     let events = Events::new();
     let server = serve({
         let events = events.clone();
@@ -264,11 +264,12 @@ fn s4_close_without_arguments_sends_1000_and_an_empty_reason() {
     let mut client = server.connect();
     let socket = events.wait_open();
     client.send_text("please close");
-    assert_eq!(client.recv_close(), (1000, String::new()));
+    // ring.websocket/close: (close socket 1000 "Normal Closure").
+    assert_eq!(client.recv_close(), (1000, "Normal Closure".to_owned()));
     client.answer_close(1000);
     assert_eq!(
         events.wait_close(socket.id()),
-        (CloseCode::NORMAL, String::new())
+        (CloseCode::NORMAL, "Normal Closure".to_owned())
     );
 }
 

@@ -220,7 +220,7 @@ fn a_compression_bomb_closes_with_1009_before_it_is_inflated() {
     assert_eq!(client.recv_close().0, 1009);
     assert!(matches!(
         events.wait_error(conn),
-        Error::MessageTooLarge { max: 1048576, .. }
+        Error::BinaryTooLarge { max: 1048576, .. }
     ));
     assert_eq!(events.wait_close(conn).0, CloseCode::MESSAGE_TOO_BIG);
 }

@@ -201,7 +201,7 @@ fn s1_on_close_runs_once_when_the_listener_closes_in_on_open() {
     let mut client = server.connect();
     let socket = events.wait_open();
 
-    assert_eq!(client.recv_close(), (1000, String::new()));
+    assert_eq!(client.recv_close(), (1000, "Normal Closure".to_owned()));
     client.answer_close(1000);
     client.expect_eof();
 

@@ -46,7 +46,7 @@ fn s8_a_fragmented_message_is_cut_off_when_its_running_size_passes_the_limit() {
     assert_eq!(client.recv_close().0, 1009);
     assert!(matches!(
         events.wait_error(conn),
-        Error::MessageTooLarge {
+        Error::BinaryTooLarge {
             size: 3000,
             max: 2500
         }
@@ -71,6 +71,38 @@ fn s8_a_single_frame_over_max_message_size_closes_1009() {
     assert_eq!(client.recv_close().0, 1009);
     assert!(matches!(
         events.wait_error(conn),
-        Error::MessageTooLarge { .. }
+        Error::TextTooLarge {
+            size: 101,
+            max: 100
+        }
     ));
+}
+
+#[test]
+fn s8_text_and_binary_messages_have_their_own_limits() {
+    // Ring's Jetty adapter: :ws-max-text-size and :ws-max-binary-size.
+    let events = Events::new();
+    let config = test_config()
+        .max_text_message_size(5)
+        .max_binary_message_size(8);
+    let server = serve_with(config, {
+        let events = events.clone();
+        move || events.record(Echo)
+    });
+    let mut client = server.connect();
+    let conn = events.wait_open().id();
+    client.send_binary(&[7u8; 8]);
+    assert_eq!(client.recv_binary(), vec![7u8; 8]);
+    client.send_text("12345");
+    assert_eq!(client.recv_text(), "12345");
+    client.send_text("123456");
+    assert_eq!(
+        client.recv_close(),
+        (1009, "Text message too large: 6 > 5".to_owned())
+    );
+    assert_eq!(
+        events.wait_error(conn),
+        Error::TextTooLarge { size: 6, max: 5 }
+    );
+    assert_eq!(events.wait_close(conn).0, CloseCode::MESSAGE_TOO_BIG);
 }

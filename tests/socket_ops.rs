@@ -44,7 +44,7 @@ fn s5_is_open_is_false_right_after_close_inside_on_open() {
         }
     });
     let mut client = server.connect();
-    assert_eq!(client.recv_close(), (1000, String::new()));
+    assert_eq!(client.recv_close(), (1000, "Normal Closure".to_owned()));
     client.answer_close(1000);
     events.wait_note("close: Err(Closed)");
     let conn = events.snapshot()[0].conn;

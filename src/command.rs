@@ -1,0 +1,451 @@
+//! What a socket asks its connection to do ([`Command`]), how `send_async`
+//! reports back ([`Completion`]), and the byte accounting that bounds
+//! outbound memory (S9, [`Counters`]).
+//!
+//! This module is the one place both sides of the outbound path depend on:
+//! [`Socket`](crate::Socket) builds commands and routes them here, the
+//! outbound buffer applies them, and neither knows the other. A command is
+//! routed straight into the connection's buffer when its own listener is
+//! running on this thread and nothing sent earlier is still in the mailbox
+//! (S6), and through the actor's mailbox otherwise. It must not encode
+//! frames: it only knows how many bytes a frame will take.
+
+use std::{
+    cell::RefCell,
+    panic::{catch_unwind, AssertUnwindSafe},
+    rc::Rc,
+    sync::{
+        atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
+        Arc,
+    },
+};
+
+use actix::Recipient;
+use bytes::Bytes;
+
+use crate::{
+    deflate::CompressCache,
+    frame::{self, MAX_CONTROL_PAYLOAD},
+    CloseCode, Error, Message, SendError,
+};
+
+/// Bytes charged per queued command on top of its frame, for the mailbox
+/// entry itself, so that even empty frames cannot grow a mailbox without bound.
+const COMMAND_OVERHEAD: usize = 64;
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+/// What a socket asks its connection to do.
+pub(crate) enum Command {
+    /// A message, its `send_async` callbacks, and the broadcast it belongs to.
+    Send(Message, Option<Completion>, Option<SharedPayload>),
+    Ping(Bytes),
+    Pong(Bytes),
+    Close(CloseCode, String),
+    /// Fail the connection (backpressure under `BackpressurePolicy::Close`).
+    Fail(Error),
+}
+
+impl Command {
+    /// A ping or pong command, if `data` fits a control frame.
+    pub(crate) fn control(pong: bool, data: Bytes) -> Result<Command, SendError> {
+        if data.len() > MAX_CONTROL_PAYLOAD {
+            return Err(SendError::ControlTooLong(data.len()));
+        }
+        Ok(if pong {
+            Command::Pong(data)
+        } else {
+            Command::Ping(data)
+        })
+    }
+
+    /// A close command, if `code` may be sent and `reason` fits.
+    pub(crate) fn close(code: CloseCode, reason: String) -> Result<Command, SendError> {
+        if !code.is_sendable() {
+            return Err(SendError::InvalidCloseCode(code.as_u16()));
+        }
+        if reason.len() > MAX_CONTROL_PAYLOAD - 2 {
+            return Err(SendError::ReasonTooLong(reason.len()));
+        }
+        Ok(Command::Close(code, reason))
+    }
+
+    /// Bytes this command will occupy once encoded as a frame.
+    pub(crate) fn frame_len(&self) -> usize {
+        match self {
+            Command::Send(message, _, _) => frame::header_len(message.len()) + message.len(),
+            Command::Ping(data) | Command::Pong(data) => 2 + data.len(),
+            Command::Close(_, reason) => 4 + reason.len(),
+            Command::Fail(_) => 0,
+        }
+    }
+}
+
+/// A command in the connection's mailbox.
+pub(crate) struct Envelope(pub(crate) Command);
+
+impl actix::Message for Envelope {
+    type Result = ();
+}
+
+/// What the members of one broadcast share: the compressed payload, for
+/// those that compress without context takeover. Opaque to sockets.
+#[derive(Clone, Default)]
+pub(crate) struct SharedPayload(Arc<CompressCache>);
+
+impl SharedPayload {
+    pub(crate) fn cache(&self) -> &CompressCache {
+        &self.0
+    }
+}
+
+type Succeed = Box<dyn FnOnce() + Send>;
+type Fail = Box<dyn FnOnce(SendError) + Send>;
+
+/// The two callbacks of a `send_async`: exactly one of them runs, once.
+///
+/// Dropping a completion that has not run calls `fail` with
+/// [`SendError::Closed`]: that is how sends lost with a dead connection (in
+/// its mailbox or its buffer) are reported.
+pub(crate) struct Completion {
+    succeed: Option<Succeed>,
+    fail: Option<Fail>,
+}
+
+impl Completion {
+    pub(crate) fn new(succeed: Succeed, fail: Fail) -> Completion {
+        Completion {
+            succeed: Some(succeed),
+            fail: Some(fail),
+        }
+    }
+
+    pub(crate) fn succeed(mut self) {
+        self.fail = None;
+        if let Some(succeed) = self.succeed.take() {
+            if catch_unwind(AssertUnwindSafe(succeed)).is_err() {
+                log::error!("send_async succeed callback panicked");
+            }
+        }
+    }
+
+    pub(crate) fn fail(mut self, error: SendError) {
+        self.run_fail(error);
+    }
+
+    fn run_fail(&mut self, error: SendError) {
+        self.succeed = None;
+        if let Some(fail) = self.fail.take() {
+            if catch_unwind(AssertUnwindSafe(move || fail(error))).is_err() {
+                log::error!("send_async fail callback panicked");
+            }
+        }
+    }
+}
+
+impl Drop for Completion {
+    fn drop(&mut self) {
+        self.run_fail(SendError::Closed);
+    }
+}
+
+/// The state every socket of a connection shares with the connection: its
+/// id, whether it is open, and the S9 byte count.
+///
+/// `queued` counts the bytes of every frame reserved by a socket (or written
+/// by the connection itself) and not yet handed to the HTTP writer, plus
+/// [`COMMAND_OVERHEAD`] per command still in the mailbox. Sockets
+/// [`reserve`](Counters::reserve); the outbound buffer
+/// [`release`](Counters::release)s as the writer takes bytes.
+pub(crate) struct Counters {
+    id: u64,
+    /// False from the moment a close is requested, or the connection ends.
+    open: AtomicBool,
+    queued: AtomicUsize,
+    /// Commands sent through the mailbox and not yet applied. While any are
+    /// in flight, commands from inside a callback go through the mailbox
+    /// too, so they stay behind them (S6).
+    in_mailbox: AtomicUsize,
+    max_outbound: usize,
+    /// `BackpressurePolicy::Close`: a refused send fails the connection.
+    close_on_backpressure: bool,
+    mailbox: Recipient<Envelope>,
+}
+
+impl Counters {
+    pub(crate) fn new(
+        mailbox: Recipient<Envelope>,
+        max_outbound: usize,
+        close_on_backpressure: bool,
+    ) -> Counters {
+        Counters {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            open: AtomicBool::new(true),
+            queued: AtomicUsize::new(0),
+            in_mailbox: AtomicUsize::new(0),
+            max_outbound,
+            close_on_backpressure,
+            mailbox,
+        }
+    }
+
+    pub(crate) fn id(&self) -> u64 {
+        self.id
+    }
+
+    pub(crate) fn is_open(&self) -> bool {
+        self.open.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn mark_closed(&self) {
+        self.open.store(false, Ordering::Release);
+    }
+
+    /// Marks the connection closing; true for the one caller that did it,
+    /// which is the one that sends the close frame.
+    fn claim_close(&self) -> bool {
+        self.open
+            .compare_exchange(true, false, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
+
+    /// Bytes queued and not yet handed to the writer.
+    pub(crate) fn queued(&self) -> usize {
+        self.queued.load(Ordering::Acquire)
+    }
+
+    /// Reserves `bytes` of outbound buffer, or reports backpressure.
+    fn reserve(&self, bytes: usize) -> Result<(), SendError> {
+        let mut queued = self.queued.load(Ordering::Acquire);
+        loop {
+            // An empty queue takes any one frame, however large: a message
+            // bigger than the limit could never be sent otherwise.
+            if queued > 0 && queued.saturating_add(bytes) > self.max_outbound {
+                return Err(SendError::Backpressure {
+                    queued,
+                    limit: self.max_outbound,
+                });
+            }
+            match self.queued.compare_exchange_weak(
+                queued,
+                queued + bytes,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return Ok(()),
+                Err(actual) => queued = actual,
+            }
+        }
+    }
+
+    /// Counts `bytes` whatever the limit: frames the connection writes on
+    /// its own behalf, and close frames, which are what frees the buffer.
+    pub(crate) fn charge(&self, bytes: usize) {
+        self.queued.fetch_add(bytes, Ordering::AcqRel);
+    }
+
+    /// `bytes` were handed to the writer, or dropped.
+    pub(crate) fn release(&self, bytes: usize) {
+        self.queued.fetch_sub(bytes, Ordering::AcqRel);
+    }
+
+    /// A frame reserved as `reserved` bytes took `actual` (compression).
+    pub(crate) fn settle(&self, reserved: usize, actual: usize) {
+        if actual < reserved {
+            self.release(reserved - actual);
+        } else if actual > reserved {
+            self.charge(actual - reserved);
+        }
+    }
+
+    /// A command left the mailbox: its entry no longer counts.
+    pub(crate) fn took_from_mailbox(&self) {
+        self.release(COMMAND_OVERHEAD);
+        self.in_mailbox.fetch_sub(1, Ordering::AcqRel);
+    }
+
+    /// Asks the connection to fail with `error` (not counted: it is what
+    /// frees the buffer).
+    pub(crate) fn fail_connection(&self, error: Error) {
+        self.mailbox.do_send(Envelope(Command::Fail(error)));
+    }
+
+    /// Queues a data or control command: refused when closed or over the
+    /// limit, and then handed back.
+    pub(crate) fn submit(&self, command: Command) -> Result<(), (SendError, Command)> {
+        if !self.is_open() {
+            return Err((SendError::Closed, command));
+        }
+        let len = command.frame_len();
+        if let Err(error) = self.reserve(len) {
+            if self.close_on_backpressure {
+                self.fail_connection(Error::Backpressure);
+            }
+            return Err((error, command));
+        }
+        self.route(command, len);
+        Ok(())
+    }
+
+    /// Queues a close command; only the first close of a connection is sent.
+    pub(crate) fn submit_close(&self, command: Command) -> Result<(), SendError> {
+        if !self.claim_close() {
+            return Err(SendError::Closed);
+        }
+        let len = command.frame_len();
+        self.charge(len);
+        self.route(command, len);
+        Ok(())
+    }
+
+    /// Hands a command, whose `len` bytes are already counted, to the
+    /// connection: straight into its buffer from inside its own callback,
+    /// through the mailbox otherwise.
+    fn route(&self, command: Command, len: usize) {
+        let command = match self.write_direct(command) {
+            None => return,
+            Some(command) => command,
+        };
+        if !self.mailbox.connected() {
+            // The connection is gone: nothing will release what we counted,
+            // and dropping the command fails its completion, if any.
+            self.release(len);
+            self.mark_closed();
+            return;
+        }
+        self.charge(COMMAND_OVERHEAD);
+        self.in_mailbox.fetch_add(1, Ordering::AcqRel);
+        // `do_send` ignores the mailbox capacity on purpose: the bytes
+        // counted above (frame plus COMMAND_OVERHEAD per entry) are what
+        // bound the mailbox. If the connection stops before handling it, the
+        // command is dropped and its completion fails.
+        self.mailbox.do_send(Envelope(command));
+    }
+
+    fn write_direct(&self, command: Command) -> Option<Command> {
+        if self.in_mailbox.load(Ordering::Acquire) != 0 {
+            return Some(command);
+        }
+        IN_CALLBACK.with(|slot| match &*slot.borrow() {
+            Some((id, sink)) if *id == self.id => sink.apply_now(command).err(),
+            _ => Some(command),
+        })
+    }
+}
+
+/// Where commands go when they skip the mailbox: the outbound buffer of the
+/// connection whose listener is running.
+pub(crate) trait Sink {
+    /// Applies `command` now, or hands it back when the buffer is busy.
+    fn apply_now(&self, command: Command) -> Result<(), Command>;
+}
+
+thread_local! {
+    /// The connection whose listener is running on this thread, if any.
+    static IN_CALLBACK: RefCell<Option<(u64, Rc<dyn Sink>)>> = const { RefCell::new(None) };
+}
+
+/// Marks the connection `id` as running its listener on this thread until
+/// the returned guard drops: its socket's commands go straight to `sink`.
+pub(crate) fn enter_callback(id: u64, sink: Rc<dyn Sink>) -> CallbackScope {
+    let previous = IN_CALLBACK.with(|slot| slot.replace(Some((id, sink))));
+    CallbackScope { previous }
+}
+
+pub(crate) struct CallbackScope {
+    previous: Option<(u64, Rc<dyn Sink>)>,
+}
+
+impl Drop for CallbackScope {
+    fn drop(&mut self) {
+        let previous = self.previous.take();
+        IN_CALLBACK.with(|slot| *slot.borrow_mut() = previous);
+    }
+}
+
+#[cfg(test)]
+impl Counters {
+    /// Counters whose connection never runs: for unit tests of the
+    /// outbound side, which must not need an actor.
+    pub(crate) fn detached(max_outbound: usize) -> Arc<Counters> {
+        struct Nobody;
+        impl actix::Actor for Nobody {
+            type Context = actix::Context<Self>;
+        }
+        impl actix::Handler<Envelope> for Nobody {
+            type Result = ();
+            fn handle(&mut self, _: Envelope, _: &mut actix::Context<Self>) {}
+        }
+        let ctx = actix::Context::<Nobody>::new();
+        use actix::AsyncContext;
+        Arc::new(Counters::new(
+            ctx.address().recipient(),
+            max_outbound,
+            false,
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reservations_stop_at_the_limit_but_an_empty_queue_takes_one_frame() {
+        let counters = Counters::detached(100);
+        assert_eq!(counters.reserve(500), Ok(()));
+        assert_eq!(
+            counters.reserve(1),
+            Err(SendError::Backpressure {
+                queued: 500,
+                limit: 100
+            })
+        );
+        counters.release(500);
+        assert_eq!(counters.reserve(60), Ok(()));
+        counters.settle(60, 40);
+        assert_eq!(counters.queued(), 40);
+        counters.settle(40, 70);
+        assert_eq!(counters.queued(), 70);
+    }
+
+    #[test]
+    fn only_the_first_close_is_sent() {
+        let counters = Counters::detached(100);
+        let close = || Command::close(CloseCode::NORMAL, String::new()).unwrap();
+        assert_eq!(counters.submit_close(close()), Ok(()));
+        assert!(!counters.is_open());
+        assert_eq!(counters.submit_close(close()), Err(SendError::Closed));
+    }
+
+    #[test]
+    fn control_and_close_commands_are_checked() {
+        assert!(Command::control(false, Bytes::from(vec![0; 125])).is_ok());
+        assert_eq!(
+            Command::control(true, Bytes::from(vec![0; 126])).err(),
+            Some(SendError::ControlTooLong(126))
+        );
+        assert_eq!(
+            Command::close(CloseCode::ABNORMAL, String::new()).err(),
+            Some(SendError::InvalidCloseCode(1006))
+        );
+        assert_eq!(
+            Command::close(CloseCode::NORMAL, "x".repeat(124)).err(),
+            Some(SendError::ReasonTooLong(124))
+        );
+    }
+
+    #[test]
+    fn frame_lengths_include_the_header() {
+        assert_eq!(
+            Command::Send(Message::from("hi"), None, None).frame_len(),
+            4
+        );
+        let big = Message::from(vec![0u8; 200]);
+        assert_eq!(Command::Send(big, None, None).frame_len(), 204);
+        assert_eq!(
+            Command::Close(CloseCode::NORMAL, "ok".into()).frame_len(),
+            6
+        );
+    }
+}

@@ -1,0 +1,565 @@
+//! The inbound assembler: request-payload bytes in, whole events out.
+//!
+//! This module owns the way from bytes to a message: frame header with its
+//! limits checked before any payload is buffered (S8) → unmasking →
+//! inflation (permessage-deflate, bounded) → fragment assembly with UTF-8
+//! validated as it streams in (S2) → one [`Event`]. It knows no actor,
+//! listener or socket: the connection feeds it bytes and pulls events one
+//! at a time, so it can stop pulling when it cannot take more (S15).
+
+use bytes::{Buf, Bytes, BytesMut};
+use bytestring::ByteString;
+
+use crate::{
+    deflate::{Agreed, InflateError, Inflater},
+    frame::{self, Header, OpCode},
+    utf8::Utf8Validator,
+    CloseCode, Config, Error, Message, ProtocolError,
+};
+
+/// Most a frame header alone makes the assembler allocate for its payload.
+const EAGER_RESERVE: usize = 256 * 1024;
+
+/// What a complete frame or message means to the connection.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Event {
+    /// A whole message: fragments assembled, inflated, text validated.
+    Message(Message),
+    Ping(Bytes),
+    Pong(Bytes),
+    /// The peer's close frame, validated; `NO_STATUS` when it had no code.
+    Close(CloseCode, String),
+}
+
+/// The inbound limits, taken from [`Config`].
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Limits {
+    pub(crate) max_frame: usize,
+    pub(crate) max_text: usize,
+    pub(crate) max_binary: usize,
+}
+
+impl Limits {
+    pub(crate) fn of(config: &Config) -> Limits {
+        Limits {
+            max_frame: config.max_frame_size,
+            max_text: config.max_text_message_size,
+            max_binary: config.max_binary_message_size,
+        }
+    }
+
+    fn max(&self, text: bool) -> usize {
+        if text {
+            self.max_text
+        } else {
+            self.max_binary
+        }
+    }
+
+    fn too_large(&self, text: bool, size: u64) -> Error {
+        let max = self.max(text);
+        if text {
+            Error::TextTooLarge { size, max }
+        } else {
+            Error::BinaryTooLarge { size, max }
+        }
+    }
+}
+
+/// Where the reader is within the current frame.
+enum Reading {
+    /// Waiting for (the rest of) a frame header.
+    Header,
+    /// Reading the payload of this frame.
+    Payload(InFrame),
+}
+
+/// The frame being read: its header and how much of its payload is unmasked.
+struct InFrame {
+    header: Header,
+    unmasked: usize,
+    /// The payload went through the streaming UTF-8 validator.
+    streamed: bool,
+}
+
+/// The message being assembled from fragments.
+enum Assembly {
+    /// No fragmented message is open.
+    Idle,
+    /// Uncompressed fragments, appended as they come.
+    Plain { text: bool, buf: BytesMut },
+    /// Compressed fragments, inflated into `out` as they come.
+    Inflating { text: bool, out: Vec<u8> },
+}
+
+impl Assembly {
+    fn len(&self) -> usize {
+        match self {
+            Assembly::Idle => 0,
+            Assembly::Plain { buf, .. } => buf.len(),
+            Assembly::Inflating { out, .. } => out.len(),
+        }
+    }
+
+    /// Whether continuation payloads are text to validate as they stream.
+    fn streams_text(&self) -> bool {
+        matches!(self, Assembly::Plain { text: true, .. })
+    }
+}
+
+/// Turns the bytes of one connection into [`Event`]s.
+pub(crate) struct Inbound {
+    buf: BytesMut,
+    reading: Reading,
+    assembly: Assembly,
+    utf8: Utf8Validator,
+    limits: Limits,
+    /// permessage-deflate parameters, when negotiated, and the decompressor
+    /// (created on the first compressed message, boxed: most connections
+    /// never need it and every byte here is paid by every idle connection).
+    deflate: Option<Agreed>,
+    inflater: Option<Box<Inflater>>,
+}
+
+impl Inbound {
+    pub(crate) fn new(limits: Limits, deflate: Option<Agreed>) -> Inbound {
+        Inbound {
+            buf: BytesMut::new(),
+            reading: Reading::Header,
+            assembly: Assembly::Idle,
+            utf8: Utf8Validator::default(),
+            limits,
+            deflate,
+            inflater: None,
+        }
+    }
+
+    /// Appends bytes read from the peer.
+    pub(crate) fn feed(&mut self, chunk: &[u8]) {
+        self.buf.extend_from_slice(chunk);
+    }
+
+    /// Frees everything held: the connection is over.
+    pub(crate) fn clear(&mut self) {
+        self.buf = BytesMut::new();
+        self.reading = Reading::Header;
+        self.assembly = Assembly::Idle;
+        self.inflater = None;
+    }
+
+    /// The next event the fed bytes make, `Ok(None)` when more bytes are
+    /// needed, or the error that must fail the connection.
+    pub(crate) fn next_event(&mut self) -> Result<Option<Event>, Error> {
+        loop {
+            if let Reading::Header = self.reading {
+                if !self.read_header()? {
+                    return Ok(None);
+                }
+            }
+            if !self.unmask()? {
+                return Ok(None);
+            }
+            let Reading::Payload(frame) = std::mem::replace(&mut self.reading, Reading::Header)
+            else {
+                return Ok(None);
+            };
+            let payload = self.buf.split_to(frame.header.len).freeze();
+            if let Some(event) = self.on_frame(frame, payload)? {
+                return Ok(Some(event));
+            }
+        }
+    }
+
+    /// Parses a frame header if all of it is here; `false` when it is not.
+    fn read_header(&mut self) -> Result<bool, Error> {
+        let rsv1_allowed = self.deflate.is_some();
+        let Some((header, header_len)) =
+            frame::parse_header(&self.buf, self.limits.max_frame, rsv1_allowed)?
+        else {
+            return Ok(false);
+        };
+        self.check_header(&header)?;
+        self.buf.advance(header_len);
+        // Room for the whole payload now, rather than doubling (and
+        // copying) as it streams in; capped so that a declared size alone
+        // cannot make us allocate much.
+        let missing = header.len.saturating_sub(self.buf.len());
+        self.buf.reserve(missing.min(EAGER_RESERVE));
+        self.reading = Reading::Payload(InFrame {
+            header,
+            unmasked: 0,
+            streamed: false,
+        });
+        Ok(true)
+    }
+
+    /// Message-level rules that a header alone decides (S2, S8).
+    fn check_header(&mut self, header: &Header) -> Result<(), Error> {
+        match header.opcode {
+            OpCode::Text | OpCode::Binary => {
+                if !matches!(self.assembly, Assembly::Idle) {
+                    return Err(ProtocolError::UnfinishedMessage.into());
+                }
+                let text = header.opcode == OpCode::Text;
+                if header.len > self.limits.max(text) {
+                    return Err(self.limits.too_large(text, header.len as u64));
+                }
+                if text {
+                    self.utf8 = Utf8Validator::default();
+                }
+            }
+            OpCode::Continuation if header.rsv1 => {
+                return Err(ProtocolError::CompressedContinuation.into());
+            }
+            OpCode::Continuation => {
+                let text = match &self.assembly {
+                    Assembly::Idle => return Err(ProtocolError::UnexpectedContinuation.into()),
+                    Assembly::Plain { text, .. } | Assembly::Inflating { text, .. } => *text,
+                };
+                let size = self.assembly.len() as u64 + header.len as u64;
+                if size > self.limits.max(text) as u64 {
+                    return Err(self.limits.too_large(text, size));
+                }
+            }
+            OpCode::Close | OpCode::Ping | OpCode::Pong => {}
+        }
+        Ok(())
+    }
+
+    /// Unmasks the payload bytes that have arrived, validating text that
+    /// arrives in pieces as it comes; `true` once the whole payload is here.
+    fn unmask(&mut self) -> Result<bool, Error> {
+        let Reading::Payload(frame) = &mut self.reading else {
+            return Ok(false);
+        };
+        let len = frame.header.len;
+        let available = self.buf.len().min(len);
+        if available > frame.unmasked {
+            let start = frame.unmasked;
+            frame::apply_mask(&mut self.buf[start..available], frame.header.mask, start);
+            frame.unmasked = available;
+            // Compressed payloads are validated after inflation.
+            let is_text = match frame.header.opcode {
+                OpCode::Text => !frame.header.rsv1,
+                OpCode::Continuation => self.assembly.streams_text(),
+                _ => false,
+            };
+            // A whole single-frame text message is validated once, at the
+            // end; anything arriving in pieces is validated as it comes.
+            let whole = frame.header.opcode == OpCode::Text
+                && frame.header.fin
+                && start == 0
+                && available == len;
+            if is_text && !whole {
+                frame.streamed = true;
+                if self.utf8.feed(&self.buf[start..available]).is_err() {
+                    return Err(Error::InvalidUtf8);
+                }
+            }
+        }
+        Ok(available == len)
+    }
+
+    /// A whole frame: an event, or `None` while a message is unfinished.
+    fn on_frame(&mut self, frame: InFrame, payload: Bytes) -> Result<Option<Event>, Error> {
+        let header = frame.header;
+        let text = header.opcode == OpCode::Text;
+        let assembly = match header.opcode {
+            OpCode::Ping => return Ok(Some(Event::Ping(payload))),
+            OpCode::Pong => return Ok(Some(Event::Pong(payload))),
+            OpCode::Close => {
+                let (code, reason) = parse_close(&payload)?;
+                return Ok(Some(Event::Close(code, reason.to_owned())));
+            }
+            OpCode::Text | OpCode::Binary if header.rsv1 => Assembly::Inflating {
+                text,
+                out: Vec::new(),
+            },
+            OpCode::Text | OpCode::Binary if header.fin => {
+                return self.message(text, payload, frame.streamed).map(Some);
+            }
+            OpCode::Text | OpCode::Binary => Assembly::Plain {
+                text,
+                buf: BytesMut::new(),
+            },
+            OpCode::Continuation => std::mem::replace(&mut self.assembly, Assembly::Idle),
+        };
+        match assembly {
+            Assembly::Idle => Ok(None),
+            Assembly::Plain { text, mut buf } => {
+                if buf.is_empty() {
+                    buf.reserve(payload.len() * 2);
+                }
+                buf.extend_from_slice(&payload);
+                if header.fin {
+                    return self.message(text, buf.freeze(), true).map(Some);
+                }
+                self.assembly = Assembly::Plain { text, buf };
+                Ok(None)
+            }
+            Assembly::Inflating { text, mut out } => {
+                self.inflate(text, &mut out, &payload, header.fin)?;
+                if header.fin {
+                    return self.message(text, Bytes::from(out), true).map(Some);
+                }
+                self.assembly = Assembly::Inflating { text, out };
+                Ok(None)
+            }
+        }
+    }
+
+    /// Inflates one frame of a compressed message into `out`, checking the
+    /// decompressed size against the limit as it grows and validating text
+    /// as it comes out.
+    fn inflate(
+        &mut self,
+        text: bool,
+        out: &mut Vec<u8>,
+        payload: &[u8],
+        fin: bool,
+    ) -> Result<(), Error> {
+        let Some(agreed) = &self.deflate else {
+            return Err(ProtocolError::CompressionNotNegotiated.into());
+        };
+        let inflater = self
+            .inflater
+            .get_or_insert_with(|| Box::new(Inflater::new(agreed)));
+        let max = self.limits.max(text);
+        let before = out.len();
+        let mut result = inflater.inflate(payload, out, max);
+        if result.is_ok() && fin {
+            result = inflater.finish_message(out, max);
+        }
+        match result {
+            Err(InflateError::TooBig) => Err(self.limits.too_large(text, out.len() as u64)),
+            Err(InflateError::Corrupt) => Err(Error::InvalidCompressedData),
+            Ok(()) if text && self.utf8.feed(&out[before..]).is_err() => Err(Error::InvalidUtf8),
+            Ok(()) => Ok(()),
+        }
+    }
+
+    /// A whole message; text that `streamed` through the validator must
+    /// also end on a character boundary.
+    fn message(&mut self, text: bool, payload: Bytes, streamed: bool) -> Result<Event, Error> {
+        if !text {
+            return Ok(Event::Message(Message::Binary(payload)));
+        }
+        if streamed && self.utf8.finish().is_err() {
+            return Err(Error::InvalidUtf8);
+        }
+        match ByteString::try_from(payload) {
+            Ok(text) => Ok(Event::Message(Message::Text(text))),
+            Err(_) => Err(Error::InvalidUtf8),
+        }
+    }
+}
+
+/// Parses and validates a close frame's payload (S4).
+fn parse_close(payload: &[u8]) -> Result<(CloseCode, &str), Error> {
+    match payload.len() {
+        0 => Ok((CloseCode::NO_STATUS, "")),
+        1 => Err(ProtocolError::CloseFrameTooShort.into()),
+        _ => {
+            let code = CloseCode(u16::from_be_bytes([payload[0], payload[1]]));
+            if !code.is_sendable() {
+                return Err(ProtocolError::InvalidCloseCode(code.as_u16()).into());
+            }
+            let reason = std::str::from_utf8(&payload[2..])
+                .map_err(|_| ProtocolError::InvalidCloseReason)?;
+            Ok((code, reason))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{deflate, Compression};
+
+    const MASK: [u8; 4] = [0x37, 0xFA, 0x21, 0x3D];
+
+    /// A masked client frame.
+    fn frame(b0: u8, payload: &[u8]) -> Vec<u8> {
+        let mut out = vec![b0];
+        match payload.len() {
+            len @ 0..=125 => out.push(0x80 | len as u8),
+            len @ 126..=0xFFFF => {
+                out.push(0x80 | 126);
+                out.extend_from_slice(&(len as u16).to_be_bytes());
+            }
+            len => {
+                out.push(0x80 | 127);
+                out.extend_from_slice(&(len as u64).to_be_bytes());
+            }
+        }
+        out.extend_from_slice(&MASK);
+        let mut masked = payload.to_vec();
+        frame::apply_mask(&mut masked, MASK, 0);
+        out.extend_from_slice(&masked);
+        out
+    }
+
+    fn limits(max: usize) -> Limits {
+        Limits {
+            max_frame: max,
+            max_text: max,
+            max_binary: max,
+        }
+    }
+
+    fn inbound() -> Inbound {
+        Inbound::new(limits(1 << 20), None)
+    }
+
+    /// Feeds `bytes` one at a time and collects every event.
+    fn events_byte_by_byte(inbound: &mut Inbound, bytes: &[u8]) -> Result<Vec<Event>, Error> {
+        let mut events = Vec::new();
+        for byte in bytes {
+            inbound.feed(&[*byte]);
+            while let Some(event) = inbound.next_event()? {
+                events.push(event);
+            }
+        }
+        Ok(events)
+    }
+
+    fn text(s: &str) -> Event {
+        Event::Message(Message::from(s))
+    }
+
+    #[test]
+    fn s2_fragments_are_assembled_around_interleaved_control_frames() {
+        let mut bytes = frame(0x01, b"Hel");
+        bytes.extend(frame(0x89, b"ping"));
+        bytes.extend(frame(0x00, b"lo, "));
+        bytes.extend(frame(0x80, "wörld".as_bytes()));
+        bytes.extend(frame(0x82, &[1, 2, 3]));
+        bytes.extend(frame(0x88, &[0x03, 0xE8, b'o', b'k']));
+        let events = events_byte_by_byte(&mut inbound(), &bytes).unwrap();
+        assert_eq!(
+            events,
+            [
+                Event::Ping(Bytes::from_static(b"ping")),
+                text("Hello, wörld"),
+                Event::Message(Message::from(vec![1u8, 2, 3])),
+                Event::Close(CloseCode::NORMAL, "ok".to_owned()),
+            ]
+        );
+    }
+
+    #[test]
+    fn s2_invalid_utf8_fails_at_the_first_bad_byte_not_at_the_end() {
+        let mut inbound = inbound();
+        // The first fragment is already invalid; the message never ends.
+        inbound.feed(&frame(0x01, &[b'a', 0xFF]));
+        assert_eq!(inbound.next_event(), Err(Error::InvalidUtf8));
+        // A character split across fragments is fine; one cut short is not.
+        let mut bytes = frame(0x01, &[0xC3]);
+        bytes.extend(frame(0x80, &[0xA9]));
+        assert_eq!(
+            events_byte_by_byte(&mut Inbound::new(limits(100), None), &bytes),
+            Ok(vec![text("é")])
+        );
+        let mut bytes = frame(0x01, b"ok");
+        bytes.extend(frame(0x80, &[0xC3]));
+        assert_eq!(
+            events_byte_by_byte(&mut Inbound::new(limits(100), None), &bytes),
+            Err(Error::InvalidUtf8)
+        );
+    }
+
+    #[test]
+    fn s8_limits_fail_at_the_header_with_the_sizes() {
+        let mut inbound = Inbound::new(
+            Limits {
+                max_frame: 100,
+                max_text: 5,
+                max_binary: 8,
+            },
+            None,
+        );
+        // Only the header of a 6-byte text frame: refused before its payload.
+        inbound.feed(&frame(0x81, b"123456")[..6]);
+        assert_eq!(
+            inbound.next_event(),
+            Err(Error::TextTooLarge { size: 6, max: 5 })
+        );
+        let mut inbound = Inbound::new(limits(8), None);
+        let mut bytes = frame(0x02, &[0; 5]);
+        bytes.extend(frame(0x80, &[0; 4]));
+        assert_eq!(
+            events_byte_by_byte(&mut inbound, &bytes),
+            Err(Error::BinaryTooLarge { size: 9, max: 8 })
+        );
+        let mut inbound = Inbound::new(limits(8), None);
+        inbound.feed(&frame(0x82, &[0; 9])[..4]);
+        assert_eq!(
+            inbound.next_event(),
+            Err(Error::FrameTooLarge { size: 9, max: 8 })
+        );
+    }
+
+    #[test]
+    fn s7_fragmentation_errors_name_their_cause() {
+        let cases = [
+            (frame(0x80, b"x"), ProtocolError::UnexpectedContinuation),
+            (
+                [frame(0x01, b"a"), frame(0x81, b"b")].concat(),
+                ProtocolError::UnfinishedMessage,
+            ),
+            (frame(0x88, &[3]), ProtocolError::CloseFrameTooShort),
+            (
+                frame(0x88, &[0x03, 0xED]),
+                ProtocolError::InvalidCloseCode(1005),
+            ),
+            (
+                frame(0x88, &[0x03, 0xE8, 0xFF]),
+                ProtocolError::InvalidCloseReason,
+            ),
+        ];
+        for (bytes, cause) in cases {
+            assert_eq!(
+                events_byte_by_byte(&mut inbound(), &bytes),
+                Err(Error::Protocol(cause))
+            );
+        }
+    }
+
+    #[test]
+    fn a_close_without_payload_has_no_status() {
+        let mut inbound = inbound();
+        inbound.feed(&frame(0x88, &[]));
+        assert_eq!(
+            inbound.next_event(),
+            Ok(Some(Event::Close(CloseCode::NO_STATUS, String::new())))
+        );
+    }
+
+    #[test]
+    fn compressed_messages_are_inflated_within_the_limit() {
+        let agreed = deflate::negotiate(
+            std::iter::once("permessage-deflate"),
+            &Compression::default().min_size(0),
+        );
+        let Some(agreed) = agreed else {
+            panic!("permessage-deflate was not agreed");
+        };
+        let original = "compress me, ".repeat(50);
+        let mut compressed = Vec::new();
+        assert!(deflate::Deflater::new(&agreed).compress(original.as_bytes(), &mut compressed));
+        // Split over two frames, RSV1 on the first only.
+        let (a, b) = compressed.split_at(compressed.len() / 2);
+        let bytes = [frame(0x41, a), frame(0x80, b)].concat();
+        let mut inbound = Inbound::new(limits(1 << 20), Some(agreed.clone()));
+        assert_eq!(
+            events_byte_by_byte(&mut inbound, &bytes),
+            Ok(vec![text(&original)])
+        );
+        let mut small = Inbound::new(limits(100), Some(agreed));
+        let whole = frame(0xC1, &compressed);
+        match events_byte_by_byte(&mut small, &whole) {
+            Err(Error::TextTooLarge { size, max: 100 }) => assert!(size > 100, "{size}"),
+            other => panic!("expected TextTooLarge, got {other:?}"),
+        }
+    }
+}
