@@ -32,6 +32,17 @@ pub fn test_config() -> Config {
     Config::default().shutdown_on_signals(false)
 }
 
+/// Waits until `condition` holds, polling it; fails the test after
+/// [`TIMEOUT`] saying `what` never happened. For conditions no event
+/// announces (a counter, a queue length); events have [`Events::wait_for`].
+pub fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + TIMEOUT;
+    while !condition() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        thread::sleep(Duration::from_millis(2));
+    }
+}
+
 // ---------------------------------------------------------------------------
 // Server
 // ---------------------------------------------------------------------------
@@ -735,6 +746,12 @@ impl RawClient {
             buf,
             response,
         }
+    }
+
+    /// A second handle on the TCP stream, for writing from another thread
+    /// while this one reads.
+    pub fn writer(&self) -> TcpStream {
+        self.stream.try_clone().expect("clone the TCP stream")
     }
 
     /// Writes raw bytes (anything: half a frame, two frames, garbage).
