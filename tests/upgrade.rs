@@ -350,7 +350,7 @@ fn is_websocket_request_lets_one_handler_branch() {
         "websocket=false upgrade=false protocols=[]"
     );
 
-    // An upgrade to something else is an upgrade request, not a WebSocket one.
+    // Ring's upgrade-request? means an upgrade to a WebSocket: h2c is not one.
     let response = plain_get(
         &server,
         "/branch",
@@ -358,7 +358,7 @@ fn is_websocket_request_lets_one_handler_branch() {
     );
     assert_eq!(
         response.body_text(),
-        "websocket=false upgrade=true protocols=[]"
+        "websocket=false upgrade=false protocols=[]"
     );
 
     let mut client = RawClient::connect(server.addr(), "/branch");
