@@ -28,7 +28,7 @@ use crate::{
     deflate::{Agreed, InflateError, Inflater},
     frame::{self, Header, OpCode},
     outbound::{BodyStream, Outbound},
-    registry::{self, Connections},
+    registry::Connections,
     socket::{enter_callback, Command, Envelope, COMMAND_OVERHEAD},
     utf8::Utf8Validator,
     CloseCode, Config, Error, Listener, Message, Socket,
@@ -132,9 +132,6 @@ impl<L: Listener> Actor for Connection<L> {
         Connections::global().insert(&self.socket);
         if let Some(connections) = &self.config.connections {
             connections.insert(&self.socket);
-        }
-        if self.config.shutdown_on_signals {
-            registry::watch_shutdown_signals();
         }
         if let Some(period) = self.config.keepalive {
             ctx.run_interval(period, |act, _| {

@@ -29,7 +29,7 @@ pub const TIMEOUT: Duration = Duration::from_secs(10);
 /// The config every test server starts from: actix-web's signal handling is
 /// off in tests (several servers share one process), so the crate's is too.
 pub fn test_config() -> Config {
-    Config::default().shutdown_on_signals(false)
+    Config::default()
 }
 
 // ---------------------------------------------------------------------------
