@@ -276,6 +276,10 @@ fn respond<L: Listener>(
 /// the default; [`WebSocketUpgrade::configure`] adjusts it for one route and
 /// keeps the rest of the app's settings.
 ///
+/// The app's `allowed_origins` (S13) is checked when the extractor runs, so
+/// it holds on every route: a route may restrict origins further, never
+/// admit one the app refuses.
+///
 /// ```no_run
 /// use actix_web::{web, App, HttpResponse, HttpServer, Responder};
 /// use actix_ws_listener::{Listener, Message, Socket, WebSocketUpgrade};
@@ -362,8 +366,9 @@ impl WebSocketUpgrade {
     /// }
     /// ```
     ///
-    /// If the result refuses the request's origin, [`WebSocketUpgrade::listen`]
-    /// answers 403 and no connection starts.
+    /// The app's `allowed_origins` was checked at extraction; if the result
+    /// restricts origins further and refuses this request's,
+    /// [`WebSocketUpgrade::listen`] answers 403 and no connection starts.
     #[must_use]
     pub fn configure(mut self, f: impl FnOnce(Config) -> Config) -> Self {
         self.config = f(self.config);
@@ -372,12 +377,14 @@ impl WebSocketUpgrade {
     }
 
     /// Replaces this route's settings with `config`, dropping everything the
-    /// app set, `allowed_origins` included. Prefer
+    /// app set: limits, timeouts, compression, registry. Prefer
     /// [`WebSocketUpgrade::configure`], which keeps the app's settings; use
     /// this only when the route must not inherit them.
     ///
-    /// If `config` refuses the request's origin, [`WebSocketUpgrade::listen`]
-    /// answers 403 and no connection starts.
+    /// The one thing it cannot undo is the app's origin check, which ran at
+    /// extraction: a request from an origin the app refuses never gets here.
+    /// If `config` restricts origins too and refuses this request's,
+    /// [`WebSocketUpgrade::listen`] answers 403 and no connection starts.
     #[must_use]
     pub fn replace_config(self, config: Config) -> Self {
         self.configure(|_| config)

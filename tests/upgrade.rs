@@ -395,3 +395,142 @@ fn upgrade_header_is_matched_without_regard_to_case() {
     std::io::Read::read_exact(&mut stream, &mut head).unwrap();
     assert_eq!(&head, b"HTTP/1.1 101");
 }
+
+// --- Per-route settings (S13) ----------------------------------------------------
+
+const CHAT: &str = "Origin: https://chat.example\r\n";
+const EVIL: &str = "Origin: https://evil.example\r\n";
+
+/// A server whose app allows `https://chat.example` and
+/// `https://admin.example`, with routes that change their settings after
+/// extraction in each way there is.
+fn per_route_server(events: &Events) -> TestServer {
+    let events = events.clone();
+    serve_app(move |cfg| {
+        cfg.app_data(
+            test_config().allowed_origins(["https://chat.example", "https://admin.example"]),
+        );
+        let e = events.clone();
+        cfg.route(
+            "/configure",
+            web::get().to(move |upgrade: WebSocketUpgrade| {
+                let listener = e.record(Echo);
+                async move {
+                    upgrade
+                        .configure(|config| config.max_message_size(16))
+                        .listen(listener)
+                }
+            }),
+        );
+        let e = events.clone();
+        cfg.route(
+            "/replace",
+            web::get().to(move |upgrade: WebSocketUpgrade| {
+                let listener = e.record(Echo);
+                async move {
+                    upgrade
+                        .replace_config(test_config().max_message_size(16))
+                        .listen(listener)
+                }
+            }),
+        );
+        let e = events.clone();
+        cfg.route(
+            "/admins",
+            web::get().to(move |upgrade: WebSocketUpgrade| {
+                let listener = e.record(Echo);
+                async move {
+                    upgrade
+                        .configure(|config| config.allowed_origins(["https://admin.example"]))
+                        .listen(listener)
+                }
+            }),
+        );
+        cfg.route(
+            "/inspect",
+            web::get().to(|upgrade: WebSocketUpgrade| async move {
+                let upgrade = upgrade.configure(|config| config.max_message_size(16));
+                let config = upgrade.config();
+                HttpResponse::Ok().body(format!(
+                    "{:?} {} {}",
+                    config.allowed_origins, config.max_message_size, config.max_frame_size
+                ))
+            }),
+        );
+    })
+}
+
+fn opened(events: &Events) -> usize {
+    events
+        .snapshot()
+        .iter()
+        .filter(|r| matches!(r.event, Event::Open(_)))
+        .count()
+}
+
+/// A message of 17 bytes closes with 1009 (over a 16-byte limit); one of 16 is echoed.
+fn assert_message_limit_is_16(client: &mut RawClient) {
+    client.send_text("sixteen bytes ok");
+    assert_eq!(client.recv_text(), "sixteen bytes ok");
+    client.send_text("seventeen bytes!!");
+    assert_eq!(client.recv_close().0, 1009);
+}
+
+#[test]
+fn s13_a_route_that_configures_one_limit_still_refuses_a_foreign_origin_set_app_wide() {
+    let events = Events::new();
+    let server = per_route_server(&events);
+    let addr = server.addr();
+    let evil = http_request(addr, &handshake_request(addr, "/configure", EVIL));
+    assert_eq!(evil.status, 403, "{evil:?}");
+    let none = http_request(addr, &handshake_request(addr, "/configure", ""));
+    assert_eq!(none.status, 403, "{none:?}");
+    assert_eq!(opened(&events), 0, "a refused origin starts no connection");
+
+    let mut chat = RawClient::connect_with(addr, "/configure", CHAT);
+    assert_message_limit_is_16(&mut chat);
+}
+
+#[test]
+fn configure_starts_from_the_app_config_and_config_shows_the_result() {
+    let events = Events::new();
+    let server = per_route_server(&events);
+    let addr = server.addr();
+    let response = http_request(addr, &handshake_request(addr, "/inspect", CHAT));
+    assert_eq!(response.status, 200, "{response:?}");
+    assert_eq!(
+        response.body_text(),
+        format!(
+            r#"Some(["https://chat.example", "https://admin.example"]) 16 {}"#,
+            test_config().max_frame_size
+        )
+    );
+}
+
+#[test]
+fn s13_origins_tightened_after_extraction_are_checked_before_any_connection_starts() {
+    let events = Events::new();
+    let server = per_route_server(&events);
+    let addr = server.addr();
+    // Allowed by the app, refused by the route's own setting.
+    let chat = http_request(addr, &handshake_request(addr, "/admins", CHAT));
+    assert_eq!(chat.status, 403, "{chat:?}");
+    assert!(chat.body_text().contains("origin"), "{}", chat.body_text());
+    assert_eq!(opened(&events), 0);
+    let mut admin = RawClient::connect_with(addr, "/admins", "Origin: https://admin.example\r\n");
+    admin.send_text("in");
+    assert_eq!(admin.recv_text(), "in");
+}
+
+#[test]
+fn s13_replace_config_replaces_the_limits_but_never_lifts_the_app_origin_check() {
+    let events = Events::new();
+    let server = per_route_server(&events);
+    let addr = server.addr();
+    // The replacement has no allowed_origins, but the app's ran at extraction.
+    let evil = http_request(addr, &handshake_request(addr, "/replace", EVIL));
+    assert_eq!(evil.status, 403, "{evil:?}");
+    assert_eq!(opened(&events), 0);
+    let mut chat = RawClient::connect_with(addr, "/replace", CHAT);
+    assert_message_limit_is_16(&mut chat);
+}
