@@ -454,12 +454,12 @@ mod tests {
             .insert_header((header::SEC_WEBSOCKET_KEY, "dGhlIHNhbXBsZSBub25jZQ=="))
     }
 
-    fn request(headers: &[(header::HeaderName, &'static str)]) -> HttpRequest {
-        headers
-            .iter()
-            .fold(TestRequest::get(), |req, header| {
-                req.append_header(header.clone())
-            })
+    /// A GET with these `Connection` and `Upgrade` header lines.
+    fn request(connection: &[&'static str], upgrade: &[&'static str]) -> HttpRequest {
+        let lines = connection.iter().map(|v| (header::CONNECTION, *v));
+        let lines = lines.chain(upgrade.iter().map(|v| (header::UPGRADE, *v)));
+        lines
+            .fold(TestRequest::get(), TestRequest::append_header)
             .to_http_request()
     }
 
@@ -474,76 +474,33 @@ mod tests {
 
     #[test]
     fn an_upgrade_request_is_connection_upgrade_plus_upgrade_websocket() {
-        let (connection, upgrade) = (header::CONNECTION, header::UPGRADE);
-        let cases = [
-            (
-                vec![
-                    (connection.clone(), "Upgrade"),
-                    (upgrade.clone(), "websocket"),
-                ],
-                true,
-            ),
-            (
-                vec![
-                    (connection.clone(), "keep-alive, UPGRADE"),
-                    (upgrade.clone(), "WebSocket"),
-                ],
-                true,
-            ),
+        let cases: [(&[&str], &[&str], bool); 8] = [
+            (&["Upgrade"], &["websocket"], true),
+            (&["keep-alive, UPGRADE"], &["WebSocket"], true),
             // Tokens may be spread over repeated headers.
-            (
-                vec![
-                    (connection.clone(), "keep-alive"),
-                    (connection.clone(), "upgrade"),
-                    (upgrade.clone(), "foo/2, websocket"),
-                ],
-                true,
-            ),
+            (&["keep-alive", "upgrade"], &["foo/2, websocket"], true),
             // HTTP/2 cleartext is an upgrade, but not to a WebSocket.
-            (
-                vec![
-                    (connection.clone(), "Upgrade, HTTP2-Settings"),
-                    (upgrade.clone(), "h2c"),
-                ],
-                false,
-            ),
-            (vec![(upgrade.clone(), "websocket")], false),
-            (vec![(connection.clone(), "upgrade")], false),
+            (&["Upgrade, HTTP2-Settings"], &["h2c"], false),
+            (&[], &["websocket"], false),
+            (&["upgrade"], &[], false),
             // A token, not a substring.
-            (
-                vec![
-                    (connection.clone(), "upgraded"),
-                    (upgrade.clone(), "websocket"),
-                ],
-                false,
-            ),
-            (
-                vec![
-                    (connection.clone(), "upgrade"),
-                    (upgrade.clone(), "websockets"),
-                ],
-                false,
-            ),
+            (&["upgraded"], &["websocket"], false),
+            (&["upgrade"], &["websockets"], false),
         ];
-        for (headers, expected) in cases {
+        for (connection, upgrade, expected) in cases {
+            let req = request(connection, upgrade);
             assert_eq!(
-                is_upgrade_request(&request(&headers)),
+                is_upgrade_request(&req),
                 expected,
-                "{headers:?}"
+                "{connection:?} {upgrade:?}"
             );
         }
     }
 
     #[test]
     fn a_websocket_request_only_needs_upgrade_websocket() {
-        assert!(is_websocket_request(&request(&[(
-            header::UPGRADE,
-            "WebSocket"
-        )])));
-        assert!(!is_websocket_request(&request(&[
-            (header::CONNECTION, "upgrade"),
-            (header::UPGRADE, "h2c"),
-        ])));
+        assert!(is_websocket_request(&request(&[], &["WebSocket"])));
+        assert!(!is_websocket_request(&request(&["upgrade"], &["h2c"])));
     }
 
     #[test]

@@ -410,42 +410,15 @@ fn per_route_server(events: &Events) -> TestServer {
         cfg.app_data(
             test_config().allowed_origins(["https://chat.example", "https://admin.example"]),
         );
-        let e = events.clone();
-        cfg.route(
-            "/configure",
-            web::get().to(move |upgrade: WebSocketUpgrade| {
-                let listener = e.record(Echo);
-                async move {
-                    upgrade
-                        .configure(|config| config.max_message_size(16))
-                        .listen(listener)
-                }
-            }),
-        );
-        let e = events.clone();
-        cfg.route(
-            "/replace",
-            web::get().to(move |upgrade: WebSocketUpgrade| {
-                let listener = e.record(Echo);
-                async move {
-                    upgrade
-                        .replace_config(test_config().max_message_size(16))
-                        .listen(listener)
-                }
-            }),
-        );
-        let e = events.clone();
-        cfg.route(
-            "/admins",
-            web::get().to(move |upgrade: WebSocketUpgrade| {
-                let listener = e.record(Echo);
-                async move {
-                    upgrade
-                        .configure(|config| config.allowed_origins(["https://admin.example"]))
-                        .listen(listener)
-                }
-            }),
-        );
+        changed_route(cfg, "/configure", &events, |upgrade| {
+            upgrade.configure(|config| config.max_message_size(16))
+        });
+        changed_route(cfg, "/replace", &events, |upgrade| {
+            upgrade.replace_config(test_config().max_message_size(16))
+        });
+        changed_route(cfg, "/admins", &events, |upgrade| {
+            upgrade.configure(|config| config.allowed_origins(["https://admin.example"]))
+        });
         cfg.route(
             "/inspect",
             web::get().to(|upgrade: WebSocketUpgrade| async move {
@@ -460,12 +433,38 @@ fn per_route_server(events: &Events) -> TestServer {
     })
 }
 
-fn opened(events: &Events) -> usize {
-    events
+/// A route at `path` that applies `change` to the extracted upgrade, then
+/// listens with a recorded echo.
+fn changed_route(
+    cfg: &mut web::ServiceConfig,
+    path: &str,
+    events: &Events,
+    change: fn(WebSocketUpgrade) -> WebSocketUpgrade,
+) {
+    let events = events.clone();
+    cfg.route(
+        path,
+        web::get().to(move |upgrade: WebSocketUpgrade| {
+            let listener = events.record(Echo);
+            async move { change(upgrade).listen(listener) }
+        }),
+    );
+}
+
+/// A handshake to `path` with the `origin` header line (or none) gets a 403
+/// that says why, and no connection starts (S13).
+fn assert_origin_refused(server: &TestServer, events: &Events, path: &str, origin: &str) {
+    let addr = server.addr();
+    let response = http_request(addr, &handshake_request(addr, path, origin));
+    assert_eq!(response.status, 403, "{path} {origin:?}: {response:?}");
+    let body = response.body_text();
+    assert!(body.contains("origin"), "{body}");
+    let opened = events
         .snapshot()
         .iter()
         .filter(|r| matches!(r.event, Event::Open(_)))
-        .count()
+        .count();
+    assert_eq!(opened, 0, "a refused origin starts no connection");
 }
 
 /// A message of 17 bytes closes with 1009 (over a 16-byte limit); one of 16 is echoed.
@@ -480,14 +479,9 @@ fn assert_message_limit_is_16(client: &mut RawClient) {
 fn s13_a_route_that_configures_one_limit_still_refuses_a_foreign_origin_set_app_wide() {
     let events = Events::new();
     let server = per_route_server(&events);
-    let addr = server.addr();
-    let evil = http_request(addr, &handshake_request(addr, "/configure", EVIL));
-    assert_eq!(evil.status, 403, "{evil:?}");
-    let none = http_request(addr, &handshake_request(addr, "/configure", ""));
-    assert_eq!(none.status, 403, "{none:?}");
-    assert_eq!(opened(&events), 0, "a refused origin starts no connection");
-
-    let mut chat = RawClient::connect_with(addr, "/configure", CHAT);
+    assert_origin_refused(&server, &events, "/configure", EVIL);
+    assert_origin_refused(&server, &events, "/configure", "");
+    let mut chat = RawClient::connect_with(server.addr(), "/configure", CHAT);
     assert_message_limit_is_16(&mut chat);
 }
 
@@ -511,13 +505,10 @@ fn configure_starts_from_the_app_config_and_config_shows_the_result() {
 fn s13_origins_tightened_after_extraction_are_checked_before_any_connection_starts() {
     let events = Events::new();
     let server = per_route_server(&events);
-    let addr = server.addr();
     // Allowed by the app, refused by the route's own setting.
-    let chat = http_request(addr, &handshake_request(addr, "/admins", CHAT));
-    assert_eq!(chat.status, 403, "{chat:?}");
-    assert!(chat.body_text().contains("origin"), "{}", chat.body_text());
-    assert_eq!(opened(&events), 0);
-    let mut admin = RawClient::connect_with(addr, "/admins", "Origin: https://admin.example\r\n");
+    assert_origin_refused(&server, &events, "/admins", CHAT);
+    let admin_origin = "Origin: https://admin.example\r\n";
+    let mut admin = RawClient::connect_with(server.addr(), "/admins", admin_origin);
     admin.send_text("in");
     assert_eq!(admin.recv_text(), "in");
 }
@@ -526,11 +517,8 @@ fn s13_origins_tightened_after_extraction_are_checked_before_any_connection_star
 fn s13_replace_config_replaces_the_limits_but_never_lifts_the_app_origin_check() {
     let events = Events::new();
     let server = per_route_server(&events);
-    let addr = server.addr();
     // The replacement has no allowed_origins, but the app's ran at extraction.
-    let evil = http_request(addr, &handshake_request(addr, "/replace", EVIL));
-    assert_eq!(evil.status, 403, "{evil:?}");
-    assert_eq!(opened(&events), 0);
-    let mut chat = RawClient::connect_with(addr, "/replace", CHAT);
+    assert_origin_refused(&server, &events, "/replace", EVIL);
+    let mut chat = RawClient::connect_with(server.addr(), "/replace", CHAT);
     assert_message_limit_is_16(&mut chat);
 }
