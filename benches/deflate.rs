@@ -87,7 +87,7 @@ fn serve(mode: Mode) {
     }
     raise_fd_limit();
     actix_rt::System::new().block_on(async move {
-        let mut config = Config::default().shutdown_on_signals(false);
+        let mut config = Config::default();
         match mode {
             Mode::Plain => {}
             Mode::Deflate => config = config.compression(Compression::default()),

@@ -7,13 +7,17 @@
 //! Test:  scripts/conformance.sh                    (builds and runs this for you)
 
 use actix_web::{web, App, HttpServer, Responder};
-use actix_ws_listener::{Compression, Config, Listener, Message, Socket, WebSocketUpgrade};
+use actix_ws_listener::{
+    run_with_graceful_shutdown, Compression, Config, Listener, Message, Socket, WebSocketUpgrade,
+};
 
 struct Echo;
 
 impl Listener for Echo {
     fn on_message(&mut self, socket: &Socket, message: Message) {
-        let _ = socket.send(message);
+        if let Err(error) = socket.send(message) {
+            log::debug!("ws {}: echo not sent: {error}", socket.id());
+        }
     }
 }
 
@@ -34,7 +38,7 @@ async fn main() -> std::io::Result<()> {
     if std::env::var("COMPRESSION").as_deref() != Ok("off") {
         config = config.compression(Compression::default().min_size(0));
     }
-    HttpServer::new(move || {
+    let server = HttpServer::new(move || {
         App::new()
             .app_data(config.clone())
             .default_service(web::get().to(ws))
@@ -43,7 +47,10 @@ async fn main() -> std::io::Result<()> {
     // Close TCP right after a close handshake instead of lingering up to
     // actix-web's default 1 s for the client to close first.
     .client_disconnect_timeout(std::time::Duration::ZERO)
+    // run_with_graceful_shutdown takes SIGINT and SIGTERM: on either, every
+    // WebSocket is closed with 1001 (and gets its on_close), then the server stops.
+    .disable_signals()
     .bind(bind)?
-    .run()
-    .await
+    .run();
+    run_with_graceful_shutdown(server).await
 }

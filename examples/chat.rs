@@ -1,9 +1,10 @@
 //! A chat room: one `Listener` struct per connection holding the user's
 //! name, and one `Group` of every connected socket that each message is
 //! broadcast to. Shows per-connection state in a listener, `Group::broadcast`
-//! (everyone, the sender too), `Group::broadcast_except` (everyone else) and
-//! a per-route `Config` that keeps chat messages small and slow clients
-//! bounded.
+//! (everyone, the sender too), `Group::broadcast_except` (everyone else),
+//! per-route settings (`WebSocketUpgrade::configure`) that keep chat
+//! messages small and slow clients bounded, and a graceful shutdown: Ctrl-C
+//! says goodbye (1001) to everyone before the server stops.
 //!
 //! Protocol, all text frames:
 //! - the client sends a line; every client gets `NAME: line`;
@@ -25,7 +26,8 @@ use std::time::Duration;
 
 use actix_web::{middleware::Logger, web, App, HttpResponse, HttpServer, Responder};
 use actix_ws_listener::{
-    CloseCode, Compression, Config, Group, Listener, Message, Socket, WebSocketUpgrade,
+    run_with_graceful_shutdown, CloseCode, Compression, Group, Listener, Message, Socket,
+    WebSocketUpgrade,
 };
 use serde::Deserialize;
 
@@ -50,16 +52,15 @@ impl Listener for Chatter {
         log::info!("{} joined ({} online)", self.name, self.room.len());
         self.room
             .broadcast_except(socket, format!("* {} joined", self.name));
-        let _ = socket.send(format!(
-            "* welcome, {} ({} online)",
-            self.name,
-            self.room.len()
-        ));
+        tell(
+            socket,
+            format!("* welcome, {} ({} online)", self.name, self.room.len()),
+        );
     }
 
     fn on_message(&mut self, socket: &Socket, message: Message) {
         let Some(text) = message.as_text() else {
-            let _ = socket.send("* only text messages are understood here");
+            tell(socket, "* only text messages are understood here");
             return;
         };
         let text = text.trim();
@@ -71,7 +72,7 @@ impl Listener for Chatter {
         } else if text == "/name" {
             self.rename(socket, "");
         } else if text.starts_with('/') {
-            let _ = socket.send("* unknown command; try /name NEW");
+            tell(socket, "* unknown command; try /name NEW");
         } else {
             // One String for everyone: the group shares it, it is not copied per member.
             let report = self.room.broadcast(format!("{}: {text}", self.name));
@@ -99,15 +100,27 @@ impl Chatter {
                 let old = std::mem::replace(&mut self.name, name);
                 self.room
                     .broadcast_except(socket, format!("* {old} is now {}", self.name));
-                let _ = socket.send(format!("* you are now {}", self.name));
+                tell(socket, format!("* you are now {}", self.name));
             }
             Some(_) => {
-                let _ = socket.send(format!("* you are already {}", self.name));
+                tell(socket, format!("* you are already {}", self.name));
             }
             None => {
-                let _ = socket.send("* usage: /name NEW (letters, digits, - _ . and spaces)");
+                tell(
+                    socket,
+                    "* usage: /name NEW (letters, digits, - _ . and spaces)",
+                );
             }
         }
+    }
+}
+
+/// Sends `text` to this client alone. It fails only when the client has
+/// left (its `on_close` is on the way) or is not reading (its outbound
+/// buffer is full): nobody is listening, so note it and go on.
+fn tell(socket: &Socket, text: impl Into<Message>) {
+    if let Err(error) = socket.send(text) {
+        log::debug!("ws {}: not told: {error}", socket.id());
     }
 }
 
@@ -140,8 +153,10 @@ async fn ws(
         .and_then(clean_name)
         .unwrap_or_default();
     upgrade
-        .config(
-            Config::default()
+        // Starts from the app's settings (none here, but an app-wide
+        // `allowed_origins` would still apply) and tunes them for chat.
+        .configure(|config| {
+            config
                 // A chat line is small; anything bigger is an abuse (closes with 1009).
                 .max_message_size(16 * 1024)
                 // A client that stops reading holds at most this much of the room's traffic.
@@ -150,8 +165,8 @@ async fn ws(
                 .keepalive(Duration::from_secs(30))
                 // Browsers offer permessage-deflate; lines of 128 bytes or
                 // more go out compressed.
-                .compression(Compression::default()),
-        )
+                .compression(Compression::default())
+        })
         .listen(Chatter {
             name,
             room: room.get_ref().clone(),
@@ -170,7 +185,7 @@ async fn main() -> std::io::Result<()> {
     let bind = std::env::var("BIND").unwrap_or_else(|_| "127.0.0.1:8080".to_owned());
     let room = web::Data::new(Group::new());
     log::info!("chat on http://{bind}/ (WebSocket at ws://{bind}/ws?name=NAME)");
-    HttpServer::new(move || {
+    let server = HttpServer::new(move || {
         App::new()
             .wrap(Logger::default())
             .app_data(room.clone())
@@ -180,7 +195,10 @@ async fn main() -> std::io::Result<()> {
     // Close TCP as soon as a close handshake is done, instead of lingering
     // up to actix-web's default 1 s for the client to close first.
     .client_disconnect_timeout(Duration::ZERO)
+    // run_with_graceful_shutdown takes SIGINT and SIGTERM: on either, every
+    // WebSocket is closed with 1001 (and gets its on_close), then the server stops.
+    .disable_signals()
     .bind(bind)?
-    .run()
-    .await
+    .run();
+    run_with_graceful_shutdown(server).await
 }

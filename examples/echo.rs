@@ -14,21 +14,29 @@ use std::time::Duration;
 
 use actix_web::{middleware::Logger, web, App, HttpRequest, HttpResponse, HttpServer};
 use actix_ws_listener::{
-    is_websocket_request, upgrade, Compression, Config, Listener, Message, Socket,
+    is_websocket_request, run_with_graceful_shutdown, upgrade, Compression, Config, Listener,
+    Message, Socket,
 };
 
 struct Echo;
 
 impl Listener for Echo {
     fn on_open(&mut self, socket: &Socket) {
-        let _ = socket.send("I will echo your messages");
+        if let Err(error) = socket.send("I will echo your messages") {
+            log::debug!("ws {}: greeting not sent: {error}", socket.id());
+        }
     }
 
     fn on_message(&mut self, socket: &Socket, message: Message) {
-        if message.as_text() == Some("exit") {
-            let _ = socket.close();
+        let done = if message.as_text() == Some("exit") {
+            socket.close()
         } else {
-            let _ = socket.send(message);
+            socket.send(message)
+        };
+        // An error means the client left (`SendError::Closed`, its on_close
+        // is on the way) or stopped reading (`SendError::Backpressure`).
+        if let Err(error) = done {
+            log::debug!("ws {}: {error}", socket.id());
         }
     }
 }
@@ -50,7 +58,7 @@ async fn main() -> std::io::Result<()> {
     // permessage-deflate for clients that offer it (browsers and most
     // libraries do); the rest of the settings are the defaults.
     let config = Config::default().compression(Compression::default());
-    HttpServer::new(move || {
+    let server = HttpServer::new(move || {
         App::new()
             .app_data(config.clone())
             .wrap(Logger::default())
@@ -59,7 +67,10 @@ async fn main() -> std::io::Result<()> {
     // Close TCP as soon as a close handshake is done, instead of lingering
     // up to actix-web's default 1 s for the client to close first.
     .client_disconnect_timeout(Duration::ZERO)
+    // run_with_graceful_shutdown takes SIGINT and SIGTERM: on either, every
+    // WebSocket is closed with 1001 (and gets its on_close), then the server stops.
+    .disable_signals()
     .bind(bind)?
-    .run()
-    .await
+    .run();
+    run_with_graceful_shutdown(server).await
 }

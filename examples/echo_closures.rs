@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use actix_web::{web, App, HttpResponse, HttpServer};
-use actix_ws_listener::{listener, WebSocketUpgrade};
+use actix_ws_listener::{listener, run_with_graceful_shutdown, WebSocketUpgrade};
 
 async fn ws(upgrade: Option<WebSocketUpgrade>) -> HttpResponse {
     let Some(upgrade) = upgrade else {
@@ -18,13 +18,19 @@ async fn ws(upgrade: Option<WebSocketUpgrade>) -> HttpResponse {
     upgrade.listen(
         listener()
             .on_open(|socket| {
-                let _ = socket.send("I will echo your messages");
+                if let Err(error) = socket.send("I will echo your messages") {
+                    log::debug!("ws {}: greeting not sent: {error}", socket.id());
+                }
             })
             .on_message(|socket, message| {
-                if message.as_text() == Some("exit") {
-                    let _ = socket.close();
+                let done = if message.as_text() == Some("exit") {
+                    socket.close()
                 } else {
-                    let _ = socket.send(message);
+                    socket.send(message)
+                };
+                // The client left or stopped reading: nothing more to do.
+                if let Err(error) = done {
+                    log::debug!("ws {}: {error}", socket.id());
                 }
             }),
     )
@@ -35,10 +41,12 @@ async fn main() -> std::io::Result<()> {
     env_logger::init_from_env(env_logger::Env::default().default_filter_or("info"));
     let bind = std::env::var("BIND").unwrap_or_else(|_| "127.0.0.1:8080".to_owned());
     log::info!("echo (closure listener) on ws://{bind}/ws");
-    HttpServer::new(|| App::new().route("/ws", web::get().to(ws)))
+    let server = HttpServer::new(|| App::new().route("/ws", web::get().to(ws)))
         // Close TCP right after a close handshake (actix-web lingers 1 s).
         .client_disconnect_timeout(Duration::ZERO)
+        // Signals are run_with_graceful_shutdown's: 1001 to every WebSocket, then stop.
+        .disable_signals()
         .bind(bind)?
-        .run()
-        .await
+        .run();
+    run_with_graceful_shutdown(server).await
 }

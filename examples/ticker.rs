@@ -9,7 +9,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use actix::{Actor, Addr, AsyncContext, Context, Handler, Message as ActixMessage};
 use actix_web::{web, App, HttpServer, Responder};
-use actix_ws_listener::{CloseCode, Group, Listener, Socket, WebSocketUpgrade};
+use actix_ws_listener::{
+    run_with_graceful_shutdown, CloseCode, Group, Listener, Socket, WebSocketUpgrade,
+};
 
 /// The actor that owns the set of connected sockets.
 #[derive(Default)]
@@ -86,7 +88,7 @@ async fn main() -> std::io::Result<()> {
     let bind = std::env::var("BIND").unwrap_or_else(|_| "127.0.0.1:8080".to_owned());
     let ticker = Ticker::default().start();
     log::info!("ticker on ws://{bind}/ws");
-    HttpServer::new(move || {
+    let server = HttpServer::new(move || {
         App::new()
             .app_data(web::Data::new(ticker.clone()))
             .route("/ws", web::get().to(ws))
@@ -94,7 +96,10 @@ async fn main() -> std::io::Result<()> {
     // Close TCP as soon as a close handshake is done, instead of lingering
     // up to actix-web's default 1 s for the client to close first.
     .client_disconnect_timeout(Duration::ZERO)
+    // run_with_graceful_shutdown takes SIGINT and SIGTERM: on either, every
+    // WebSocket is closed with 1001 (and gets its on_close), then the server stops.
+    .disable_signals()
     .bind(bind)?
-    .run()
-    .await
+    .run();
+    run_with_graceful_shutdown(server).await
 }

@@ -24,8 +24,10 @@ pub enum BackpressurePolicy {
 /// Settings for the connections of one upgrade route.
 ///
 /// A plain struct with [`Default`]; every setting states its default and why.
-/// Set it per handler with [`WebSocketUpgrade::config`](crate::WebSocketUpgrade::config),
-/// or for the whole app with `App::app_data(config)`, which the extractor picks up.
+/// Set it for the whole app with `App::app_data(config)`, which the
+/// extractor picks up, and adjust it for one route with
+/// [`WebSocketUpgrade::configure`](crate::WebSocketUpgrade::configure),
+/// which keeps the app's other settings.
 ///
 /// ```
 /// use std::time::Duration;
@@ -120,19 +122,6 @@ pub struct Config {
     /// upgrade from another origin, or without one, gets 403 before any
     /// connection starts.
     pub allowed_origins: Option<Vec<String>>,
-    /// Close every connection with 1001 when the process gets SIGINT or
-    /// SIGTERM, the signals on which actix-web stops. Default `true`: a
-    /// graceful stop then ends within `close_timeout` instead of waiting
-    /// for actix-web's shutdown timeout with WebSockets still open (S14).
-    ///
-    /// The signal handler is installed once per process, by the first
-    /// connection, and stays. Installing it takes away the signals' default
-    /// action, so with actix-web's own signal handling disabled
-    /// (`HttpServer::disable_signals`) a first SIGINT/SIGTERM only closes
-    /// the WebSockets and a second one exits the process: there, set this
-    /// to `false` and call [`Connections::close_all`] from your own
-    /// shutdown path instead.
-    pub shutdown_on_signals: bool,
     /// permessage-deflate (RFC 7692). Default `None`: off.
     ///
     /// Browsers offer it on every connection, but neither way of running it
@@ -170,7 +159,6 @@ impl Default for Config {
             keepalive: None,
             idle_timeout: None,
             allowed_origins: None,
-            shutdown_on_signals: true,
             connections: None,
             compression: None,
         }
@@ -249,13 +237,6 @@ impl Config {
     #[must_use]
     pub fn idle_timeout(mut self, timeout: Duration) -> Self {
         self.idle_timeout = Some(timeout);
-        self
-    }
-
-    /// Sets [`Config::shutdown_on_signals`].
-    #[must_use]
-    pub fn shutdown_on_signals(mut self, enabled: bool) -> Self {
-        self.shutdown_on_signals = enabled;
         self
     }
 

@@ -115,9 +115,6 @@ impl<D: Driver> Actor for Connection<D> {
         if let Some(connections) = &self.config.connections {
             connections.insert(&self.socket);
         }
-        if self.config.shutdown_on_signals {
-            crate::registry::watch_shutdown_signals();
-        }
         self.start_timers(ctx);
         self.call(ctx, Call::Open);
     }

@@ -194,7 +194,9 @@ impl Group {
     /// ```no_run
     /// # fn demo(group: actix_ws_listener::Group, socket: actix_ws_listener::Socket) {
     /// if !group.contains(&socket) {
-    ///     let _ = socket.send("you are not in this room");
+    ///     if let Err(error) = socket.send("you are not in this room") {
+    ///         log::debug!("ws {}: not told: {error}", socket.id());
+    ///     }
     /// }
     /// # }
     /// ```
@@ -271,7 +273,10 @@ impl Group {
     /// ```no_run
     /// # fn demo(group: actix_ws_listener::Group) {
     /// for (rank, socket) in group.sockets().iter().enumerate() {
-    ///     let _ = socket.send(format!("you are number {}", rank + 1));
+    ///     // Closed (it is leaving) or backpressure (it is not reading): skip it.
+    ///     if let Err(error) = socket.send(format!("you are number {}", rank + 1)) {
+    ///         log::debug!("ws {}: rank not sent: {error}", socket.id());
+    ///     }
     /// }
     /// # }
     /// ```

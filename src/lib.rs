@@ -13,20 +13,26 @@
 //!
 //! ```no_run
 //! use actix_web::{web, App, HttpServer, Responder};
-//! use actix_ws_listener::{Listener, Message, Socket, WebSocketUpgrade};
+//! use actix_ws_listener::{run_with_graceful_shutdown, Listener, Message, Socket, WebSocketUpgrade};
 //!
 //! struct Echo;
 //!
 //! impl Listener for Echo {
 //!     fn on_open(&mut self, socket: &Socket) {
-//!         let _ = socket.send("I will echo your messages");
+//!         if let Err(error) = socket.send("I will echo your messages") {
+//!             log::debug!("ws {}: greeting not sent: {error}", socket.id());
+//!         }
 //!     }
 //!
 //!     fn on_message(&mut self, socket: &Socket, message: Message) {
-//!         if message.as_text() == Some("exit") {
-//!             let _ = socket.close();
+//!         let done = if message.as_text() == Some("exit") {
+//!             socket.close()
 //!         } else {
-//!             let _ = socket.send(message);
+//!             socket.send(message)
+//!         };
+//!         // An error means the client left or stopped reading (`SendError`).
+//!         if let Err(error) = done {
+//!             log::debug!("ws {}: {error}", socket.id());
 //!         }
 //!     }
 //! }
@@ -37,10 +43,12 @@
 //!
 //! #[actix_web::main]
 //! async fn main() -> std::io::Result<()> {
-//!     HttpServer::new(|| App::new().route("/ws", web::get().to(ws)))
+//!     let server = HttpServer::new(|| App::new().route("/ws", web::get().to(ws)))
+//!         .disable_signals()
 //!         .bind("127.0.0.1:8080")?
-//!         .run()
-//!         .await
+//!         .run();
+//!     // On Ctrl-C or SIGTERM: close every WebSocket with 1001, stop gracefully.
+//!     run_with_graceful_shutdown(server).await
 //! }
 //! ```
 //!
@@ -66,8 +74,10 @@
 //! - [`Group`]: a set of sockets that broadcasts one message to all its
 //!   members, from any thread, sharing the payload.
 //! - [`Connections`]: the live-connection registry (a count an operator can
-//!   read, `close_all` for shutdown). Every connection is closed with 1001
-//!   when the process gets SIGINT or SIGTERM ([`Config::shutdown_on_signals`]).
+//!   read, `close_all` for shutdown).
+//! - [`run_with_graceful_shutdown`]: runs the server and, on SIGINT or
+//!   SIGTERM, stops it gracefully and closes every WebSocket with 1001. The
+//!   crate installs no signal handler otherwise and never exits the process.
 //! - [`Compression`]: permessage-deflate (RFC 7692), off by default, with
 //!   inflation bounded by [`Config::max_message_size`].
 //!
@@ -112,6 +122,7 @@ mod listener;
 mod message;
 mod outbound;
 mod registry;
+mod shutdown;
 mod socket;
 mod upgrade;
 mod utf8;
@@ -128,6 +139,7 @@ pub use json::JsonError;
 pub use listener::{listener, FnListener, Listener};
 pub use message::Message;
 pub use registry::Connections;
+pub use shutdown::run_with_graceful_shutdown;
 pub use socket::Socket;
 pub use upgrade::{
     is_upgrade_request, is_websocket_request, requested_protocols, upgrade, upgrade_async,

@@ -2,15 +2,16 @@
 //! to close them all (S14).
 //!
 //! This module owns [`Connections`] and the process-wide registry every
-//! connection joins, which closes them with 1001 when the process receives
-//! SIGINT or SIGTERM (the signals on which actix-web stops gracefully). It
-//! must not know about frames or listeners.
+//! connection joins. It takes no signals and never decides to close on its
+//! own: [`run_with_graceful_shutdown`](crate::run_with_graceful_shutdown) or
+//! the application calls [`Connections::close_all`]. It must not know about
+//! frames or listeners.
 
 use std::{
     collections::HashMap,
     fmt,
     sync::{
-        atomic::{AtomicBool, AtomicU64, Ordering},
+        atomic::{AtomicU64, Ordering},
         Arc, Mutex, OnceLock,
     },
 };
@@ -29,9 +30,10 @@ use crate::{CloseCode, Socket};
 /// let connections = Connections::new();
 /// let config = Config::default().connections(connections.clone());
 /// // ... App::new().app_data(config.clone()) ...
-/// println!("{} open, {} ever opened", connections.len(), connections.total_opened());
+/// log::info!("{} open, {} ever opened", connections.len(), connections.total_opened());
 /// // Before a programmatic `ServerHandle::stop(true)`:
-/// connections.close_all(CloseCode::GOING_AWAY, "server shutting down");
+/// let closing = connections.close_all(CloseCode::GOING_AWAY, "server shutting down");
+/// log::info!("closing {closing} connections with 1001");
 /// ```
 #[derive(Clone, Default)]
 pub struct Connections {
@@ -77,7 +79,15 @@ impl Connections {
     }
 
     /// Starts the closing handshake on every open connection; returns how
-    /// many were asked to close. Each one ends within its `close_timeout`.
+    /// many were asked to close. Each one ends within its `close_timeout`,
+    /// after its `on_close`.
+    ///
+    /// The manual way to shut down (S14): call it with
+    /// [`CloseCode::GOING_AWAY`] wherever your application stops its
+    /// server (`ServerHandle::stop(true)`), so that actix-web's graceful
+    /// stop does not wait for WebSockets that would otherwise stay open.
+    /// [`run_with_graceful_shutdown`](crate::run_with_graceful_shutdown)
+    /// does exactly that on SIGINT and SIGTERM.
     pub fn close_all(&self, code: CloseCode, reason: &str) -> usize {
         self.sockets()
             .into_iter()
@@ -110,37 +120,4 @@ impl fmt::Debug for Connections {
             .field("total_opened", &self.total_opened())
             .finish()
     }
-}
-
-/// Starts, once per process, a task on the current runtime that closes every
-/// connection with 1001 when SIGINT or SIGTERM arrives. actix-web stops
-/// gracefully on the same signals and waits for connections to end; closing
-/// them lets it finish within `close_timeout` instead of its shutdown timeout.
-pub(crate) fn watch_shutdown_signals() {
-    static STARTED: AtomicBool = AtomicBool::new(false);
-    if STARTED.swap(true, Ordering::AcqRel) {
-        return;
-    }
-    #[cfg(unix)]
-    actix_rt::spawn(async {
-        use actix_rt::signal::unix::{signal, SignalKind};
-        let (Ok(mut interrupt), Ok(mut terminate)) = (
-            signal(SignalKind::interrupt()),
-            signal(SignalKind::terminate()),
-        ) else {
-            log::warn!(
-                "cannot listen for shutdown signals; connections will not be closed on shutdown"
-            );
-            return;
-        };
-        futures::future::select(Box::pin(interrupt.recv()), Box::pin(terminate.recv())).await;
-        let closed = Connections::global().close_all(CloseCode::GOING_AWAY, "server shutting down");
-        log::info!("shutdown signal: closing {closed} WebSocket connections with 1001");
-        // Installing these handlers took away the signals' default action:
-        // a second signal ends the process, as users expect of Ctrl-C
-        // pressed twice, even when nothing else handles the first one.
-        futures::future::select(Box::pin(interrupt.recv()), Box::pin(terminate.recv())).await;
-        log::warn!("second shutdown signal: exiting now");
-        std::process::exit(130);
-    });
 }

@@ -21,8 +21,12 @@ use crate::{
     AsyncListener, Config, Listener,
 };
 
-/// True when `req` asks for a WebSocket upgrade: an `Upgrade: websocket`
-/// header (any case), whatever else is wrong with it. Ring's `websocket-request?`.
+/// True when `req` asks for a WebSocket: its `Upgrade` header lists
+/// `websocket` (any case), whatever else is wrong with the handshake. Ring's
+/// `websocket-request?`.
+///
+/// Use it to branch between a WebSocket and a plain HTTP answer on one
+/// route; [`is_upgrade_request`] is the stricter test.
 ///
 /// ```no_run
 /// use actix_web::{web, HttpRequest, HttpResponse};
@@ -32,18 +36,28 @@ use crate::{
 ///     if !is_websocket_request(&req) {
 ///         return Ok(HttpResponse::Ok().body("this endpoint speaks WebSocket"));
 ///     }
-///     Ok(upgrade(&req, payload, listener().on_message(|s, m| { let _ = s.send(m); }))?)
+///     let echo = listener().on_message(|socket, message| {
+///         if let Err(error) = socket.send(message) {
+///             log::debug!("echo not sent: {error}");
+///         }
+///     });
+///     Ok(upgrade(&req, payload, echo)?)
 /// }
 /// ```
 pub fn is_websocket_request(req: &HttpRequest) -> bool {
     header_has_token(req, header::UPGRADE, "websocket")
 }
 
-/// True when `req` asks for any protocol upgrade (`Connection: upgrade`
-/// and an `Upgrade` header). Ring's `upgrade-request?`.
+/// True when `req` asks to upgrade the connection to a WebSocket: its
+/// `Connection` header lists `upgrade` and its `Upgrade` header lists
+/// `websocket` (tokens in comma-separated lists, any case). Ring's
+/// `upgrade-request?` (Ring 1.11 renamed it from `websocket-request?`).
+///
+/// An upgrade to another protocol (`Upgrade: h2c`) is not one. The rest of
+/// the handshake (method, version, key) is checked when upgrading.
 pub fn is_upgrade_request(req: &HttpRequest) -> bool {
     header_has_token(req, header::CONNECTION, "upgrade")
-        && req.headers().contains_key(header::UPGRADE)
+        && header_has_token(req, header::UPGRADE, "websocket")
 }
 
 /// The subprotocols the client offered in `Sec-WebSocket-Protocol`, in the
@@ -293,7 +307,12 @@ fn respond<D: Driver>(
 /// requests that are not valid WebSocket upgrades; take
 /// `Option<WebSocketUpgrade>` to serve both kinds from one handler. The
 /// [`Config`] comes from `app_data` (a `Config` or `web::Data<Config>`) or is
-/// the default, and can be replaced with [`WebSocketUpgrade::config`].
+/// the default; [`WebSocketUpgrade::configure`] adjusts it for one route and
+/// keeps the rest of the app's settings.
+///
+/// The app's `allowed_origins` (S13) is checked when the extractor runs, so
+/// it holds on every route: a route may restrict origins further, never
+/// admit one the app refuses.
 ///
 /// ```no_run
 /// use actix_web::{web, App, HttpResponse, HttpServer, Responder};
@@ -303,7 +322,9 @@ fn respond<D: Driver>(
 ///
 /// impl Listener for Echo {
 ///     fn on_message(&mut self, socket: &Socket, message: Message) {
-///         let _ = socket.send(message);
+///         if let Err(error) = socket.send(message) {
+///             log::debug!("ws {}: echo not sent: {error}", socket.id());
+///         }
 ///     }
 /// }
 ///
@@ -320,8 +341,8 @@ pub struct WebSocketUpgrade {
     protocol: Option<String>,
     supported: Vec<String>,
     config: Config,
-    /// `config` was replaced after extraction: its origin policy is checked again.
-    config_replaced: bool,
+    /// `config` changed after extraction: the handshake and origin are checked again.
+    config_changed: bool,
 }
 
 impl WebSocketUpgrade {
@@ -356,21 +377,58 @@ impl WebSocketUpgrade {
         &self.req
     }
 
-    /// Replaces the connection settings for this upgrade.
+    /// The settings this upgrade's connection will start with: the app's
+    /// (from `app_data`, a `Config` or `web::Data<Config>`, else
+    /// [`Config::default`]), as changed by [`WebSocketUpgrade::configure`]
+    /// or [`WebSocketUpgrade::replace_config`].
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Adjusts this route's settings, starting from the current ones (the
+    /// app's, until changed here), so what the app set and `f` leaves alone
+    /// (`allowed_origins`, a registry, compression) still applies.
     ///
-    /// If the new config restricts origins, the check runs again in
-    /// [`WebSocketUpgrade::listen`], still before any connection starts.
+    /// ```no_run
+    /// use actix_web::Responder;
+    /// use actix_ws_listener::{listener, WebSocketUpgrade};
+    ///
+    /// async fn chat(upgrade: WebSocketUpgrade) -> impl Responder {
+    ///     upgrade
+    ///         .configure(|config| config.max_message_size(16 * 1024))
+    ///         .listen(listener())
+    /// }
+    /// ```
+    ///
+    /// The app's `allowed_origins` was checked at extraction; if the result
+    /// restricts origins further and refuses this request's,
+    /// [`WebSocketUpgrade::listen`] answers 403 and no connection starts.
     #[must_use]
-    pub fn config(mut self, config: Config) -> Self {
-        self.config = config;
-        self.config_replaced = true;
+    pub fn configure(mut self, f: impl FnOnce(Config) -> Config) -> Self {
+        self.config = f(self.config);
+        self.config_changed = true;
         self
+    }
+
+    /// Replaces this route's settings with `config`, dropping everything the
+    /// app set: limits, timeouts, compression, registry. Prefer
+    /// [`WebSocketUpgrade::configure`], which keeps the app's settings; use
+    /// this only when the route must not inherit them.
+    ///
+    /// The one thing it cannot undo is the app's origin check, which ran at
+    /// extraction: a request from an origin the app refuses never gets here.
+    /// If `config` restricts origins too and refuses this request's,
+    /// [`WebSocketUpgrade::listen`] answers 403 and no connection starts.
+    #[must_use]
+    pub fn replace_config(self, config: Config) -> Self {
+        self.configure(|_| config)
     }
 
     /// Starts the connection with `listener` and returns the 101 response.
     ///
-    /// If a config set with [`WebSocketUpgrade::config`] refuses the
-    /// request's origin, the response is a 403 instead and no connection starts.
+    /// If the settings were changed after extraction and now refuse the
+    /// request's origin (S13), the response is a 403 instead and no
+    /// connection starts.
     pub fn listen<L: Listener>(self, listener: L) -> HttpResponse {
         self.start(SyncDriver::new(listener))
     }
@@ -383,7 +441,7 @@ impl WebSocketUpgrade {
     }
 
     fn start<D: Driver>(self, driver: D) -> HttpResponse {
-        if self.config_replaced {
+        if self.config_changed {
             if let Err(error) = verify(&self.req, &self.config) {
                 return error.error_response();
             }
@@ -422,7 +480,7 @@ impl FromRequest for WebSocketUpgrade {
             protocol: None,
             supported: Vec::new(),
             config,
-            config_replaced: false,
+            config_changed: false,
         });
         std::future::ready(result)
     }
@@ -441,12 +499,53 @@ mod tests {
             .insert_header((header::SEC_WEBSOCKET_KEY, "dGhlIHNhbXBsZSBub25jZQ=="))
     }
 
+    /// A GET with these `Connection` and `Upgrade` header lines.
+    fn request(connection: &[&'static str], upgrade: &[&'static str]) -> HttpRequest {
+        let lines = connection.iter().map(|v| (header::CONNECTION, *v));
+        let lines = lines.chain(upgrade.iter().map(|v| (header::UPGRADE, *v)));
+        lines
+            .fold(TestRequest::get(), TestRequest::append_header)
+            .to_http_request()
+    }
+
     #[test]
     fn predicates() {
         let req = ws_request().to_http_request();
         assert!(is_websocket_request(&req));
         assert!(is_upgrade_request(&req));
         assert!(!is_websocket_request(&TestRequest::get().to_http_request()));
+        assert!(!is_upgrade_request(&TestRequest::get().to_http_request()));
+    }
+
+    #[test]
+    fn an_upgrade_request_is_connection_upgrade_plus_upgrade_websocket() {
+        let cases: [(&[&str], &[&str], bool); 8] = [
+            (&["Upgrade"], &["websocket"], true),
+            (&["keep-alive, UPGRADE"], &["WebSocket"], true),
+            // Tokens may be spread over repeated headers.
+            (&["keep-alive", "upgrade"], &["foo/2, websocket"], true),
+            // HTTP/2 cleartext is an upgrade, but not to a WebSocket.
+            (&["Upgrade, HTTP2-Settings"], &["h2c"], false),
+            (&[], &["websocket"], false),
+            (&["upgrade"], &[], false),
+            // A token, not a substring.
+            (&["upgraded"], &["websocket"], false),
+            (&["upgrade"], &["websockets"], false),
+        ];
+        for (connection, upgrade, expected) in cases {
+            let req = request(connection, upgrade);
+            assert_eq!(
+                is_upgrade_request(&req),
+                expected,
+                "{connection:?} {upgrade:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_websocket_request_only_needs_upgrade_websocket() {
+        assert!(is_websocket_request(&request(&[], &["WebSocket"])));
+        assert!(!is_websocket_request(&request(&["upgrade"], &["h2c"])));
     }
 
     #[test]

@@ -192,6 +192,8 @@ where
     })
 }
 
+type OnHandle = Box<dyn FnMut(usize, &Socket)>;
+
 /// An async echo that records its events and awaits `delay(n)` before
 /// answering message `n`.
 struct SlowEcho {
@@ -199,7 +201,7 @@ struct SlowEcho {
     delay: fn(usize) -> Duration,
     handled: usize,
     /// Called with the message number as each one is handled.
-    on_handle: Option<Box<dyn FnMut(usize, &Socket)>>,
+    on_handle: Option<OnHandle>,
 }
 
 impl SlowEcho {

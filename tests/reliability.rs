@@ -133,17 +133,9 @@ fn s1_s9_two_thousand_abrupt_drops_each_match_one_on_open_with_one_on_close() {
         }
         client.drop_tcp();
     }
-    let deadline = std::time::Instant::now() + TIMEOUT;
-    while closes.load(Ordering::SeqCst) < 2000 || !connections.is_empty() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{} opens, {} closes, {} live",
-            opens.load(Ordering::SeqCst),
-            closes.load(Ordering::SeqCst),
-            connections.len()
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    wait_until("2000 on_close and no live connection", || {
+        closes.load(Ordering::SeqCst) >= 2000 && connections.is_empty()
+    });
     assert_eq!(opens.load(Ordering::SeqCst), 2000);
     assert_eq!(closes.load(Ordering::SeqCst), 2000);
     assert_eq!(connections.total_opened(), 2000);

@@ -1,114 +1,164 @@
-//! S14: when the actix-web server stops gracefully on SIGTERM, every open
-//! connection gets a close 1001 and its `on_close`, and the stop does not
-//! wait for actix-web's shutdown timeout.
+//! S14: a server run with `run_with_graceful_shutdown` stops gracefully on
+//! SIGINT or SIGTERM: every open connection gets a close 1001 and its
+//! `on_close`, the stop does not wait for actix-web's shutdown timeout, and
+//! the process is not ended (these tests go on after the signal). A second
+//! signal stops the server without waiting for connections.
 //!
-//! This file is its own test binary on purpose: it sends SIGTERM to its own
-//! process, which would close the connections of any other test sharing it.
+//! This file is its own test binary on purpose: it sends signals to its own
+//! process, which would stop the servers of any other test sharing it. For
+//! the same reason its cases run one after the other, in one test.
+
+mod common;
 
 use std::{
-    sync::{mpsc, Arc, Mutex},
-    time::{Duration, Instant},
+    sync::mpsc,
+    thread::{self, JoinHandle},
+    time::Duration,
 };
 
 use actix_web::{web, App, HttpServer};
-use actix_ws_listener::{CloseCode, Config, Connections, Listener, Socket, WebSocketUpgrade};
-use futures_util::StreamExt;
+use actix_ws_listener::{run_with_graceful_shutdown, CloseCode, Config, WebSocketUpgrade};
+use common::*;
 
-struct Recorder {
-    closes: Arc<Mutex<Vec<CloseCode>>>,
+/// Which signal handlers the server has besides `run_with_graceful_shutdown`'s.
+#[derive(Clone, Copy, Debug)]
+enum ActixSignals {
+    On,
+    Disabled,
 }
 
-impl Listener for Recorder {
-    fn on_close(&mut self, _: &Socket, code: CloseCode, _: &str) {
-        self.closes.lock().unwrap().push(code);
-    }
-}
-
-#[test]
-fn s14_sigterm_closes_open_connections_with_1001_and_runs_on_close() {
-    let closes = Arc::new(Mutex::new(Vec::new()));
-    let connections = Connections::new();
+/// A server run by `run_with_graceful_shutdown` in its own thread, with a
+/// recorded listener and a `close_timeout` of `close_timeout`. The thread
+/// ends when the function returns, with its result.
+fn start(
+    events: &Events,
+    actix: ActixSignals,
+    close_timeout: Duration,
+) -> (std::net::SocketAddr, JoinHandle<std::io::Result<()>>) {
     let (addr_tx, addr_rx) = mpsc::channel();
-    let (closes_srv, connections_srv) = (closes.clone(), connections.clone());
-    let server = std::thread::spawn(move || {
+    let events = events.clone();
+    let server = thread::spawn(move || {
         actix_rt::System::new().block_on(async move {
-            let config = Config::default()
-                .close_timeout(Duration::from_secs(2))
-                .connections(connections_srv);
+            let config = Config::default().close_timeout(close_timeout);
             let server = HttpServer::new(move || {
-                let closes = closes_srv.clone();
+                let events = events.clone();
                 App::new().app_data(config.clone()).route(
                     "/ws",
                     web::get().to(move |upgrade: WebSocketUpgrade| {
-                        let closes = closes.clone();
-                        async move { upgrade.listen(Recorder { closes }) }
+                        let listener = events.record(Quiet);
+                        async move { upgrade.listen(listener) }
                     }),
                 )
             })
             .workers(1)
             // Long on purpose: the stop must not wait for it.
-            .shutdown_timeout(60)
-            .bind("127.0.0.1:0")
-            .unwrap();
-            addr_tx.send(server.addrs()[0]).unwrap();
-            server.run().await
+            .shutdown_timeout(60);
+            let server = match actix {
+                ActixSignals::On => server,
+                ActixSignals::Disabled => server.disable_signals(),
+            }
+            .bind("127.0.0.1:0")?;
+            addr_tx.send(server.addrs()[0]).expect("test gone");
+            run_with_graceful_shutdown(server.run()).await
         })
     });
-    let addr = addr_rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    let addr = addr_rx.recv_timeout(TIMEOUT).expect("server did not start");
+    (addr, server)
+}
 
-    let live = connections.clone();
-    actix_rt::System::new().block_on(async move {
+fn send_signal(signal: &str) {
+    let status = std::process::Command::new("kill")
+        .args([&format!("-{signal}"), &std::process::id().to_string()])
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill -{signal} failed");
+}
+
+/// Opens `n` awc connections, sends `signal` once all are open, and checks
+/// that each gets a close 1001; `answer` says whether the clients complete
+/// the close handshake. Returns after the close frames arrived, with the
+/// connections still held until `then` has run.
+fn open_then_signal(
+    addr: std::net::SocketAddr,
+    events: &Events,
+    n: usize,
+    signal: &str,
+    answer: bool,
+    then: impl FnOnce(),
+) {
+    run_client(async move {
         let mut clients = Vec::new();
-        for _ in 0..3 {
+        for _ in 0..n {
             let (_, framed) = awc::Client::new()
                 .ws(format!("ws://{addr}/ws"))
                 .connect()
                 .await
-                .unwrap();
+                .expect("connect");
             clients.push(framed);
         }
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while live.len() < 3 {
-            assert!(Instant::now() < deadline, "connections never opened");
-            actix_rt::time::sleep(Duration::from_millis(10)).await;
-        }
-
-        let status = std::process::Command::new("kill")
-            .args(["-TERM", &std::process::id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-
-        for mut framed in clients {
-            let frame = actix_rt::time::timeout(Duration::from_secs(10), framed.next())
-                .await
-                .expect("no close frame after SIGTERM");
-            match frame {
-                Some(Ok(awc::ws::Frame::Close(Some(reason)))) => {
-                    assert_eq!(u16::from(reason.code), 1001)
-                }
-                other => panic!("expected close 1001, got {other:?}"),
+        events.wait_open_nth(n - 1);
+        send_signal(signal);
+        for framed in &mut clients {
+            match awc_next(framed).await {
+                awc::ws::Frame::Close(reason) => assert_eq!(awc_close_code(&reason), 1001),
+                other => panic!("expected close 1001 after {signal}, got {other:?}"),
             }
-            // Answer, as a well-behaved client does.
-            let _ = futures_util::SinkExt::send(&mut framed, awc::ws::Message::Close(None)).await;
+            if answer {
+                let _ = futures_util::SinkExt::send(framed, awc::ws::Message::Close(None)).await;
+            }
         }
+        then();
     });
+}
 
-    // The server's shutdown_timeout is 60 s; closing the sockets lets it stop
-    // as soon as the handshakes finish. 30 s is a generous bound, not a timing.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !server.is_finished() {
-        assert!(
-            Instant::now() < deadline,
-            "server still running 30 s after SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+/// The server thread ended on its own, without error.
+fn assert_stopped(server: JoinHandle<std::io::Result<()>>) {
+    // The server's shutdown_timeout is 60 s and TIMEOUT is 10 s: the stop did
+    // not wait for it. A bound, not a timing.
+    wait_until("the server to stop", || server.is_finished());
     server
         .join()
         .expect("server thread panicked")
-        .expect("server failed");
-    let closes = closes.lock().unwrap();
-    assert_eq!(*closes, vec![CloseCode::GOING_AWAY; 3], "on_close codes");
-    assert_eq!(connections.len(), 0, "live connections after shutdown");
+        .expect("run_with_graceful_shutdown returned an error");
+}
+
+/// Every connection of `events` ended once, with on_close(1001).
+fn assert_all_closed_with_1001(events: &Events, n: usize) {
+    for i in 0..n {
+        let socket = events.wait_open_nth(i);
+        assert_eq!(events.wait_close(socket.id()).0, CloseCode::GOING_AWAY);
+        events.assert_nothing_after_close(socket.id());
+    }
+}
+
+fn graceful_stop_on(signal: &str, actix: ActixSignals) {
+    let events = Events::new();
+    let (addr, server) = start(&events, actix, Duration::from_secs(2));
+    open_then_signal(addr, &events, 3, signal, true, || {});
+    assert_stopped(server);
+    assert_all_closed_with_1001(&events, 3);
+}
+
+#[test]
+fn s14_a_shutdown_signal_closes_open_connections_with_1001_and_runs_on_close() {
+    // Only run_with_graceful_shutdown handles the signal: Ctrl-C is graceful.
+    graceful_stop_on("INT", ActixSignals::Disabled);
+    // actix-web's handler stops the server gracefully on SIGTERM at the same
+    // time; the WebSockets closing lets that stop finish.
+    graceful_stop_on("TERM", ActixSignals::On);
+
+    // A second signal does not wait for a client that never answers the
+    // close (close_timeout 60 s): the server stops, on_close still runs.
+    let events = Events::new();
+    let (addr, server) = start(&events, ActixSignals::Disabled, Duration::from_secs(60));
+    open_then_signal(addr, &events, 1, "TERM", false, || {
+        send_signal("TERM");
+        wait_until("the server to stop after a second signal", || {
+            server.is_finished()
+        });
+    });
+    assert_stopped(server);
+    let socket = events.wait_open();
+    events.wait_close(socket.id());
+    events.assert_nothing_after_close(socket.id());
 }

@@ -350,7 +350,7 @@ fn is_websocket_request_lets_one_handler_branch() {
         "websocket=false upgrade=false protocols=[]"
     );
 
-    // An upgrade to something else is an upgrade request, not a WebSocket one.
+    // Ring's upgrade-request? means an upgrade to a WebSocket: h2c is not one.
     let response = plain_get(
         &server,
         "/branch",
@@ -358,7 +358,7 @@ fn is_websocket_request_lets_one_handler_branch() {
     );
     assert_eq!(
         response.body_text(),
-        "websocket=false upgrade=true protocols=[]"
+        "websocket=false upgrade=false protocols=[]"
     );
 
     let mut client = RawClient::connect(server.addr(), "/branch");
@@ -394,4 +394,131 @@ fn upgrade_header_is_matched_without_regard_to_case() {
     let mut head = [0u8; 12];
     std::io::Read::read_exact(&mut stream, &mut head).unwrap();
     assert_eq!(&head, b"HTTP/1.1 101");
+}
+
+// --- Per-route settings (S13) ----------------------------------------------------
+
+const CHAT: &str = "Origin: https://chat.example\r\n";
+const EVIL: &str = "Origin: https://evil.example\r\n";
+
+/// A server whose app allows `https://chat.example` and
+/// `https://admin.example`, with routes that change their settings after
+/// extraction in each way there is.
+fn per_route_server(events: &Events) -> TestServer {
+    let events = events.clone();
+    serve_app(move |cfg| {
+        cfg.app_data(
+            test_config().allowed_origins(["https://chat.example", "https://admin.example"]),
+        );
+        changed_route(cfg, "/configure", &events, |upgrade| {
+            upgrade.configure(|config| config.max_message_size(16))
+        });
+        changed_route(cfg, "/replace", &events, |upgrade| {
+            upgrade.replace_config(test_config().max_message_size(16))
+        });
+        changed_route(cfg, "/admins", &events, |upgrade| {
+            upgrade.configure(|config| config.allowed_origins(["https://admin.example"]))
+        });
+        cfg.route(
+            "/inspect",
+            web::get().to(|upgrade: WebSocketUpgrade| async move {
+                let upgrade = upgrade.configure(|config| config.max_message_size(16));
+                let config = upgrade.config();
+                HttpResponse::Ok().body(format!(
+                    "{:?} {} {}",
+                    config.allowed_origins, config.max_text_message_size, config.max_frame_size
+                ))
+            }),
+        );
+    })
+}
+
+/// A route at `path` that applies `change` to the extracted upgrade, then
+/// listens with a recorded echo.
+fn changed_route(
+    cfg: &mut web::ServiceConfig,
+    path: &str,
+    events: &Events,
+    change: fn(WebSocketUpgrade) -> WebSocketUpgrade,
+) {
+    let events = events.clone();
+    cfg.route(
+        path,
+        web::get().to(move |upgrade: WebSocketUpgrade| {
+            let listener = events.record(Echo);
+            async move { change(upgrade).listen(listener) }
+        }),
+    );
+}
+
+/// A handshake to `path` with the `origin` header line (or none) gets a 403
+/// that says why, and no connection starts (S13).
+fn assert_origin_refused(server: &TestServer, events: &Events, path: &str, origin: &str) {
+    let addr = server.addr();
+    let response = http_request(addr, &handshake_request(addr, path, origin));
+    assert_eq!(response.status, 403, "{path} {origin:?}: {response:?}");
+    let body = response.body_text();
+    assert!(body.contains("origin"), "{body}");
+    let opened = events
+        .snapshot()
+        .iter()
+        .filter(|r| matches!(r.event, Event::Open(_)))
+        .count();
+    assert_eq!(opened, 0, "a refused origin starts no connection");
+}
+
+/// A message of 17 bytes closes with 1009 (over a 16-byte limit); one of 16 is echoed.
+fn assert_message_limit_is_16(client: &mut RawClient) {
+    client.send_text("sixteen bytes ok");
+    assert_eq!(client.recv_text(), "sixteen bytes ok");
+    client.send_text("seventeen bytes!!");
+    assert_eq!(client.recv_close().0, 1009);
+}
+
+#[test]
+fn s13_a_route_that_configures_one_limit_still_refuses_a_foreign_origin_set_app_wide() {
+    let events = Events::new();
+    let server = per_route_server(&events);
+    assert_origin_refused(&server, &events, "/configure", EVIL);
+    assert_origin_refused(&server, &events, "/configure", "");
+    let mut chat = RawClient::connect_with(server.addr(), "/configure", CHAT);
+    assert_message_limit_is_16(&mut chat);
+}
+
+#[test]
+fn configure_starts_from_the_app_config_and_config_shows_the_result() {
+    let events = Events::new();
+    let server = per_route_server(&events);
+    let addr = server.addr();
+    let response = http_request(addr, &handshake_request(addr, "/inspect", CHAT));
+    assert_eq!(response.status, 200, "{response:?}");
+    assert_eq!(
+        response.body_text(),
+        format!(
+            r#"Some(["https://chat.example", "https://admin.example"]) 16 {}"#,
+            test_config().max_frame_size
+        )
+    );
+}
+
+#[test]
+fn s13_origins_tightened_after_extraction_are_checked_before_any_connection_starts() {
+    let events = Events::new();
+    let server = per_route_server(&events);
+    // Allowed by the app, refused by the route's own setting.
+    assert_origin_refused(&server, &events, "/admins", CHAT);
+    let admin_origin = "Origin: https://admin.example\r\n";
+    let mut admin = RawClient::connect_with(server.addr(), "/admins", admin_origin);
+    admin.send_text("in");
+    assert_eq!(admin.recv_text(), "in");
+}
+
+#[test]
+fn s13_replace_config_replaces_the_limits_but_never_lifts_the_app_origin_check() {
+    let events = Events::new();
+    let server = per_route_server(&events);
+    // The replacement has no allowed_origins, but the app's ran at extraction.
+    assert_origin_refused(&server, &events, "/replace", EVIL);
+    let mut chat = RawClient::connect_with(server.addr(), "/replace", CHAT);
+    assert_message_limit_is_16(&mut chat);
 }
