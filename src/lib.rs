@@ -59,7 +59,7 @@
 //! | `websocket-request?` | [`is_websocket_request`] |
 //! | `upgrade-request?` | [`is_upgrade_request`] |
 //! | `request-protocols` | [`requested_protocols`] |
-//! | `{::ws/listener L, ::ws/protocol P}` | [`WebSocketUpgrade`]`.protocol(P).listen(L)`, or [`upgrade()`] |
+//! | `{::ws/listener L, ::ws/protocol P}` | [`WebSocketUpgrade`]`.protocol(P).listen(L)` (`.listen_async(L)` for an [`AsyncListener`]), or [`upgrade()`] |
 //! | `Listener` protocol / a listener map | [`Listener`] on a struct / [`listener()`] with closures |
 //! | `on-open`, `on-message`, `on-ping`, `on-pong`, `on-error`, `on-close` | [`Listener::on_open`] … [`Listener::on_close`] |
 //! | `send`, `send` with `succeed`/`fail` | [`Socket::send`], [`Socket::send_async`], [`Socket::send_and_wait`] |
@@ -79,7 +79,37 @@
 //!   SIGTERM, stops it gracefully and closes every WebSocket with 1001. The
 //!   crate installs no signal handler otherwise and never exits the process.
 //! - [`Compression`]: permessage-deflate (RFC 7692), off by default, with
-//!   inflation bounded by [`Config::max_message_size`].
+//!   inflation bounded by the message limits.
+//! - [`AsyncListener`]: event methods that await (a database call), with
+//!   `&mut self` state, one event at a time, in arrival order.
+//!
+//! # Async listeners
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use actix_web::Responder;
+//! use actix_ws_listener::{AsyncListener, Message, Socket, WebSocketUpgrade};
+//!
+//! struct Lookup;
+//!
+//! impl AsyncListener for Lookup {
+//!     async fn on_message(&mut self, socket: &Socket, message: Message) {
+//!         // A stand-in for `db.query(..).await`.
+//!         actix_web::rt::time::sleep(Duration::from_millis(100)).await;
+//!         if socket.send(message).is_err() {
+//!             return; // the client left: nothing more to say
+//!         }
+//!     }
+//! }
+//!
+//! async fn ws(upgrade: WebSocketUpgrade) -> impl Responder {
+//!     upgrade.listen_async(Lookup)
+//! }
+//! ```
+//!
+//! While a handler awaits, the connection reads nothing more from its
+//! client; see [`AsyncListener`] for what happens when the connection ends
+//! meanwhile.
 //!
 //! # Guarantees
 //!
@@ -90,9 +120,14 @@
 //!   invalid text closes with 1007 at the first bad byte.
 //! - Frame and message limits are checked when a frame header arrives,
 //!   before its payload is buffered (1009).
-//! - Bytes queued for a connection are bounded by
-//!   [`Config::max_outbound_buffer`]; past it sends fail with
-//!   [`SendError::Backpressure`].
+//! - Nothing a listener sends in answer to what it receives is dropped for
+//!   a slow client: the connection stops reading from a client while more
+//!   than [`Config::high_water_mark`] bytes are queued for it, and TCP holds
+//!   the client back (S15). Bytes queued for a connection are capped by
+//!   [`Config::max_outbound_buffer`]; only pushes from elsewhere (other
+//!   actors, broadcasts, timers) can reach it, and past it sends fail with
+//!   [`SendError::Backpressure`]: this client is not reading fast enough to
+//!   take what is pushed to it, and the message was not queued.
 //! - A panic in a listener closes only its connection (1011).
 //!
 //! # Features
