@@ -17,6 +17,13 @@
 //! (`guest-ID` without one).
 //!
 //! Run:   cargo run --release --example chat      (BIND=127.0.0.1:8080 by default)
+//! Scale out: with `REDIS_URL` set, the room is a `ClusterGroup` shared
+//!        through Redis (examples build with the crate's `redis` feature), so
+//!        chat processes on several ports (or machines) are one room;
+//!        `N online` counts this process:
+//!        REDIS_URL=redis://127.0.0.1:6379/ BIND=127.0.0.1:8080 cargo run --release --example chat
+//!        REDIS_URL=redis://127.0.0.1:6379/ BIND=127.0.0.1:8081 cargo run --release --example chat
+//!        (a build without the feature ignores REDIS_URL with a warning).
 //! Talk:  open http://127.0.0.1:8080/ in two browser tabs (the page is
 //!        examples/chat/index.html, compiled into the binary: no build step,
 //!        works offline), or from a terminal:
@@ -26,9 +33,11 @@ use std::time::Duration;
 
 use actix_web::{middleware::Logger, web, App, HttpResponse, HttpServer, Responder};
 use actix_ws_listener::{
-    run_with_graceful_shutdown, CloseCode, Compression, Group, Listener, Message, Socket,
-    WebSocketUpgrade,
+    run_with_graceful_shutdown, Broadcast, CloseCode, Compression, Group, Listener, Message,
+    Socket, WebSocketUpgrade,
 };
+#[cfg(feature = "redis")]
+use actix_ws_listener::{Cluster, ClusterBroadcast, ClusterGroup};
 use serde::Deserialize;
 
 /// The page, served at `/`.
@@ -40,7 +49,94 @@ const MAX_NAME: usize = 24;
 /// One connection's state: who is talking, and the room they talk in.
 struct Chatter {
     name: String,
-    room: Group,
+    room: Room,
+}
+
+/// The room: this process's sockets, and with `REDIS_URL` (feature `redis`)
+/// every other chat process's too.
+#[derive(Clone)]
+enum Room {
+    Local(Group),
+    #[cfg(feature = "redis")]
+    Shared(ClusterGroup),
+}
+
+impl Room {
+    /// The room of this process: shared through Redis when `REDIS_URL` is set.
+    async fn open() -> std::io::Result<Room> {
+        match std::env::var("REDIS_URL") {
+            Ok(url) => Room::shared(&url).await,
+            Err(_) => Ok(Room::Local(Group::new())),
+        }
+    }
+
+    #[cfg(feature = "redis")]
+    async fn shared(url: &str) -> std::io::Result<Room> {
+        let cluster = Cluster::connect(url).await.map_err(std::io::Error::other)?;
+        let room = cluster.group("chat").await.map_err(std::io::Error::other)?;
+        log::info!(
+            "room shared through Redis at {url} (node {:032x})",
+            cluster.node_id()
+        );
+        Ok(Room::Shared(room))
+    }
+
+    #[cfg(not(feature = "redis"))]
+    async fn shared(url: &str) -> std::io::Result<Room> {
+        log::warn!(
+            "REDIS_URL={url} is ignored: this build has no `redis` feature (add --features redis); the room stays in this process"
+        );
+        Ok(Room::Local(Group::new()))
+    }
+
+    fn insert(&self, socket: &Socket) {
+        match self {
+            Room::Local(group) => group.insert(socket),
+            #[cfg(feature = "redis")]
+            Room::Shared(group) => group.insert(socket),
+        };
+    }
+
+    fn remove(&self, socket: &Socket) {
+        match self {
+            Room::Local(group) => group.remove(socket),
+            #[cfg(feature = "redis")]
+            Room::Shared(group) => group.remove(socket),
+        };
+    }
+
+    /// Members in this process.
+    fn len(&self) -> usize {
+        match self {
+            Room::Local(group) => group.len(),
+            #[cfg(feature = "redis")]
+            Room::Shared(group) => group.len(),
+        }
+    }
+
+    /// Everyone, or everyone but `skip`; reports this process's delivery.
+    fn broadcast(&self, skip: Option<&Socket>, line: String) -> Broadcast {
+        match (self, skip) {
+            (Room::Local(group), Some(skip)) => group.broadcast_except(skip, line),
+            (Room::Local(group), None) => group.broadcast(line),
+            #[cfg(feature = "redis")]
+            (Room::Shared(group), Some(skip)) => published(group.broadcast_except(skip, line)),
+            #[cfg(feature = "redis")]
+            (Room::Shared(group), None) => published(group.broadcast(line)),
+        }
+    }
+}
+
+/// Warns when Redis did not take a line (only this process's members got it).
+#[cfg(feature = "redis")]
+fn published(report: ClusterBroadcast) -> Broadcast {
+    let local = report.local;
+    actix_web::rt::spawn(async move {
+        if let Err(error) = report.published().await {
+            log::warn!("a line reached only this process: {error}");
+        }
+    });
+    local
 }
 
 impl Listener for Chatter {
@@ -51,7 +147,7 @@ impl Listener for Chatter {
         self.room.insert(socket);
         log::info!("{} joined ({} online)", self.name, self.room.len());
         self.room
-            .broadcast_except(socket, format!("* {} joined", self.name));
+            .broadcast(Some(socket), format!("* {} joined", self.name));
         tell(
             socket,
             format!("* welcome, {} ({} online)", self.name, self.room.len()),
@@ -75,7 +171,7 @@ impl Listener for Chatter {
             tell(socket, "* unknown command; try /name NEW");
         } else {
             // One String for everyone: the group shares it, it is not copied per member.
-            let report = self.room.broadcast(format!("{}: {text}", self.name));
+            let report = self.room.broadcast(None, format!("{}: {text}", self.name));
             if report.backpressured > 0 {
                 log::warn!("{} slow clients missed a message", report.backpressured);
             }
@@ -89,7 +185,7 @@ impl Listener for Chatter {
             self.name,
             self.room.len()
         );
-        self.room.broadcast(format!("* {} left", self.name));
+        self.room.broadcast(None, format!("* {} left", self.name));
     }
 }
 
@@ -99,7 +195,7 @@ impl Chatter {
             Some(name) if name != self.name => {
                 let old = std::mem::replace(&mut self.name, name);
                 self.room
-                    .broadcast_except(socket, format!("* {old} is now {}", self.name));
+                    .broadcast(Some(socket), format!("* {old} is now {}", self.name));
                 tell(socket, format!("* you are now {}", self.name));
             }
             Some(_) => {
@@ -145,7 +241,7 @@ struct JoinQuery {
 async fn ws(
     upgrade: WebSocketUpgrade,
     query: web::Query<JoinQuery>,
-    room: web::Data<Group>,
+    room: web::Data<Room>,
 ) -> impl Responder {
     let name = query
         .name
@@ -183,7 +279,7 @@ async fn index() -> HttpResponse {
 async fn main() -> std::io::Result<()> {
     env_logger::init_from_env(env_logger::Env::default().default_filter_or("info"));
     let bind = std::env::var("BIND").unwrap_or_else(|_| "127.0.0.1:8080".to_owned());
-    let room = web::Data::new(Group::new());
+    let room = web::Data::new(Room::open().await?);
     log::info!("chat on http://{bind}/ (WebSocket at ws://{bind}/ws?name=NAME)");
     let server = HttpServer::new(move || {
         App::new()

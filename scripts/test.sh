@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Everything CI runs, in order, installing what it needs on a fresh machine:
-# formatting, lints, unit/integration/doc tests, docs, the Autobahn
+# formatting, lints, unit/integration/doc tests (with a local redis-server), docs, the Autobahn
 # conformance suite and the headless-browser chat test.
 #
 # Usage: scripts/test.sh            (from anywhere; CI calls it via .ci/run)
@@ -9,6 +9,15 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 step() { printf '\n==> %s\n' "$*"; }
+
+# The cross-node tests (tests/cluster.rs) start their own redis-server.
+if ! command -v redis-server >/dev/null 2>&1; then
+    step "install redis-server (Debian package)"
+    SUDO=""
+    if [ "$(id -u)" != 0 ]; then SUDO=sudo; fi
+    $SUDO apt-get update -qq
+    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server
+fi
 
 step "cargo fmt --check"
 cargo fmt --all --check

@@ -135,6 +135,10 @@
 //! - `json` (off by default): `Message::json`, `Message::parse_json` and
 //!   `Socket::send_json` for typed messages with `serde`, and `JsonError`,
 //!   which says what was wrong with a message.
+//! - `redis` (off by default): `Cluster` and `ClusterGroup`, named groups
+//!   that span processes through Redis pub/sub: a broadcast reaches every
+//!   member on every node, one `PUBLISH` per broadcast (see `Cluster` for
+//!   the wire shape and the delivery guarantees).
 #![forbid(unsafe_code)]
 #![deny(missing_docs, unreachable_pub)]
 #![warn(rust_2018_idioms)]
@@ -142,6 +146,8 @@
 
 mod async_listener;
 mod close;
+#[cfg(feature = "redis")]
+mod cluster;
 mod command;
 mod config;
 mod connection;
@@ -164,6 +170,11 @@ mod utf8;
 
 pub use async_listener::AsyncListener;
 pub use close::CloseCode;
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub use cluster::{
+    Cluster, ClusterBroadcast, ClusterConfig, ClusterError, ClusterGroup, ClusterStats,
+};
 pub use config::{BackpressurePolicy, Config};
 pub use deflate::Compression;
 pub use error::{Error, ProtocolError, SendError};

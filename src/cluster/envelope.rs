@@ -1,0 +1,152 @@
+//! The bytes one node publishes to Redis for one broadcast of a named
+//! group, and their decoding on the other nodes.
+//!
+//! This module owns the wire shape of S18 (documented in the `cluster`
+//! module and the README) and nothing else: plain data in, plain data out,
+//! no broker, no sockets, no runtime. A payload that does not decode is
+//! reported, never panicked on: any process that can publish to the channel
+//! can send us anything.
+//!
+//! ```text
+//! offset  size  field
+//! 0       1     version: 1
+//! 1       1     kind: 1 text, 2 binary (the WebSocket opcodes)
+//! 2       16    origin node id, big-endian
+//! 18      8     excluded socket id, big-endian (0: none)
+//! 26      ..    the message payload, as the WebSocket message carries it
+//! ```
+
+use bytes::{BufMut, Bytes, BytesMut};
+use bytestring::ByteString;
+
+use crate::Message;
+
+/// The only version this build writes and reads.
+const VERSION: u8 = 1;
+const KIND_TEXT: u8 = 1;
+const KIND_BINARY: u8 = 2;
+/// Version, kind, origin, excluded socket.
+pub(crate) const HEADER_LEN: usize = 1 + 1 + 16 + 8;
+
+/// One decoded broadcast from another (or this) node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Envelope {
+    /// The node that published it.
+    pub(crate) origin: u128,
+    /// The socket of `origin` that must not get it (`broadcast_except`).
+    pub(crate) except: Option<u64>,
+    pub(crate) message: Message,
+}
+
+/// Why a published payload was not an envelope we can deliver.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Malformed {
+    /// Shorter than the header.
+    Short,
+    /// A version this build does not know (a newer node, or another program).
+    Version(u8),
+    /// A kind byte that is neither text nor binary.
+    Kind(u8),
+    /// A text message whose payload is not UTF-8.
+    Utf8,
+}
+
+/// The publish payload for `message` from node `origin`: the header, then
+/// the payload copied once (Redis needs one contiguous value).
+pub(crate) fn encode(origin: u128, except: Option<u64>, message: &Message) -> Bytes {
+    let mut out = BytesMut::with_capacity(HEADER_LEN + message.len());
+    out.put_u8(VERSION);
+    out.put_u8(if message.is_text() {
+        KIND_TEXT
+    } else {
+        KIND_BINARY
+    });
+    out.put_u128(origin);
+    out.put_u64(except.unwrap_or(0));
+    out.put_slice(message.as_bytes());
+    out.freeze()
+}
+
+/// Reads the header without touching the payload: which node sent it.
+pub(crate) fn origin(raw: &[u8]) -> Option<u128> {
+    let bytes = raw.get(2..18)?;
+    Some(u128::from_be_bytes(bytes.try_into().ok()?))
+}
+
+/// Decodes a payload read from the broker; the message shares `raw`'s
+/// memory (no copy for binary, a UTF-8 check for text).
+pub(crate) fn decode(raw: Bytes) -> Result<Envelope, Malformed> {
+    if raw.len() < HEADER_LEN {
+        return Err(Malformed::Short);
+    }
+    if raw[0] != VERSION {
+        return Err(Malformed::Version(raw[0]));
+    }
+    let origin = origin(&raw).ok_or(Malformed::Short)?;
+    let mut except = [0u8; 8];
+    except.copy_from_slice(&raw[18..HEADER_LEN]);
+    let except = Some(u64::from_be_bytes(except)).filter(|&id| id != 0);
+    let payload = raw.slice(HEADER_LEN..);
+    let message = match raw[1] {
+        KIND_TEXT => Message::Text(ByteString::try_from(payload).map_err(|_| Malformed::Utf8)?),
+        KIND_BINARY => Message::Binary(payload),
+        kind => return Err(Malformed::Kind(kind)),
+    };
+    Ok(Envelope {
+        origin,
+        except,
+        message,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NODE: u128 = 0x0123_4567_89ab_cdef_fedc_ba98_7654_3210;
+
+    #[test]
+    fn text_and_binary_round_trip_with_origin_and_exception() {
+        for (message, except) in [
+            (Message::from("héllo"), None),
+            (Message::from(vec![0u8, 1, 2, 255]), Some(42)),
+            (Message::from(""), Some(7)),
+        ] {
+            let raw = encode(NODE, except, &message);
+            assert_eq!(raw.len(), HEADER_LEN + message.len());
+            assert_eq!(origin(&raw), Some(NODE));
+            assert_eq!(
+                decode(raw),
+                Ok(Envelope {
+                    origin: NODE,
+                    except,
+                    message
+                })
+            );
+        }
+    }
+
+    #[test]
+    fn the_header_layout_is_the_documented_one() {
+        let raw = encode(1, Some(2), &Message::from("x"));
+        let mut expected = vec![1u8, 1];
+        expected.extend_from_slice(&1u128.to_be_bytes());
+        expected.extend_from_slice(&2u64.to_be_bytes());
+        expected.push(b'x');
+        assert_eq!(&raw[..], &expected[..]);
+    }
+
+    #[test]
+    fn foreign_payloads_are_reported_not_delivered() {
+        assert_eq!(decode(Bytes::from_static(b"hello")), Err(Malformed::Short));
+        let mut raw = encode(NODE, None, &Message::from("x")).to_vec();
+        raw[0] = 9;
+        assert_eq!(decode(raw.clone().into()), Err(Malformed::Version(9)));
+        raw[0] = VERSION;
+        raw[1] = 8;
+        assert_eq!(decode(raw.clone().into()), Err(Malformed::Kind(8)));
+        raw[1] = KIND_TEXT;
+        *raw.last_mut().expect("one payload byte") = 0xff;
+        assert_eq!(decode(raw.into()), Err(Malformed::Utf8));
+    }
+}

@@ -1,0 +1,378 @@
+//! Helpers for the S18 tests: a real `redis-server` on a free port (killed
+//! on drop), an actix-web node whose `/ws` route joins a `ClusterGroup`, an
+//! awc WebSocket client, and the chat example run as a separate process.
+//!
+//! Every wait has a generous deadline ([`DEADLINE`]) and fails with a
+//! message saying what never happened; none is a timing assertion.
+
+#![allow(dead_code)]
+
+use std::{
+    future::Future,
+    io::{BufRead, BufReader},
+    net::{SocketAddr, TcpListener, TcpStream},
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    sync::mpsc,
+    thread,
+    time::{Duration, Instant},
+};
+
+use actix_web::{dev::ServerHandle, web, App, HttpServer};
+use actix_ws_listener::{
+    CloseCode, ClusterGroup, Config, Listener, Message, Socket, WebSocketUpgrade,
+};
+use futures_util::{SinkExt, StreamExt};
+
+/// How long any wait lasts before the test fails: generous, for a loaded
+/// 2-core machine and a Redis restart.
+pub const DEADLINE: Duration = Duration::from_secs(60);
+
+/// A port nobody listens on right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+/// Polls `attempt` until it gives `Some`, failing the test after
+/// [`DEADLINE`] with `what`.
+pub async fn wait_for<T, F, Fut>(what: &str, mut attempt: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        if let Some(value) = attempt().await {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        actix_rt::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Redis
+// ---------------------------------------------------------------------------
+
+/// A `redis-server` of this test alone, on a free port, no persistence;
+/// killed (by its PID) when dropped.
+pub struct Redis {
+    port: u16,
+    child: Option<Child>,
+}
+
+impl Redis {
+    pub fn start() -> Redis {
+        let mut redis = Redis {
+            port: free_port(),
+            child: None,
+        };
+        redis.start_again();
+        redis
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    /// Kills the server (an outage).
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the server again on the same port and waits until it answers.
+    pub fn start_again(&mut self) {
+        self.stop();
+        let port = self.port.to_string();
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &port,
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server on PATH (scripts/test.sh installs it)");
+        self.child = Some(child);
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            let ping = redis::Client::open(self.url())
+                .and_then(|client| client.get_connection())
+                .and_then(|mut conn| redis::cmd("PING").query::<String>(&mut conn));
+            if ping.is_ok() {
+                return;
+            }
+            if let Some(Ok(Some(status))) = self.child.as_mut().map(Child::try_wait) {
+                panic!("redis-server exited with {status}");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "redis-server did not answer: {ping:?}"
+            );
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+// ---------------------------------------------------------------------------
+// A node: an actix-web server whose members join a ClusterGroup
+// ---------------------------------------------------------------------------
+
+/// Joins the group on open (then sends `joined`); relays each message with
+/// `broadcast`, or `broadcast_except` the sender; leaves on close.
+struct Member {
+    room: ClusterGroup,
+    except_sender: bool,
+}
+
+impl Listener for Member {
+    fn on_open(&mut self, socket: &Socket) {
+        self.room.insert(socket);
+        let _ = socket.send("joined");
+    }
+
+    fn on_message(&mut self, socket: &Socket, message: Message) {
+        if self.except_sender {
+            self.room.broadcast_except(socket, message);
+        } else {
+            self.room.broadcast(message);
+        }
+    }
+
+    fn on_close(&mut self, socket: &Socket, _: CloseCode, _: &str) {
+        self.room.remove(socket);
+    }
+}
+
+/// A real actix-web server (two workers, so members of one node live on
+/// different threads) in its own thread; stopped when dropped.
+pub struct Node {
+    addr: SocketAddr,
+    handle: ServerHandle,
+}
+
+impl Node {
+    pub fn start(room: ClusterGroup) -> Node {
+        Node::start_with(room, false)
+    }
+
+    pub fn start_with(room: ClusterGroup, except_sender: bool) -> Node {
+        let (tx, rx) = mpsc::channel();
+        thread::spawn(move || {
+            actix_rt::System::new().block_on(async move {
+                let config = Config::default();
+                let server = HttpServer::new(move || {
+                    let room = room.clone();
+                    App::new().app_data(config.clone()).route(
+                        "/ws",
+                        web::get().to(move |upgrade: WebSocketUpgrade| {
+                            let room = room.clone();
+                            async move {
+                                upgrade.listen(Member {
+                                    room,
+                                    except_sender,
+                                })
+                            }
+                        }),
+                    )
+                })
+                .workers(2)
+                .disable_signals()
+                .shutdown_timeout(1)
+                .bind("127.0.0.1:0")
+                .expect("bind");
+                let addr = server.addrs()[0];
+                let server = server.run();
+                tx.send((addr, server.handle())).expect("test gone");
+                let _ = server.await;
+            })
+        });
+        let (addr, handle) = rx.recv_timeout(DEADLINE).expect("node did not start");
+        Node { addr, handle }
+    }
+
+    /// A client connected to this node and confirmed a member.
+    pub async fn join(&self) -> Client {
+        let mut client = Client::connect(&format!("ws://{}/ws", self.addr)).await;
+        assert_eq!(client.recv().await, Line::Text("joined".into()));
+        client
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        drop(self.handle.stop(false));
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Client
+// ---------------------------------------------------------------------------
+
+/// A message as a client reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Line {
+    Text(String),
+    Binary(Vec<u8>),
+}
+
+/// An awc WebSocket client.
+pub struct Client {
+    framed: actix_codec::Framed<awc::BoxedSocket, awc::ws::Codec>,
+}
+
+impl Client {
+    pub async fn connect(url: &str) -> Client {
+        let (_, framed) = awc::Client::new()
+            .ws(url)
+            .connect()
+            .await
+            .unwrap_or_else(|error| panic!("connect to {url}: {error}"));
+        Client { framed }
+    }
+
+    pub async fn send(&mut self, text: &str) {
+        self.framed
+            .send(awc::ws::Message::Text(text.to_owned().into()))
+            .await
+            .expect("send");
+    }
+
+    pub async fn send_binary(&mut self, bytes: &[u8]) {
+        self.framed
+            .send(awc::ws::Message::Binary(bytes.to_vec().into()))
+            .await
+            .expect("send");
+    }
+
+    /// The next text or binary message; fails the test after [`DEADLINE`].
+    pub async fn recv(&mut self) -> Line {
+        self.try_recv(DEADLINE)
+            .await
+            .expect("no message before the deadline")
+    }
+
+    /// The next text or binary message, if one comes within `wait`.
+    pub async fn try_recv(&mut self, wait: Duration) -> Option<Line> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let frame = tokio::time::timeout_at(deadline, self.framed.next())
+                .await
+                .ok()?;
+            match frame {
+                Some(Ok(awc::ws::Frame::Text(text))) => {
+                    return Some(Line::Text(String::from_utf8(text.to_vec()).expect("UTF-8")))
+                }
+                Some(Ok(awc::ws::Frame::Binary(bytes))) => {
+                    return Some(Line::Binary(bytes.to_vec()))
+                }
+                Some(Ok(awc::ws::Frame::Ping(_) | awc::ws::Frame::Pong(_))) => {}
+                other => panic!("connection ended: {other:?}"),
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The chat example as a process
+// ---------------------------------------------------------------------------
+
+/// Builds the chat example with every feature (what `cargo test
+/// --all-features` already built, so usually a no-op) and returns its path,
+/// read from cargo's own report.
+pub fn build_chat_example() -> PathBuf {
+    let output = Command::new(env!("CARGO"))
+        .args([
+            "build",
+            "--example",
+            "chat",
+            "--all-features",
+            "--message-format=json",
+        ])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("run cargo");
+    assert!(output.status.success(), "cargo build --example chat failed");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let line = stdout
+        .lines()
+        .find(|line| line.contains(r#""name":"chat""#) && line.contains(r#""executable":""#))
+        .expect("cargo reported the chat executable");
+    let start = line.find(r#""executable":""#).expect("executable") + r#""executable":""#.len();
+    let end = start + line[start..].find('"').expect("closing quote");
+    PathBuf::from(&line[start..end])
+}
+
+/// One chat process on a free port, sharing its room through Redis; killed
+/// when dropped.
+pub struct ChatProcess {
+    addr: SocketAddr,
+    child: Child,
+}
+
+impl ChatProcess {
+    /// Starts it and waits until it accepts connections (it opens its room,
+    /// subscribed, before it binds).
+    pub fn start(exe: &PathBuf, redis_url: &str) -> ChatProcess {
+        let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let mut child = Command::new(exe)
+            .env("BIND", addr.to_string())
+            .env("REDIS_URL", redis_url)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start the chat example");
+        // Its log goes to the test's output (shown on failure), line by line.
+        if let Some(stderr) = child.stderr.take() {
+            thread::spawn(move || {
+                for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                    eprintln!("[chat {addr}] {line}");
+                }
+            });
+        }
+        let deadline = Instant::now() + DEADLINE;
+        while TcpStream::connect(addr).is_err() {
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("chat example exited with {status}");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "chat example did not listen on {addr}"
+            );
+            thread::sleep(Duration::from_millis(20));
+        }
+        ChatProcess { addr, child }
+    }
+
+    pub fn url(&self, name: &str) -> String {
+        format!("ws://{}/ws?name={name}", self.addr)
+    }
+}
+
+impl Drop for ChatProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
