@@ -11,6 +11,7 @@
 //! frames: it only knows how many bytes a frame will take.
 
 use std::{
+    any::Any,
     cell::RefCell,
     panic::{catch_unwind, AssertUnwindSafe},
     rc::Rc,
@@ -20,8 +21,8 @@ use std::{
     },
 };
 
-use actix::Recipient;
 use bytes::Bytes;
+use futures::channel::mpsc::{unbounded, UnboundedReceiver, UnboundedSender};
 
 use crate::{
     deflate::CompressCache,
@@ -44,6 +45,9 @@ pub(crate) enum Command {
     Close(CloseCode, String),
     /// Fail the connection (backpressure under `BackpressurePolicy::Close`).
     Fail(Error),
+    /// Work for the listener itself (a timer to start or cancel), typed by
+    /// the listener and opaque here; no frame.
+    Listener(Box<dyn Any + Send>),
 }
 
 impl Command {
@@ -76,17 +80,13 @@ impl Command {
             Command::Send(message, _, _) => frame::header_len(message.len()) + message.len(),
             Command::Ping(data) | Command::Pong(data) => 2 + data.len(),
             Command::Close(_, reason) => 4 + reason.len(),
-            Command::Fail(_) => 0,
+            Command::Fail(_) | Command::Listener(_) => 0,
         }
     }
 }
 
-/// A command in the connection's mailbox.
-pub(crate) struct Envelope(pub(crate) Command);
-
-impl actix::Message for Envelope {
-    type Result = ();
-}
+/// The connection's end of its command channel.
+pub(crate) type Commands = UnboundedReceiver<Command>;
 
 /// What the members of one broadcast share: the compressed payload, for
 /// those that compress without context takeover. Opaque to sockets.
@@ -169,16 +169,25 @@ pub(crate) struct Counters {
     max_outbound: usize,
     /// `BackpressurePolicy::Close`: a refused send fails the connection.
     close_on_backpressure: bool,
-    mailbox: Recipient<Envelope>,
+    /// The connection's command channel: unbounded on purpose, as the
+    /// bytes counted in `queued` (frame plus [`COMMAND_OVERHEAD`] per entry)
+    /// are what bound it.
+    mailbox: UnboundedSender<Command>,
+    /// The connection's actor address, typed by its listener, for
+    /// [`Address::of`](crate::Address::of); opaque here.
+    address: Box<dyn Any + Send + Sync>,
 }
 
 impl Counters {
+    /// Counters and the command channel of a new connection whose actor
+    /// address is `address`.
     pub(crate) fn new(
-        mailbox: Recipient<Envelope>,
+        address: Box<dyn Any + Send + Sync>,
         max_outbound: usize,
         close_on_backpressure: bool,
-    ) -> Counters {
-        Counters {
+    ) -> (Counters, Commands) {
+        let (mailbox, commands) = unbounded();
+        let counters = Counters {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             open: AtomicBool::new(true),
             queued: AtomicUsize::new(0),
@@ -186,7 +195,14 @@ impl Counters {
             max_outbound,
             close_on_backpressure,
             mailbox,
-        }
+            address,
+        };
+        (counters, commands)
+    }
+
+    /// The connection's actor address, as given to [`Counters::new`].
+    pub(crate) fn address(&self) -> &(dyn Any + Send + Sync) {
+        &*self.address
     }
 
     pub(crate) fn id(&self) -> u64 {
@@ -267,7 +283,8 @@ impl Counters {
     /// Asks the connection to fail with `error` (not counted: it is what
     /// frees the buffer).
     pub(crate) fn fail_connection(&self, error: Error) {
-        self.mailbox.do_send(Envelope(Command::Fail(error)));
+        // An error means the connection is gone: nothing left to fail.
+        let _ = self.mailbox.unbounded_send(Command::Fail(error));
     }
 
     /// Queues a data or control command: refused when closed or over the
@@ -285,6 +302,24 @@ impl Counters {
         }
         self.route(command, len);
         Ok(())
+    }
+
+    /// Queues work for the listener (a timer to start or cancel); `false`
+    /// when the connection is gone. Never written straight into the
+    /// outbound buffer: only the connection can run it.
+    pub(crate) fn submit_listener(&self, work: Box<dyn Any + Send>) -> bool {
+        self.charge(COMMAND_OVERHEAD);
+        self.in_mailbox.fetch_add(1, Ordering::AcqRel);
+        if self
+            .mailbox
+            .unbounded_send(Command::Listener(work))
+            .is_err()
+        {
+            self.release(COMMAND_OVERHEAD);
+            self.in_mailbox.fetch_sub(1, Ordering::AcqRel);
+            return false;
+        }
+        true
     }
 
     /// Queues a close command; only the first close of a connection is sent.
@@ -306,20 +341,16 @@ impl Counters {
             None => return,
             Some(command) => command,
         };
-        if !self.mailbox.connected() {
-            // The connection is gone: nothing will release what we counted,
-            // and dropping the command fails its completion, if any.
-            self.release(len);
-            self.mark_closed();
-            return;
-        }
         self.charge(COMMAND_OVERHEAD);
         self.in_mailbox.fetch_add(1, Ordering::AcqRel);
-        // `do_send` ignores the mailbox capacity on purpose: the bytes
-        // counted above (frame plus COMMAND_OVERHEAD per entry) are what
-        // bound the mailbox. If the connection stops before handling it, the
-        // command is dropped and its completion fails.
-        self.mailbox.do_send(Envelope(command));
+        if let Err(refused) = self.mailbox.unbounded_send(command) {
+            // The connection is gone: nothing will release what we counted,
+            // and dropping the command fails its completion, if any.
+            self.release(len + COMMAND_OVERHEAD);
+            self.in_mailbox.fetch_sub(1, Ordering::AcqRel);
+            self.mark_closed();
+            drop(refused.into_inner());
+        }
     }
 
     fn write_direct(&self, command: Command) -> Option<Command> {
@@ -368,21 +399,7 @@ impl Counters {
     /// Counters whose connection never runs: for unit tests of the
     /// outbound side, which must not need an actor.
     pub(crate) fn detached(max_outbound: usize) -> Arc<Counters> {
-        struct Nobody;
-        impl actix::Actor for Nobody {
-            type Context = actix::Context<Self>;
-        }
-        impl actix::Handler<Envelope> for Nobody {
-            type Result = ();
-            fn handle(&mut self, _: Envelope, _: &mut actix::Context<Self>) {}
-        }
-        let ctx = actix::Context::<Nobody>::new();
-        use actix::AsyncContext;
-        Arc::new(Counters::new(
-            ctx.address().recipient(),
-            max_outbound,
-            false,
-        ))
+        Arc::new(Counters::new(Box::new(()), max_outbound, false).0)
     }
 }
 

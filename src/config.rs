@@ -100,6 +100,14 @@ pub struct Config {
     /// Default 256 KiB: far enough below [`Config::high_water_mark`] that a
     /// connection does not flap between paused and reading on every frame.
     pub low_water_mark: usize,
+    /// Typed messages (from [`Address`](crate::Address) or a `Recipient`)
+    /// and timer runs that arrive while an [`AsyncListener`](crate::AsyncListener)
+    /// handler is pending wait in a queue of at most this many, to run in
+    /// arrival order once it finishes. Default 1,024. Past it they are
+    /// refused: dropped with a warning in the log, and a sender's `send`
+    /// resolves to `MailboxError::Closed`. Plain [`Listener`](crate::Listener)s
+    /// never queue: they handle each message as it arrives.
+    pub max_queued_messages: usize,
     /// What to do when the outbound buffer is full. Default
     /// [`BackpressurePolicy::Reject`]: the sender decides.
     pub backpressure: BackpressurePolicy,
@@ -153,6 +161,7 @@ impl Default for Config {
             max_binary_message_size: 64 << 20,
             max_outbound_buffer: 16 << 20,
             high_water_mark: 1 << 20,
+            max_queued_messages: 1024,
             low_water_mark: 256 << 10,
             backpressure: BackpressurePolicy::Reject,
             close_timeout: Duration::from_secs(5),
@@ -209,6 +218,13 @@ impl Config {
     #[must_use]
     pub fn max_outbound_buffer(mut self, bytes: usize) -> Self {
         self.max_outbound_buffer = bytes;
+        self
+    }
+
+    /// Sets [`Config::max_queued_messages`].
+    #[must_use]
+    pub fn max_queued_messages(mut self, messages: usize) -> Self {
+        self.max_queued_messages = messages;
         self
     }
 

@@ -12,6 +12,7 @@
 use std::{
     any::Any,
     cell::RefCell,
+    collections::VecDeque,
     panic::{catch_unwind, AssertUnwindSafe},
     pin::Pin,
     rc::Rc,
@@ -20,49 +21,56 @@ use std::{
     time::{Duration, Instant},
 };
 
-use actix::{Actor, ActorContext, ActorFuture, AsyncContext, Context, Handler, SpawnHandle};
+use actix::{
+    dev::{MessageResponse, OneshotSender},
+    Actor, ActorContext, ActorFuture, Addr, AsyncContext, Context, Handler, SpawnHandle,
+    StreamHandler,
+};
 use actix_web::error::PayloadError;
 use bytes::Bytes;
 use futures::Stream;
 
 use crate::{
-    command::{enter_callback, CallbackScope, Command, Counters, Envelope},
+    command::{enter_callback, CallbackScope, Command, Counters},
     deflate::Agreed,
     driver::{Call, Driver, Pending},
     inbound::{Event, Inbound, Limits},
     outbound::{BodyStream, Outbound},
     registry::Connections,
-    BackpressurePolicy, CloseCode, Config, Error, Socket,
+    BackpressurePolicy, CloseCode, Config, Error, Handles, Socket,
 };
 
 /// Events handled in one go before the connection lets the other
 /// connections of its thread run.
 const EVENT_BUDGET: usize = 64;
 
-/// Starts the actor for one upgraded connection and returns the body of its
-/// 101 response.
-pub(crate) fn start<D, S>(
-    driver: D,
+/// Starts the actor for one upgraded connection; returns its address, its
+/// socket and the body of its 101 response.
+pub(crate) fn start<L, S>(
+    driver: Box<dyn Driver<L>>,
     config: Config,
     deflate: Option<Agreed>,
     payload: S,
-) -> BodyStream
+) -> (Addr<Connection<L>>, Socket, BodyStream)
 where
-    D: Driver,
+    L: 'static,
     S: Stream<Item = Result<Bytes, PayloadError>> + Unpin + 'static,
 {
-    let mut ctx = Context::<Connection<D>>::new();
-    let counters = Arc::new(Counters::new(
-        ctx.address().recipient(),
+    let mut ctx = Context::<Connection<L>>::new();
+    let address = ctx.address();
+    let (counters, commands) = Counters::new(
+        Box::new(address.clone()),
         config.max_outbound_buffer,
         config.backpressure == BackpressurePolicy::Close,
-    ));
+    );
+    let counters = Arc::new(counters);
     let out = Rc::new(RefCell::new(Outbound::new(
         Arc::clone(&counters),
         deflate.clone(),
         config.low_water_mark,
     )));
     let body = BodyStream(Rc::clone(&out));
+    ctx.add_stream(commands);
     ctx.spawn(Reader { payload });
     let connection = Connection {
         driver,
@@ -73,10 +81,13 @@ where
         config,
         phase: Phase::Open,
         pending: None,
+        deferred: VecDeque::new(),
+        timers: Vec::new(),
         last_seen: Instant::now(),
     };
+    let socket = connection.socket.clone();
     ctx.run(connection);
-    body
+    (address, socket, body)
 }
 
 /// Where a connection is in its life (S1, S4).
@@ -92,8 +103,13 @@ enum Phase {
     Done,
 }
 
-struct Connection<D: Driver> {
-    driver: D,
+/// Listener work that waits for a pending async handler to finish: a
+/// typed message or a timer's run (S17).
+type Deferred<L> = Box<dyn FnOnce(&mut L, &Socket)>;
+
+/// The actor of one connection whose listener is an `L`.
+pub(crate) struct Connection<L: 'static> {
+    driver: Box<dyn Driver<L>>,
     socket: Socket,
     counters: Arc<Counters>,
     out: Rc<RefCell<Outbound>>,
@@ -102,11 +118,16 @@ struct Connection<D: Driver> {
     phase: Phase,
     /// The async handler being awaited (S16).
     pending: Option<Pending>,
+    /// Typed messages and timer runs that arrived while a handler was
+    /// pending, in arrival order; at most `max_deferred` (S17).
+    deferred: VecDeque<Deferred<L>>,
+    /// The listener's timers, by id, until they end or are cancelled.
+    timers: Vec<(u64, SpawnHandle)>,
     /// When the peer last sent anything (S12).
     last_seen: Instant,
 }
 
-impl<D: Driver> Actor for Connection<D> {
+impl<L: 'static> Actor for Connection<L> {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
@@ -128,7 +149,7 @@ impl<D: Driver> Actor for Connection<D> {
     }
 }
 
-impl<D: Driver> Drop for Connection<D> {
+impl<L: 'static> Drop for Connection<L> {
     fn drop(&mut self) {
         // The runtime dropped the actor without stopping it (a forced
         // server shutdown): on_close still runs, once (S1).
@@ -136,20 +157,114 @@ impl<D: Driver> Drop for Connection<D> {
     }
 }
 
-impl<D: Driver> Handler<Envelope> for Connection<D> {
-    type Result = ();
-
-    fn handle(&mut self, Envelope(command): Envelope, ctx: &mut Context<Self>) {
-        if let Command::Fail(error) = command {
-            return self.fail(ctx, error);
+impl<L: 'static> StreamHandler<Command> for Connection<L> {
+    fn handle(&mut self, command: Command, ctx: &mut Context<Self>) {
+        match command {
+            Command::Fail(error) => self.fail(ctx, error),
+            Command::Listener(work) => {
+                self.counters.took_from_mailbox();
+                match work.downcast::<Timer<L>>() {
+                    Ok(timer) => self.on_timer(ctx, *timer),
+                    Err(_) => log::error!("ws {}: work for another listener", self.socket.id()),
+                }
+            }
+            command => {
+                self.out.borrow_mut().apply(command);
+                self.counters.took_from_mailbox();
+                self.after_event(ctx);
+            }
         }
-        self.out.borrow_mut().apply(command);
-        self.counters.took_from_mailbox();
-        self.after_event(ctx);
+    }
+
+    fn finished(&mut self, _: &mut Context<Self>) {
+        // Never: the connection's own socket holds a sender.
     }
 }
 
-impl<D: Driver> Connection<D> {
+/// A typed message from another actor (S17): handled now, after the
+/// pending async handler, or refused once `on_close` has run.
+impl<L, M> Handler<M> for Connection<L>
+where
+    L: Handles<M> + 'static,
+    M: actix::Message + Send + 'static,
+    M::Result: Send,
+{
+    type Result = Reply<M::Result>;
+
+    fn handle(&mut self, message: M, ctx: &mut Context<Self>) -> Reply<M::Result> {
+        if self.is_done() {
+            log::debug!("ws {}: message after close refused", self.socket.id());
+            return Reply::Refused;
+        }
+        if self.must_defer() {
+            let slot = Rc::new(RefCell::new(None::<OneshotSender<M::Result>>));
+            let reply = Rc::clone(&slot);
+            let deferred = self.defer(Box::new(move |listener: &mut L, socket: &Socket| {
+                let result = listener.handle(socket, message);
+                if let Some(tx) = reply.borrow_mut().take() {
+                    // The sender may have stopped waiting: nothing to do.
+                    let _ = tx.send(result);
+                }
+            }));
+            return if deferred {
+                Reply::Later(slot)
+            } else {
+                Reply::Refused
+            };
+        }
+        match self.with_listener(ctx, |listener, socket| listener.handle(socket, message)) {
+            Some(result) => Reply::Now(result),
+            None => Reply::Refused,
+        }
+    }
+}
+
+/// How a typed message is answered: at once, later (it waited for a
+/// pending handler), or not at all, which the sender's `send` sees as
+/// `MailboxError::Closed`.
+pub(crate) enum Reply<R> {
+    Now(R),
+    Later(Rc<RefCell<Option<OneshotSender<R>>>>),
+    Refused,
+}
+
+impl<L, M> MessageResponse<Connection<L>, M> for Reply<M::Result>
+where
+    L: 'static,
+    M: actix::Message,
+{
+    fn handle(self, _: &mut Context<Connection<L>>, tx: Option<OneshotSender<M::Result>>) {
+        match self {
+            Reply::Now(result) => {
+                if let Some(tx) = tx {
+                    let _ = tx.send(result);
+                }
+            }
+            Reply::Later(slot) => *slot.borrow_mut() = tx,
+            Reply::Refused => drop(tx),
+        }
+    }
+}
+
+type RunOnce<L> = Box<dyn FnOnce(&mut L, &Socket) + Send>;
+type RunEvery<L> = Box<dyn FnMut(&mut L, &Socket) + Send>;
+
+/// A timer of the listener's, from [`Address`](crate::Address).
+pub(crate) enum Timer<L> {
+    Later {
+        id: u64,
+        delay: Duration,
+        run: RunOnce<L>,
+    },
+    Every {
+        id: u64,
+        period: Duration,
+        run: RunEvery<L>,
+    },
+    Cancel(u64),
+}
+
+impl<L: 'static> Connection<L> {
     fn is_closing(&self) -> bool {
         self.out.borrow().close_sent().is_some()
     }
@@ -242,6 +357,98 @@ impl<D: Driver> Connection<D> {
         Poll::Ready(())
     }
 
+    /// Whether listener work must wait: an async handler is pending, or
+    /// earlier work is already waiting (S16, S17).
+    fn must_defer(&self) -> bool {
+        self.pending.is_some() || !self.deferred.is_empty()
+    }
+
+    /// Queues listener work behind the pending handler; `false` (and the
+    /// work is dropped) when `max_queued_messages` are already waiting.
+    fn defer(&mut self, work: Deferred<L>) -> bool {
+        if self.deferred.len() >= self.config.max_queued_messages {
+            log::warn!(
+                "ws {}: {} messages already wait for the listener; one more refused",
+                self.socket.id(),
+                self.deferred.len()
+            );
+            return false;
+        }
+        self.deferred.push_back(work);
+        true
+    }
+
+    /// Runs `f` on the listener now, with panics contained (S10); `None`
+    /// when the connection is over or `f` panicked.
+    fn with_listener<R>(
+        &mut self,
+        ctx: &mut Context<Self>,
+        f: impl FnOnce(&mut L, &Socket) -> R,
+    ) -> Option<R> {
+        if self.is_done() {
+            return None;
+        }
+        let result = {
+            let _scope = self.scope();
+            let socket = &self.socket;
+            let mut listener = self.driver.listener()?;
+            catch_unwind(AssertUnwindSafe(|| f(&mut listener, socket)))
+        };
+        match result {
+            Ok(result) => {
+                self.after_event(ctx);
+                Some(result)
+            }
+            Err(panic) => {
+                self.on_panic(ctx, &*panic);
+                None
+            }
+        }
+    }
+
+    /// Runs listener work now, or after the pending handler.
+    fn run_or_defer(&mut self, ctx: &mut Context<Self>, work: Deferred<L>) {
+        if self.must_defer() {
+            self.defer(work);
+        } else {
+            self.with_listener(ctx, work);
+        }
+    }
+
+    /// Starts or cancels one of the listener's timers (S17); they all end
+    /// with the connection.
+    fn on_timer(&mut self, ctx: &mut Context<Self>, timer: Timer<L>) {
+        if self.is_done() {
+            return;
+        }
+        match timer {
+            Timer::Later { id, delay, run } => {
+                let handle = ctx.run_later(delay, move |act, ctx| {
+                    act.timers.retain(|(timer, _)| *timer != id);
+                    act.run_or_defer(ctx, Box::new(move |listener, socket| run(listener, socket)));
+                });
+                self.timers.push((id, handle));
+            }
+            Timer::Every { id, period, run } => {
+                let run = Rc::new(RefCell::new(run));
+                let handle = ctx.run_interval(period, move |act, ctx| {
+                    let run = Rc::clone(&run);
+                    act.run_or_defer(
+                        ctx,
+                        Box::new(move |listener, socket| (run.borrow_mut())(listener, socket)),
+                    );
+                });
+                self.timers.push((id, handle));
+            }
+            Timer::Cancel(id) => {
+                if let Some(at) = self.timers.iter().position(|(timer, _)| *timer == id) {
+                    let (_, handle) = self.timers.swap_remove(at);
+                    ctx.cancel_future(handle);
+                }
+            }
+        }
+    }
+
     fn on_panic(&mut self, ctx: &mut Context<Self>, panic: &(dyn Any + Send)) {
         let message = panic_message(panic);
         log::error!("ws {}: listener panicked: {message}", self.socket.id());
@@ -279,6 +486,8 @@ impl<D: Driver> Connection<D> {
             Demand::Stop
         } else if self.pending.is_some() {
             Demand::Handler
+        } else if !self.deferred.is_empty() {
+            Demand::Deferred
         } else if self.counters.queued() > self.config.high_water_mark
             && !self.is_closing()
             && !self.out.borrow().is_writer_gone()
@@ -393,6 +602,9 @@ impl<D: Driver> Connection<D> {
         }
         self.phase = Phase::Done;
         self.pending = None;
+        // Messages that waited for the pending handler are refused: their
+        // senders' `send` resolves to `MailboxError::Closed`.
+        self.deferred.clear();
         self.socket_closed();
         log::debug!("ws {}: closed with {code} {reason:?}", self.socket.id());
         let _scope = self.scope();
@@ -422,6 +634,8 @@ enum Demand {
     Read,
     /// An async handler is pending: poll it, read nothing.
     Handler,
+    /// Typed messages or timer runs wait for the listener: run the next.
+    Deferred,
     /// The queue to the client is above the high-water mark: wait for the
     /// writer to drain it.
     Full,
@@ -437,17 +651,17 @@ struct Reader<S> {
     payload: S,
 }
 
-impl<D, S> ActorFuture<Connection<D>> for Reader<S>
+impl<L, S> ActorFuture<Connection<L>> for Reader<S>
 where
-    D: Driver,
+    L: 'static,
     S: Stream<Item = Result<Bytes, PayloadError>> + Unpin + 'static,
 {
     type Output = ();
 
     fn poll(
         self: Pin<&mut Self>,
-        act: &mut Connection<D>,
-        ctx: &mut Context<Connection<D>>,
+        act: &mut Connection<L>,
+        ctx: &mut Context<Connection<L>>,
         task: &mut task::Context<'_>,
     ) -> Poll<()> {
         let this = self.get_mut();
@@ -457,6 +671,11 @@ where
                 Demand::Handler => {
                     if act.poll_pending(ctx, task).is_pending() {
                         return Poll::Pending;
+                    }
+                }
+                Demand::Deferred => {
+                    if let Some(work) = act.deferred.pop_front() {
+                        act.with_listener(ctx, work);
                     }
                 }
                 Demand::Full => {

@@ -6,7 +6,13 @@
 //! This module owns the adaptation only. It does not catch panics, order
 //! events or decide when a connection ends: the connection does.
 
-use std::{cell::RefCell, future::Future, pin::Pin, rc::Rc};
+use std::{
+    cell::{RefCell, RefMut},
+    future::Future,
+    ops::{Deref, DerefMut},
+    pin::Pin,
+    rc::Rc,
+};
 
 use bytes::Bytes;
 
@@ -24,8 +30,10 @@ pub(crate) enum Call {
 /// more until it has.
 pub(crate) type Pending = Pin<Box<dyn Future<Output = ()>>>;
 
-/// A listener as the connection sees it.
-pub(crate) trait Driver: Unpin + 'static {
+/// A listener of type `L` as the connection sees it. The connection holds
+/// it as a trait object, so its type names the listener only, whichever
+/// kind it is: that is what lets [`Address<L>`](crate::Address) reach it.
+pub(crate) trait Driver<L>: 'static {
     /// Runs the callback for `call`: `None` when it is done, the rest of
     /// it when it has to wait.
     fn call(&mut self, socket: &Socket, call: Call) -> Option<Pending>;
@@ -35,23 +43,44 @@ pub(crate) trait Driver: Unpin + 'static {
 
     /// `on_close`; never while a call is pending.
     fn on_close(&mut self, socket: &Socket, code: CloseCode, reason: &str);
+
+    /// The listener itself, for typed messages and timers; `None` only if
+    /// a call were pending, which the connection never lets happen.
+    fn listener(&mut self) -> Option<ListenerMut<'_, L>>;
 }
 
-/// A synchronous [`Listener`]: every call is done when it returns.
-pub(crate) struct SyncDriver<L>(
-    // Boxed: actors must be Unpin, listeners need not be.
-    Box<L>,
-);
+/// A mutable borrow of a listener, however the driver holds it.
+pub(crate) enum ListenerMut<'a, L> {
+    Owned(&'a mut L),
+    Shared(RefMut<'a, L>),
+}
 
-impl<L: Listener> SyncDriver<L> {
-    pub(crate) fn new(listener: L) -> Self {
-        SyncDriver(Box::new(listener))
+impl<L> Deref for ListenerMut<'_, L> {
+    type Target = L;
+
+    fn deref(&self) -> &L {
+        match self {
+            ListenerMut::Owned(listener) => listener,
+            ListenerMut::Shared(listener) => listener,
+        }
     }
 }
 
-impl<L: Listener> Driver for SyncDriver<L> {
+impl<L> DerefMut for ListenerMut<'_, L> {
+    fn deref_mut(&mut self) -> &mut L {
+        match self {
+            ListenerMut::Owned(listener) => listener,
+            ListenerMut::Shared(listener) => listener,
+        }
+    }
+}
+
+/// A synchronous [`Listener`]: every call is done when it returns.
+pub(crate) struct SyncDriver<L>(pub(crate) L);
+
+impl<L: Listener> Driver<L> for SyncDriver<L> {
     fn call(&mut self, socket: &Socket, call: Call) -> Option<Pending> {
-        let listener = &mut *self.0;
+        let listener = &mut self.0;
         match call {
             Call::Open => listener.on_open(socket),
             Call::Message(message) => listener.on_message(socket, message),
@@ -68,6 +97,10 @@ impl<L: Listener> Driver for SyncDriver<L> {
     fn on_close(&mut self, socket: &Socket, code: CloseCode, reason: &str) {
         self.0.on_close(socket, code, reason);
     }
+
+    fn listener(&mut self) -> Option<ListenerMut<'_, L>> {
+        Some(ListenerMut::Owned(&mut self.0))
+    }
 }
 
 /// An [`AsyncListener`]: each call is a future that owns a borrow of the
@@ -80,7 +113,7 @@ impl<L: AsyncListener> AsyncDriver<L> {
     }
 }
 
-impl<L: AsyncListener> Driver for AsyncDriver<L> {
+impl<L: AsyncListener> Driver<L> for AsyncDriver<L> {
     // The borrow is held across the listener's awaits on purpose: it is
     // what gives the handler `&mut self`. Nothing else borrows meanwhile:
     // the connection makes one call at a time and calls `on_error` and
@@ -90,7 +123,6 @@ impl<L: AsyncListener> Driver for AsyncDriver<L> {
         let listener = Rc::clone(&self.0);
         let socket = socket.clone();
         Some(Box::pin(async move {
-            // Free: the connection makes one call at a time.
             let Ok(mut listener) = listener.try_borrow_mut() else {
                 log::error!("ws {}: listener busy, event dropped", socket.id());
                 return;
@@ -105,15 +137,19 @@ impl<L: AsyncListener> Driver for AsyncDriver<L> {
     }
 
     fn on_error(&mut self, socket: &Socket, error: &Error) {
-        if let Ok(mut listener) = self.0.try_borrow_mut() {
+        if let Some(mut listener) = self.listener() {
             listener.on_error(socket, error);
         }
     }
 
     fn on_close(&mut self, socket: &Socket, code: CloseCode, reason: &str) {
-        match self.0.try_borrow_mut() {
-            Ok(mut listener) => listener.on_close(socket, code, reason),
-            Err(_) => log::error!("ws {}: listener busy at close", socket.id()),
+        match self.listener() {
+            Some(mut listener) => listener.on_close(socket, code, reason),
+            None => log::error!("ws {}: listener busy at close", socket.id()),
         }
+    }
+
+    fn listener(&mut self) -> Option<ListenerMut<'_, L>> {
+        self.0.try_borrow_mut().ok().map(ListenerMut::Shared)
     }
 }

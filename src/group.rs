@@ -342,37 +342,32 @@ impl fmt::Debug for Group {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-
-    use actix::{Actor, Context, Handler};
-
     use super::*;
-    use crate::command::{Command, Counters, Envelope};
+    use crate::command::{Command, Commands, Counters};
 
-    /// Stands in for a connection actor: counts the messages it is sent.
-    struct Mailbox(Arc<AtomicUsize>);
+    /// Stands in for connections: keeps each member's command channel open
+    /// and counts the messages queued on it. Nothing ever writes, so what
+    /// is queued stays queued.
+    #[derive(Default)]
+    struct Members(Vec<Commands>);
 
-    impl Actor for Mailbox {
-        type Context = Context<Self>;
-    }
-
-    impl Handler<Envelope> for Mailbox {
-        type Result = ();
-
-        fn handle(&mut self, Envelope(command): Envelope, _: &mut Context<Self>) {
-            if let Command::Send(..) = command {
-                self.0.fetch_add(1, Ordering::SeqCst);
-            }
+    impl Members {
+        fn socket(&mut self, max_outbound: usize) -> Socket {
+            let (counters, commands) = Counters::new(Box::new(()), max_outbound, false);
+            self.0.push(commands);
+            Socket::new(Arc::new(counters))
         }
-    }
 
-    fn socket(max_outbound: usize, received: &Arc<AtomicUsize>) -> Socket {
-        let mailbox = Mailbox(Arc::clone(received)).start();
-        Socket::new(Arc::new(Counters::new(
-            mailbox.recipient(),
-            max_outbound,
-            false,
-        )))
+        /// Messages queued so far, over every member.
+        fn received(&mut self) -> usize {
+            let mut sends = 0;
+            for commands in &mut self.0 {
+                while let Ok(command) = commands.try_recv() {
+                    sends += usize::from(matches!(command, Command::Send(..)));
+                }
+            }
+            sends
+        }
     }
 
     #[test]
@@ -382,12 +377,12 @@ mod tests {
         assert_send_sync::<Broadcast>();
     }
 
-    #[actix_rt::test]
-    async fn membership_goes_by_socket_id() {
-        let received = Arc::new(AtomicUsize::new(0));
+    #[test]
+    fn membership_goes_by_socket_id() {
+        let mut members = Members::default();
         let group = Group::new();
-        let a = socket(1 << 20, &received);
-        let b = socket(1 << 20, &received);
+        let a = members.socket(1 << 20);
+        let b = members.socket(1 << 20);
         assert!(group.insert(&a));
         assert!(!group.insert(&a.clone()));
         assert!(group.insert(&b));
@@ -399,12 +394,12 @@ mod tests {
         assert_eq!(group.sockets(), vec![b]);
     }
 
-    #[actix_rt::test]
-    async fn broadcast_reaches_every_member_once() {
-        let received = Arc::new(AtomicUsize::new(0));
+    #[test]
+    fn broadcast_reaches_every_member_once() {
+        let mut members = Members::default();
         let group = Group::new();
         for _ in 0..3 {
-            group.insert(&socket(1 << 20, &received));
+            group.insert(&members.socket(1 << 20));
         }
         let report = group.broadcast("hello");
         assert_eq!(
@@ -412,34 +407,28 @@ mod tests {
             (3, 0, 0)
         );
         assert_eq!(report.total(), 3);
-        // The stand-in mailboxes run on this thread: yield until they have.
-        for _ in 0..10_000 {
-            if received.load(Ordering::SeqCst) >= 3 {
-                break;
-            }
-            actix_rt::task::yield_now().await;
-        }
-        assert_eq!(received.load(Ordering::SeqCst), 3);
+        assert_eq!(members.received(), 3);
     }
 
-    #[actix_rt::test]
-    async fn broadcast_except_skips_the_sender() {
-        let received = Arc::new(AtomicUsize::new(0));
+    #[test]
+    fn broadcast_except_skips_the_sender() {
+        let mut members = Members::default();
         let group = Group::new();
-        let sender = socket(1 << 20, &received);
+        let sender = members.socket(1 << 20);
         group.insert(&sender);
-        group.insert(&socket(1 << 20, &received));
+        group.insert(&members.socket(1 << 20));
         let report = group.broadcast_except(&sender, "hi");
         assert_eq!((report.sent, report.total()), (1, 1));
         assert!(group.contains(&sender));
+        assert_eq!(members.received(), 1);
     }
 
-    #[actix_rt::test]
-    async fn closed_members_are_dropped_during_broadcast() {
-        let received = Arc::new(AtomicUsize::new(0));
+    #[test]
+    fn closed_members_are_dropped_during_broadcast() {
+        let mut members = Members::default();
         let group = Group::new();
-        let open = socket(1 << 20, &received);
-        let closed = socket(1 << 20, &received);
+        let open = members.socket(1 << 20);
+        let closed = members.socket(1 << 20);
         group.insert(&open);
         group.insert(&closed);
         closed.close().expect("first close");
@@ -449,15 +438,14 @@ mod tests {
         assert_eq!(group.len(), 1);
     }
 
-    #[actix_rt::test]
-    async fn backpressured_members_miss_the_message_and_stay() {
-        let received = Arc::new(AtomicUsize::new(0));
+    #[test]
+    fn backpressured_members_miss_the_message_and_stay() {
+        let mut members = Members::default();
         let group = Group::new();
-        let small = socket(1024, &received);
+        let small = members.socket(1024);
         group.insert(&small);
-        group.insert(&socket(1 << 20, &received));
-        // The stand-in mailbox never writes, so what is queued stays queued:
-        // the first message fills the small member's buffer, the second
+        group.insert(&members.socket(1 << 20));
+        // The first message fills the small member's buffer, the second
         // does not fit.
         let first = group.broadcast(vec![0u8; 1000]);
         assert_eq!((first.sent, first.backpressured), (2, 0));
@@ -468,5 +456,6 @@ mod tests {
         );
         assert!(group.contains(&small));
         assert_eq!(group.len(), 2);
+        assert_eq!(members.received(), 3);
     }
 }

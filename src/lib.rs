@@ -144,6 +144,7 @@
 #![warn(rust_2018_idioms)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod address;
 mod async_listener;
 mod close;
 #[cfg(feature = "redis")]
@@ -168,6 +169,7 @@ mod socket;
 mod upgrade;
 mod utf8;
 
+pub use address::{Address, Timer};
 pub use async_listener::AsyncListener;
 pub use close::CloseCode;
 #[cfg(feature = "redis")]
@@ -182,7 +184,7 @@ pub use group::{Broadcast, Group};
 #[cfg(feature = "json")]
 #[cfg_attr(docsrs, doc(cfg(feature = "json")))]
 pub use json::JsonError;
-pub use listener::{listener, FnListener, Listener};
+pub use listener::{listener, FnListener, Handles, Listener};
 pub use message::Message;
 pub use registry::Connections;
 pub use shutdown::run_with_graceful_shutdown;

@@ -260,3 +260,57 @@ impl Listener for FnListener {
         }
     }
 }
+
+/// A listener that handles typed messages of type `M` from other actors
+/// (S17): the way an actix-web-actors session implements `Handler<M>`.
+///
+/// Other actors reach the listener through a `Recipient<M>` (from
+/// [`Address::recipient`](crate::Address::recipient)) and `do_send` or
+/// `send` to it. The message is handled on the connection's actor, with
+/// `&mut self` and the connection's socket, one event at a time and in one
+/// order with frames (and, for an [`AsyncListener`](crate::AsyncListener),
+/// after the pending handler). A message that reaches the connection after
+/// `on_close` is never handled: `send` resolves to
+/// `Err(MailboxError::Closed)`, and once the connection's actor has stopped
+/// `try_send` and `do_send` are refused by its mailbox. A panic in `handle`
+/// is contained like one in any callback (1011).
+///
+/// ```no_run
+/// use actix::Message;
+/// use actix_ws_listener::{Address, Handles, Listener, Socket};
+///
+/// /// A line of chat for one session.
+/// #[derive(Message)]
+/// #[rtype(result = "()")]
+/// struct ChatLine(String);
+///
+/// struct Session {
+///     muted: bool,
+/// }
+///
+/// impl Listener for Session {
+///     fn on_open(&mut self, socket: &Socket) {
+///         // Give a room actor the session's recipient.
+///         if let Some(address) = Address::<Session>::of(socket) {
+///             let recipient: actix::Recipient<ChatLine> = address.recipient();
+///             // room.do_send(Join(recipient));
+///             # drop(recipient);
+///         }
+///     }
+/// }
+///
+/// impl Handles<ChatLine> for Session {
+///     fn handle(&mut self, socket: &Socket, ChatLine(line): ChatLine) {
+///         // The session decides, with its own state, what to write.
+///         if !self.muted {
+///             if let Err(error) = socket.send(line) {
+///                 log::debug!("line not sent: {error}");
+///             }
+///         }
+///     }
+/// }
+/// ```
+pub trait Handles<M: actix::Message> {
+    /// Handles one message; the result goes back to a sender that used `send`.
+    fn handle(&mut self, socket: &Socket, message: M) -> M::Result;
+}

@@ -75,7 +75,7 @@ impl Socket {
         Socket { counters }
     }
 
-    fn counters(&self) -> &Counters {
+    pub(crate) fn counters(&self) -> &Counters {
         self.counters.get()
     }
 

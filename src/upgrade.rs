@@ -18,7 +18,7 @@ use actix_web::{
 use crate::{
     connection, deflate,
     driver::{AsyncDriver, Driver, SyncDriver},
-    AsyncListener, Config, Listener,
+    Address, AsyncListener, Config, Listener,
 };
 
 /// True when `req` asks for a WebSocket: its `Upgrade` header lists
@@ -217,8 +217,9 @@ pub fn upgrade<L: Listener>(
         None,
         &[],
         config,
-        SyncDriver::new(listener),
-    ))
+        Box::new(SyncDriver(listener)),
+    )
+    .0)
 }
 
 /// [`upgrade`] with an [`AsyncListener`], whose event methods may await.
@@ -238,8 +239,9 @@ pub fn upgrade_async<L: AsyncListener>(
         None,
         &[],
         config,
-        AsyncDriver::new(listener),
-    ))
+        Box::new(AsyncDriver::new(listener)),
+    )
+    .0)
 }
 
 fn app_config(req: &HttpRequest) -> Config {
@@ -252,7 +254,8 @@ fn app_config(req: &HttpRequest) -> Config {
         .unwrap_or_default()
 }
 
-fn respond<D: Driver>(
+/// The 101 response and the started connection's address.
+fn respond<L: 'static>(
     req: &HttpRequest,
     payload: impl futures::Stream<Item = Result<bytes::Bytes, actix_web::error::PayloadError>>
         + Unpin
@@ -260,8 +263,8 @@ fn respond<D: Driver>(
     chosen: Option<&str>,
     supported: &[String],
     config: Config,
-    driver: D,
-) -> HttpResponse {
+    driver: Box<dyn Driver<L>>,
+) -> (HttpResponse, Address<L>) {
     let offered = requested_protocols(req);
     // S11: never answer with a protocol the client did not offer.
     let protocol = match chosen {
@@ -297,7 +300,8 @@ fn respond<D: Driver>(
         protocol,
         deflate
     );
-    response.streaming(connection::start(driver, config, deflate, payload))
+    let (addr, socket, body) = connection::start(driver, config, deflate, payload);
+    (response.streaming(body), Address::new(addr, socket))
 }
 
 /// Extractor for a WebSocket upgrade: Ring's `{::ws/listener L}` response
@@ -430,30 +434,80 @@ impl WebSocketUpgrade {
     /// request's origin (S13), the response is a 403 instead and no
     /// connection starts.
     pub fn listen<L: Listener>(self, listener: L) -> HttpResponse {
-        self.start(SyncDriver::new(listener))
+        self.start(Box::new(SyncDriver(listener))).0
+    }
+
+    /// [`WebSocketUpgrade::listen`], and the listener's [`Address`]
+    /// (`None` when the response is a 403 and no connection started): the
+    /// counterpart of actix-web-actors' `WsResponseBuilder::start_with_addr`,
+    /// for a handler that registers the connection with another actor.
+    ///
+    /// ```no_run
+    /// use actix::{Actor, Context, Handler, Message, Recipient};
+    /// use actix_web::{web, HttpResponse};
+    /// use actix_ws_listener::{Handles, Listener, Socket, WebSocketUpgrade};
+    ///
+    /// #[derive(Message)]
+    /// #[rtype(result = "()")]
+    /// struct Notice(String);
+    ///
+    /// /// Some actor that keeps every session's recipient.
+    /// struct Board(Vec<Recipient<Notice>>);
+    /// impl Actor for Board { type Context = Context<Self>; }
+    ///
+    /// #[derive(Message)]
+    /// #[rtype(result = "()")]
+    /// struct Join(Recipient<Notice>);
+    /// impl Handler<Join> for Board {
+    ///     type Result = ();
+    ///     fn handle(&mut self, Join(who): Join, _: &mut Context<Self>) { self.0.push(who); }
+    /// }
+    ///
+    /// struct Session;
+    /// impl Listener for Session {}
+    /// impl Handles<Notice> for Session {
+    ///     fn handle(&mut self, socket: &Socket, Notice(text): Notice) {
+    ///         if socket.send(text).is_err() { log::debug!("notice not sent"); }
+    ///     }
+    /// }
+    ///
+    /// async fn ws(upgrade: WebSocketUpgrade, board: web::Data<actix::Addr<Board>>) -> HttpResponse {
+    ///     let (response, address) = upgrade.listen_with_address(Session);
+    ///     if let Some(address) = address {
+    ///         board.do_send(Join(address.recipient()));
+    ///     }
+    ///     response
+    /// }
+    /// ```
+    pub fn listen_with_address<L: Listener>(
+        self,
+        listener: L,
+    ) -> (HttpResponse, Option<Address<L>>) {
+        self.start(Box::new(SyncDriver(listener)))
     }
 
     /// Starts the connection with an [`AsyncListener`], whose event methods
     /// may await, and returns the 101 response. As [`WebSocketUpgrade::listen`]
     /// otherwise.
     pub fn listen_async<L: AsyncListener>(self, listener: L) -> HttpResponse {
-        self.start(AsyncDriver::new(listener))
+        self.start(Box::new(AsyncDriver::new(listener))).0
     }
 
-    fn start<D: Driver>(self, driver: D) -> HttpResponse {
+    fn start<L: 'static>(self, driver: Box<dyn Driver<L>>) -> (HttpResponse, Option<Address<L>>) {
         if self.config_changed {
             if let Err(error) = verify(&self.req, &self.config) {
-                return error.error_response();
+                return (error.error_response(), None);
             }
         }
-        respond(
+        let (response, address) = respond(
             &self.req,
             self.payload,
             self.protocol.as_deref(),
             &self.supported,
             self.config,
             driver,
-        )
+        );
+        (response, Some(address))
     }
 }
 
