@@ -4,6 +4,7 @@
 //! deadline; nothing asserts on time.
 #![cfg(feature = "redis")]
 
+mod common;
 mod common_cluster;
 
 use actix_ws_listener::{Cluster, ClusterConfig, ClusterError, ClusterGroup};
@@ -259,7 +260,7 @@ async fn s18_publish_failures_are_reported_and_local_members_still_get_the_line(
 #[actix_rt::test]
 async fn s18_two_chat_processes_share_one_room() {
     let redis = Redis::start();
-    let chat = build_chat_example();
+    let chat = build_example("chat");
     let one = ChatProcess::start(&chat, &redis.url());
     let two = ChatProcess::start(&chat, &redis.url());
 

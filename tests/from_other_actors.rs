@@ -49,7 +49,9 @@ impl Listener for Session {
     fn on_message(&mut self, socket: &Socket, message: Message) {
         self.seen += 1;
         let text = message.as_text().unwrap_or_default().to_owned();
-        socket.send(format!("frame {text}")).expect("answer a frame");
+        socket
+            .send(format!("frame {text}"))
+            .expect("answer a frame");
     }
 
     fn on_close(&mut self, socket: &Socket, code: CloseCode, reason: &str) {
@@ -63,7 +65,8 @@ impl Handles<Say> for Session {
         self.seen += 1;
         self.events.note(socket, format!("say {n}"));
         if let Err(error) = socket.send(format!("say {n}")) {
-            self.events.note(socket, format!("say {n} not sent: {error}"));
+            self.events
+                .note(socket, format!("say {n} not sent: {error}"));
         }
         self.seen
     }
@@ -144,14 +147,15 @@ fn s17_a_message_after_close_is_refused_and_never_handled() {
     client.expect_eof();
     // The connection ended: send is refused, try_send too once the actor
     // is gone, and the listener never sees either.
-    assert_eq!(
-        run_client(address.send(Say(1))),
-        Err(MailboxError::Closed)
-    );
+    assert_eq!(run_client(address.send(Say(1))), Err(MailboxError::Closed));
     wait_until("the connection's actor stops", || !address.connected());
     assert!(address.try_send(Say(2)).is_err());
     address.do_send(Say(3));
-    assert!(events.notes(socket.id()).is_empty(), "{:?}", events.of(socket.id()));
+    assert!(
+        events.notes(socket.id()).is_empty(),
+        "{:?}",
+        events.of(socket.id())
+    );
     events.assert_nothing_after_close(socket.id());
 }
 
@@ -227,9 +231,10 @@ impl Listener for Ticker {
             ticker.events.note(socket, format!("tick {}", ticker.ticks));
         });
         // Cancelled before it is due: it never runs.
-        let cancelled = address.run_later(Duration::from_millis(30), |ticker: &mut Ticker, socket| {
-            ticker.events.note(socket, "cancelled timer ran");
-        });
+        let cancelled =
+            address.run_later(Duration::from_millis(30), |ticker: &mut Ticker, socket| {
+                ticker.events.note(socket, "cancelled timer ran");
+            });
         address.cancel(cancelled);
         address.run_later(Duration::from_millis(60), |ticker: &mut Ticker, socket| {
             ticker.events.note(socket, "later");
@@ -256,7 +261,10 @@ fn s17_timers_run_on_the_listener_and_end_with_the_connection() {
     let socket = events.wait_open();
     events.wait_note("tick 3");
     events.wait_note("later");
-    assert!(!events.notes(socket.id()).iter().any(|n| n == "cancelled timer ran"));
+    assert!(!events
+        .notes(socket.id())
+        .iter()
+        .any(|n| n == "cancelled timer ran"));
     client.send_close(1000, "");
     events.wait_close(socket.id());
     let ticks_at_close = events.notes(socket.id()).len();

@@ -7,6 +7,7 @@
 //! - [`raw`]: a raw WebSocket client that speaks frames byte by byte (so
 //!   tests can break every rule of RFC 6455);
 //! - [`client`]: helpers for awc, a real async client;
+//! - [`process`]: an example program run as a separate process;
 //! - [`wait`]: [`TIMEOUT`] and [`wait_until`].
 //!
 //! Every wait has a generous deadline ([`TIMEOUT`]) and fails the test with a
@@ -17,6 +18,7 @@
 pub mod client;
 pub mod events;
 pub mod listeners;
+pub mod process;
 pub mod raw;
 pub mod server;
 pub mod wait;
@@ -24,6 +26,7 @@ pub mod wait;
 pub use client::*;
 pub use events::*;
 pub use listeners::*;
+pub use process::*;
 pub use raw::*;
 pub use server::*;
 pub use wait::*;

@@ -9,8 +9,7 @@
 
 use std::{
     future::Future,
-    io::{BufRead, BufReader},
-    net::{SocketAddr, TcpListener, TcpStream},
+    net::SocketAddr,
     path::PathBuf,
     process::{Child, Command, Stdio},
     sync::mpsc,
@@ -24,17 +23,11 @@ use actix_ws_listener::{
 };
 use futures_util::{SinkExt, StreamExt};
 
+pub use crate::common::{build_example, free_port, ExampleProcess};
+
 /// How long any wait lasts before the test fails: generous, for a loaded
 /// 2-core machine and a Redis restart.
 pub const DEADLINE: Duration = Duration::from_secs(60);
-
-/// A port nobody listens on right now.
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("a free port")
-        .port()
-}
 
 /// Polls `attempt` until it gives `Some`, failing the test after
 /// [`DEADLINE`] with `what`.
@@ -295,84 +288,18 @@ impl Client {
 // The chat example as a process
 // ---------------------------------------------------------------------------
 
-/// Builds the chat example with every feature (what `cargo test
-/// --all-features` already built, so usually a no-op) and returns its path,
-/// read from cargo's own report.
-pub fn build_chat_example() -> PathBuf {
-    let output = Command::new(env!("CARGO"))
-        .args([
-            "build",
-            "--example",
-            "chat",
-            "--all-features",
-            "--message-format=json",
-        ])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .stderr(Stdio::inherit())
-        .output()
-        .expect("run cargo");
-    assert!(output.status.success(), "cargo build --example chat failed");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let line = stdout
-        .lines()
-        .find(|line| line.contains(r#""name":"chat""#) && line.contains(r#""executable":""#))
-        .expect("cargo reported the chat executable");
-    let start = line.find(r#""executable":""#).expect("executable") + r#""executable":""#.len();
-    let end = start + line[start..].find('"').expect("closing quote");
-    PathBuf::from(&line[start..end])
-}
-
-/// One chat process on a free port, sharing its room through Redis; killed
-/// when dropped.
-pub struct ChatProcess {
-    addr: SocketAddr,
-    child: Child,
-}
+/// One chat example process on a free port, sharing its room through
+/// Redis; killed when dropped.
+pub struct ChatProcess(ExampleProcess);
 
 impl ChatProcess {
     /// Starts it and waits until it accepts connections (it opens its room,
     /// subscribed, before it binds).
     pub fn start(exe: &PathBuf, redis_url: &str) -> ChatProcess {
-        let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
-        let mut child = Command::new(exe)
-            .env("BIND", addr.to_string())
-            .env("REDIS_URL", redis_url)
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start the chat example");
-        // Its log goes to the test's output (shown on failure), line by line.
-        if let Some(stderr) = child.stderr.take() {
-            thread::spawn(move || {
-                for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                    eprintln!("[chat {addr}] {line}");
-                }
-            });
-        }
-        let deadline = Instant::now() + DEADLINE;
-        while TcpStream::connect(addr).is_err() {
-            if let Ok(Some(status)) = child.try_wait() {
-                panic!("chat example exited with {status}");
-            }
-            assert!(
-                Instant::now() < deadline,
-                "chat example did not listen on {addr}"
-            );
-            thread::sleep(Duration::from_millis(20));
-        }
-        ChatProcess { addr, child }
+        ChatProcess(ExampleProcess::start(exe, &[("REDIS_URL", redis_url)]))
     }
 
     pub fn url(&self, name: &str) -> String {
-        format!("ws://{}/ws?name={name}", self.addr)
-    }
-}
-
-impl Drop for ChatProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        format!("ws://{}/ws?name={name}", self.0.addr)
     }
 }
