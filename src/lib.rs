@@ -132,6 +132,8 @@
 //!
 //! # Features
 //!
+//! - `test-util` (off by default): [`test::TestServer`] and
+//!   [`test::TestClient`], to test a listener over real TCP in a few lines.
 //! - `json` (off by default): `Message::json`, `Message::parse_json` and
 //!   `Socket::send_json` for typed messages with `serde`, and `JsonError`,
 //!   which says what was wrong with a message.
@@ -166,6 +168,8 @@ mod outbound;
 mod registry;
 mod shutdown;
 mod socket;
+#[cfg(feature = "test-util")]
+mod test_util;
 mod upgrade;
 mod utf8;
 
@@ -193,6 +197,14 @@ pub use upgrade::{
     is_upgrade_request, is_websocket_request, requested_protocols, upgrade, upgrade_async,
     UpgradeError, WebSocketUpgrade,
 };
+
+/// A kit for testing listeners over real TCP (feature `test-util`): a
+/// server on a free port and a blocking client with timeouts.
+#[cfg(feature = "test-util")]
+#[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
+pub mod test {
+    pub use crate::test_util::{Received, TestClient, TestServer, TIMEOUT};
+}
 
 pub use bytes::Bytes;
 pub use bytestring::ByteString;

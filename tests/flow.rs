@@ -15,10 +15,7 @@ use std::{
     time::Duration,
 };
 
-use actix_web::web;
-use actix_ws_listener::{
-    AsyncListener, CloseCode, Compression, Config, Error, Message, Socket, WebSocketUpgrade,
-};
+use actix_ws_listener::{AsyncListener, CloseCode, Compression, Config, Error, Message, Socket};
 use common::*;
 
 /// Size of each numbered message: the size of the outside check.
@@ -179,17 +176,7 @@ where
     L: AsyncListener,
     F: Fn() -> L + Send + Sync + 'static,
 {
-    let make = Arc::new(make);
-    serve_app(move |cfg| {
-        let make = Arc::clone(&make);
-        cfg.app_data(config.clone()).route(
-            "/ws",
-            web::get().to(move |upgrade: WebSocketUpgrade| {
-                let listener = make();
-                async move { upgrade.listen_async(listener) }
-            }),
-        );
-    })
+    TestServer::listen_async_with(config, make)
 }
 
 type OnHandle = Box<dyn FnMut(usize, &Socket)>;

@@ -1,50 +1,28 @@
-//! The test server: a real actix-web server on 127.0.0.1, in its own thread
-//! and actix system, whose route is built from a listener factory.
+//! The test server: the crate's own test kit ([`TestServer`], feature
+//! `test-util`), with routes built from listener factories, and the raw
+//! client of [`super::raw`] to connect to it.
 
-use std::{
-    net::SocketAddr,
-    sync::{mpsc, Arc},
-    thread,
-};
+use actix_web::web;
+use actix_ws_listener::{Config, Listener};
 
-use actix_web::{dev::ServerHandle, web, App, HttpServer};
-use actix_ws_listener::{Config, Listener, WebSocketUpgrade};
+pub use actix_ws_listener::test::TestServer;
 
-use super::{Echo, Events, RawClient, TIMEOUT};
+use super::{Echo, Events, RawClient};
 
 /// The config every test server starts from (the crate's defaults).
 pub fn test_config() -> Config {
     Config::default()
 }
 
-/// A real actix-web server on 127.0.0.1:<ephemeral>, in its own thread and
-/// actix system, stopped when dropped.
-pub struct TestServer {
-    addr: SocketAddr,
-    handle: ServerHandle,
-}
-
-impl TestServer {
-    pub fn addr(&self) -> SocketAddr {
-        self.addr
-    }
-
-    /// `ws://127.0.0.1:<port><path>`, for awc.
-    pub fn url(&self, path: &str) -> String {
-        format!("ws://{}{}", self.addr, path)
-    }
-
+/// A raw client connected to a test server.
+pub trait Connect {
     /// A raw client connected and upgraded on `/ws`.
-    pub fn connect(&self) -> RawClient {
-        RawClient::connect(self.addr, "/ws")
-    }
+    fn connect(&self) -> RawClient;
 }
 
-impl Drop for TestServer {
-    fn drop(&mut self) {
-        // `stop` sends the command at once; the returned future only waits
-        // for completion, which the test does not need.
-        drop(self.handle.stop(false));
+impl Connect for TestServer {
+    fn connect(&self) -> RawClient {
+        RawClient::connect(self.addr(), "/ws")
     }
 }
 
@@ -55,26 +33,7 @@ pub fn serve_app<F>(configure: F) -> TestServer
 where
     F: Fn(&mut web::ServiceConfig) + Send + Clone + 'static,
 {
-    let (tx, rx) = mpsc::channel();
-    thread::Builder::new()
-        .name("test-server".into())
-        .spawn(move || {
-            actix_rt::System::new().block_on(async move {
-                let server = HttpServer::new(move || App::new().configure(configure.clone()))
-                    .workers(1)
-                    .disable_signals()
-                    .shutdown_timeout(1)
-                    .bind("127.0.0.1:0")
-                    .expect("bind 127.0.0.1:0");
-                let addr = server.addrs()[0];
-                let server = server.run();
-                tx.send((addr, server.handle())).expect("test gone");
-                let _ = server.await;
-            })
-        })
-        .expect("spawn server thread");
-    let (addr, handle) = rx.recv_timeout(TIMEOUT).expect("test server did not start");
-    TestServer { addr, handle }
+    TestServer::start(configure)
 }
 
 /// Starts a server with `GET /ws` upgrading every request to a listener made
@@ -84,7 +43,7 @@ where
     L: Listener,
     F: Fn() -> L + Send + Sync + 'static,
 {
-    serve_with(test_config(), make)
+    TestServer::listen(make)
 }
 
 /// As [`serve`], with `config` for every connection.
@@ -93,17 +52,7 @@ where
     L: Listener,
     F: Fn() -> L + Send + Sync + 'static,
 {
-    let make = Arc::new(make);
-    serve_app(move |cfg| {
-        let make = Arc::clone(&make);
-        cfg.app_data(config.clone()).route(
-            "/ws",
-            web::get().to(move |upgrade: WebSocketUpgrade| {
-                let listener = make();
-                async move { upgrade.listen(listener) }
-            }),
-        );
-    })
+    TestServer::listen_with(config, make)
 }
 
 /// Starts an echo server whose connections are recorded in `events`.
