@@ -4,7 +4,7 @@
 # conformance suite and the headless-browser chat test.
 #
 # Usage: scripts/test.sh            (from anywhere; CI calls it via .ci/run)
-# Env:   SKIP_CONFORMANCE=1, SKIP_BROWSER=1 to leave out the slow parts locally.
+# Env:   SKIP_FLOW=1, SKIP_CONFORMANCE=1, SKIP_BROWSER=1 to leave out the slow parts locally.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -31,6 +31,11 @@ cargo test --all-features
 
 step "cargo doc (all features, warnings are errors)"
 RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --all-features
+
+if [ "${SKIP_FLOW:-0}" != 1 ]; then
+    step "flow check (Python websockets client: slow reader, async order)"
+    scripts/flow-check.sh
+fi
 
 if [ "${SKIP_CONFORMANCE:-0}" != 1 ]; then
     step "Autobahn conformance"
