@@ -42,7 +42,7 @@ use std::{
 };
 
 use client::EchoSpec;
-use report::{Sample, WorkloadResult};
+use report::{Role, Sample, WorkloadResult};
 
 struct Settings {
     secs: Duration,
@@ -50,7 +50,7 @@ struct Settings {
     rounds: usize,
     idle: usize,
     broadcast_rounds: usize,
-    servers: Vec<char>,
+    servers: Vec<Role>,
     workloads: Vec<u8>,
     attach: Option<(SocketAddr, u32)>,
     quiet_wait: Duration,
@@ -72,10 +72,9 @@ impl Settings {
                 .unwrap_or(if quick { fast } else { normal })
         };
         let servers = var("BENCH_SERVERS")
-            .unwrap_or_else(|| "A,B,C,R".to_owned())
+            .unwrap_or_else(|| "A,A2,B,C,T,F,R".to_owned())
             .split(',')
-            .filter_map(|s| s.trim().chars().next())
-            .map(|c| c.to_ascii_uppercase())
+            .filter_map(|s| report::role(s.trim()))
             .collect();
         let workloads = var("BENCH_WORKLOADS")
             .unwrap_or_else(|| "1,2,3,4,5".to_owned())
@@ -113,9 +112,9 @@ struct ServerProcess {
 }
 
 impl ServerProcess {
-    fn spawn(role: char) -> std::io::Result<ServerProcess> {
+    fn spawn(role: Role) -> std::io::Result<ServerProcess> {
         let mut child = Command::new(std::env::current_exe()?)
-            .env("LOAD_BENCH_ROLE", role.to_string())
+            .env("LOAD_BENCH_ROLE", role)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -274,13 +273,13 @@ async fn measure_broadcast(
 
 async fn measure_once(
     id: u8,
-    server: char,
+    server: Role,
     addr: SocketAddr,
     pid: u32,
     settings: &Settings,
 ) -> std::io::Result<Sample> {
     match id {
-        1..=3 => measure_echo(id, addr, pid, server == 'R', settings).await,
+        1..=3 => measure_echo(id, addr, pid, server == "R", settings).await,
         4 => measure_idle(addr, pid, settings).await,
         _ => measure_broadcast(addr, pid, settings).await,
     }
@@ -294,7 +293,7 @@ const NOISY: f64 = 0.10;
 /// took more than [`NOISY`] of the machine meanwhile. Keeps the quietest.
 async fn measure(
     id: u8,
-    server: char,
+    server: Role,
     addr: SocketAddr,
     pid: u32,
     settings: &Settings,
@@ -316,7 +315,7 @@ async fn measure(
     Ok(sample)
 }
 
-fn describe(id: u8, server: char, s: &Sample) -> String {
+fn describe(id: u8, server: &str, s: &Sample) -> String {
     let mut line = match id {
         3 => format!("{:>10.1} MB/s ", s.rate),
         4 => format!("{:>10.0} conn/s", s.rate),
@@ -383,7 +382,7 @@ async fn wait_quiet(max: Duration) -> f64 {
 /// other work took more than [`NOISY`] meanwhile, and keeps the quietest.
 async fn sample_quietly(
     id: u8,
-    server: char,
+    server: Role,
     settings: &Settings,
     show_pins: bool,
 ) -> std::io::Result<Sample> {
@@ -454,11 +453,14 @@ async fn sample_quietly(
 async fn run_all(settings: &Settings) -> Vec<WorkloadResult> {
     let mut results = Vec::new();
     for &id in &settings.workloads {
-        let servers: Vec<char> = settings
+        // The raw echo has no idle or broadcast side worth measuring, and
+        // A2 (the async path) serves the echo route only.
+        let servers: Vec<Role> = settings
             .servers
             .iter()
             .copied()
-            .filter(|s| id <= 3 || *s != 'R')
+            .filter(|s| id <= 3 || *s != "R")
+            .filter(|s| id <= 4 || *s != "A2")
             .collect();
         let mut result = WorkloadResult {
             id,
@@ -467,12 +469,12 @@ async fn run_all(settings: &Settings) -> Vec<WorkloadResult> {
         };
         println!("workload {id}: {}", result.title);
         for round in 0..settings.rounds {
-            for (i, server) in servers.iter().enumerate() {
+            for (i, &server) in servers.iter().enumerate() {
                 let show_pins = round == 0 && i == 0 && id == settings.workloads[0];
-                match sample_quietly(id, *server, settings, show_pins).await {
+                match sample_quietly(id, server, settings, show_pins).await {
                     Ok(mut sample) => {
                         sample.round = round;
-                        println!("{} (round {})", describe(id, *server, &sample), round + 1);
+                        println!("{} (round {})", describe(id, server, &sample), round + 1);
                         result.samples[i].1.push(sample);
                     }
                     Err(e) => println!("  w{id} {server}: FAILED: {e}"),
@@ -487,8 +489,8 @@ async fn run_all(settings: &Settings) -> Vec<WorkloadResult> {
 async fn run_attached(settings: &Settings, addr: SocketAddr, pid: u32) {
     for &id in &settings.workloads {
         for round in 0..settings.rounds {
-            match measure(id, 'A', addr, pid, settings).await {
-                Ok(sample) => println!("{} (round {})", describe(id, '?', &sample), round + 1),
+            match measure(id, "A", addr, pid, settings).await {
+                Ok(sample) => println!("{} (round {})", describe(id, "?", &sample), round + 1),
                 Err(e) => println!("  w{id}: FAILED: {e}"),
             }
         }
@@ -501,7 +503,7 @@ fn main() -> std::io::Result<()> {
     }
     let settings = Settings::from_env();
     let pinned = sys::pin_to_core(0);
-    let nofile = sys::raise_nofile(65_536);
+    let nofile = sys::raise_nofile(sys::NOFILE_WANTED);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
