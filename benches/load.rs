@@ -1,21 +1,26 @@
-//! Load bench: this crate against the actix-web-actors baseline, actix-ws
+//! Load bench: this crate (A, and A2 on its async path) against the
+//! actix-web-actors baseline, actix-ws, tokio-tungstenite, fastwebsockets
 //! and a raw TCP echo, side by side, in one run.
 //!
 //! Run:    cargo bench --bench load
 //! Quick:  BENCH_QUICK=1 cargo bench --bench load        (smoke run, ~20 s)
 //! Knobs:  BENCH_SECS=3 (per measurement), BENCH_ROUNDS=5, BENCH_IDLE=10000,
-//!         BENCH_SERVERS=A,B,C,R, BENCH_WORKLOADS=1,2,3,4,5,
+//!         BENCH_SERVERS=A,A2,B,C,T,F,R, BENCH_WORKLOADS=1,2,3,4,5,
 //!         BENCH_QUIET_WAIT=20 (s to wait for other programs to leave the
 //!         cores before each sample; 0 in quick mode), BENCH_RETRIES=2
 //!         (samples taken again when other work took >10% of a core),
 //!         BENCH_SPARE=180 (s that waiting and retries may add in all)
+//! Scale:  BENCH_SCALE=100000 cargo bench --bench load   (A only: n idle
+//!         connections from 127.0.0.2 and up, RSS per connection, handshake
+//!         rate, one Group broadcast to all; target/bench/scale.md)
 //! Output: a table on stdout, target/bench/load.md and target/bench/load.svg.
 //!
 //! Each server runs in a child process (this binary re-executed with
-//! LOAD_BENCH_ROLE=A|B|C|R) with one actix worker, pinned to core 1; the
-//! load client runs here on one thread pinned to core 0. Servers alternate
-//! A B C R, A B C R, … for every workload, a fresh process each time, and
-//! the report shows medians. Server CPU time comes from the kernel's
+//! LOAD_BENCH_ROLE=A|A2|B|C|T|F|R) with one actix worker (one tokio thread
+//! for T, F and R), pinned to core 1; the load client runs here on one
+//! thread pinned to core 0. Servers alternate A A2 B C T F R, A A2 B C T F
+//! R, … for every workload, a fresh process each time, and the report shows
+//! medians. Server CPU time comes from the kernel's
 //! per-process CPU clock of the child (the same count as utime + stime in
 //! /proc/<pid>/stat, at nanosecond resolution).
 //!
@@ -230,26 +235,39 @@ async fn measure_echo(
     })
 }
 
-async fn measure_idle(addr: SocketAddr, pid: u32, settings: &Settings) -> std::io::Result<Sample> {
-    // Warm the server up (lazy statics, first buffers) before "before".
+/// Opens `n` connections to `path` and measures what they cost the server:
+/// RSS (after minus before, per connection), handshakes/s, CPU per
+/// handshake. The server is warmed up first (lazy statics, first buffers).
+async fn connect_measured(
+    addr: SocketAddr,
+    pid: u32,
+    path: &str,
+    n: usize,
+) -> std::io::Result<(Vec<client::Conn>, Sample)> {
     drop(client::connect_many(addr, "/", 64, 16, false).await?);
     tokio::time::sleep(Duration::from_millis(300)).await;
     let rss0 = sys::rss_kib(pid);
     let cpu0 = sys::cpu_time(pid);
     let t0 = Instant::now();
-    let conns = client::connect_many(addr, "/", settings.idle, 128, false).await?;
+    let conns = client::connect_many(addr, path, n, 128, false).await?;
     let elapsed = t0.elapsed();
     let cpu = sys::cpu_time(pid).saturating_sub(cpu0);
     tokio::time::sleep(Duration::from_millis(500)).await;
     let rss1 = sys::rss_kib(pid);
-    drop(conns);
-    let n = settings.idle as f64;
-    Ok(Sample {
+    let n = n as f64;
+    let sample = Sample {
         rate: n / elapsed.as_secs_f64(),
         cpu_us: cpu.as_secs_f64() * 1e6 / n,
         mem_kib: Some(rss1.saturating_sub(rss0) as f64 / n),
         ..Sample::default()
-    })
+    };
+    Ok((conns, sample))
+}
+
+async fn measure_idle(addr: SocketAddr, pid: u32, settings: &Settings) -> std::io::Result<Sample> {
+    let (conns, sample) = connect_measured(addr, pid, "/", settings.idle).await?;
+    drop(conns);
+    Ok(sample)
 }
 
 async fn measure_broadcast(
@@ -258,17 +276,75 @@ async fn measure_broadcast(
     settings: &Settings,
 ) -> std::io::Result<Sample> {
     let conns = client::connect_many(addr, "/broadcast", settings.idle, 128, false).await?;
+    broadcast_sample(conns, pid, settings).await
+}
+
+/// Broadcasts on `conns` (after one warm-up) and keeps the median time to
+/// the last client and the server's CPU per delivery.
+async fn broadcast_sample(
+    conns: Vec<client::Conn>,
+    pid: u32,
+    settings: &Settings,
+) -> std::io::Result<Sample> {
+    let n = conns.len();
     let out = client::broadcast_load(conns, pid, 1, settings.broadcast_rounds).await?;
     let ms: Vec<f64> = out.times.iter().map(|t| t.as_secs_f64() * 1e3).collect();
     let mut sorted = ms.clone();
     sorted.sort_by(f64::total_cmp);
     let time_ms = sorted.get(sorted.len() / 2).copied().unwrap_or(0.0);
     Ok(Sample {
-        rate: settings.idle as f64 / (time_ms / 1e3),
+        rate: n as f64 / (time_ms / 1e3),
         cpu_us: out.server_cpu.as_secs_f64() * 1e6 / out.deliveries.max(1) as f64,
         time_ms: Some(time_ms),
         ..Sample::default()
     })
+}
+
+/// Connections the scale mode leaves for everything else a process opens.
+const FD_SPARE: u64 = 256;
+
+/// The scale mode (`BENCH_SCALE=n`): `n` idle connections to one server A
+/// on `/broadcast`; memory per connection, handshake rate, the time for
+/// one `Group` broadcast to reach all, and whether the server still
+/// answers afterwards. Returns the report in Markdown.
+async fn run_scale(want: usize, nofile: u64, settings: &Settings) -> std::io::Result<String> {
+    let fits = usize::try_from(nofile.saturating_sub(FD_SPARE)).unwrap_or(usize::MAX);
+    let n = want.min(fits);
+    let mut md =
+        format!("Scale: {want} connections asked; RLIMIT_NOFILE {nofile} in client and server");
+    if n < want {
+        md += &format!(
+            " (the hard limit, which this machine does not let a process raise), \
+             so {n} connections, the most one process can hold here"
+        );
+    }
+    md += ".\n\n";
+    let process = ServerProcess::spawn("A")?;
+    let pid = process.pid();
+    let (conns, idle) = connect_measured(process.addr, pid, "/broadcast", n).await?;
+    let rss = sys::rss_kib(pid);
+    println!("{}", describe(4, "A", &idle));
+    let sample = broadcast_sample(conns, pid, settings).await?;
+    println!("{}", describe(5, "A", &sample));
+    // Still there, and still answering, once the clients have gone?
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let alive = client::connect_many(process.addr, "/", 1, 1, false)
+        .await
+        .map_or_else(|e| format!("**no** ({e})"), |_| "yes".to_owned());
+    md += &format!(
+        "| connections | server RSS | RSS/conn | handshakes/s | server CPU/handshake \
+         | broadcast 128 B to all (median of {}) | server CPU/delivery | server answers afterwards |\n\
+         |---|---|---|---|---|---|---|---|\n\
+         | {n} | {:.0} MiB | {:.2} KiB | {:.0} | {:.1} µs | {:.1} ms | {:.2} µs | {alive} |\n",
+        settings.broadcast_rounds,
+        rss as f64 / 1024.0,
+        idle.mem_kib.unwrap_or(0.0),
+        idle.rate,
+        idle.cpu_us,
+        sample.time_ms.unwrap_or(0.0),
+        sample.cpu_us,
+    );
+    Ok(md)
 }
 
 async fn measure_once(
@@ -512,6 +588,14 @@ fn main() -> std::io::Result<()> {
         local.block_on(&runtime, run_attached(&settings, addr, pid));
         return Ok(());
     }
+    if let Some(n) = std::env::var("BENCH_SCALE")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+    {
+        let md = local.block_on(&runtime, run_scale(n, nofile, &settings))?;
+        println!("\n{md}");
+        return write_output("scale.md", &md);
+    }
     let cores = sys::online_cores();
     let setup = format!(
         "Setup: {cores} cores; server: 1 actix worker{}; client: 1 tokio thread{}; \
@@ -528,17 +612,22 @@ fn main() -> std::io::Result<()> {
     let md = report::markdown(&results, &setup);
     println!("\n{md}");
     println!("total time {:.0} s", started.elapsed().as_secs_f64());
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("target")
-        .join("bench");
-    std::fs::create_dir_all(&dir)?;
-    std::fs::write(dir.join("load.md"), &md)?;
+    write_output("load.md", &md)?;
     let subtitle = format!(
         "cargo bench --bench load · {} round(s) × {:.1} s · median of per-round ratios · lower is better except throughput",
         settings.rounds,
         settings.secs.as_secs_f64()
     );
-    std::fs::write(dir.join("load.svg"), report::svg(&results, &subtitle))?;
-    println!("wrote {} and load.svg", dir.join("load.md").display());
+    write_output("load.svg", &report::svg(&results, &subtitle))
+}
+
+/// Writes `target/bench/<name>` and says so.
+fn write_output(name: &str, text: &str) -> std::io::Result<()> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("target")
+        .join("bench");
+    std::fs::create_dir_all(&dir)?;
+    std::fs::write(dir.join(name), text)?;
+    println!("wrote {}", dir.join(name).display());
     Ok(())
 }
