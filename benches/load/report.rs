@@ -184,12 +184,14 @@ pub fn paired_ratio(w: &WorkloadResult, server: &str, base: &str, metric: Metric
     median(ratios)
 }
 
-/// What is compared on workload `id`: label, target for A/B as
-/// `(bound, higher_is_better)`, and the metric.
-fn metrics(id: u8) -> Vec<(&'static str, Option<(f64, bool)>, Metric)> {
+/// A label, the target for A/B as `(bound, higher_is_better)`, and the metric.
+type Compared = (&'static str, Option<(f64, bool)>, Metric);
+
+/// What is compared on workload `id`.
+fn metrics(id: u8) -> Vec<Compared> {
     match id {
         1..=3 => {
-            let mut list: Vec<(&'static str, Option<(f64, bool)>, Metric)> = vec![
+            let mut list: Vec<Compared> = vec![
                 ("throughput", Some((0.97, true)), |s| Some(s.rate)),
                 ("CPU/msg", Some((1.03, false)), |s| Some(s.cpu_us)),
             ];

@@ -427,6 +427,8 @@ mod tungstenite {
     async fn serve(stream: TcpStream, hub: Hub, id: u64) {
         let _ = stream.set_nodelay(true);
         let mut broadcast = false;
+        // The callback's signature is tungstenite's (its error is a response).
+        #[allow(clippy::result_large_err)]
         let path = |request: &server::Request, response: server::Response| {
             broadcast = request.uri().path() == "/broadcast";
             Ok(response)
