@@ -1,21 +1,26 @@
-//! Load bench: this crate against the actix-web-actors baseline, actix-ws
+//! Load bench: this crate (A, and A2 on its async path) against the
+//! actix-web-actors baseline, actix-ws, tokio-tungstenite, fastwebsockets
 //! and a raw TCP echo, side by side, in one run.
 //!
 //! Run:    cargo bench --bench load
 //! Quick:  BENCH_QUICK=1 cargo bench --bench load        (smoke run, ~20 s)
 //! Knobs:  BENCH_SECS=3 (per measurement), BENCH_ROUNDS=5, BENCH_IDLE=10000,
-//!         BENCH_SERVERS=A,B,C,R, BENCH_WORKLOADS=1,2,3,4,5,
+//!         BENCH_SERVERS=A,A2,B,C,T,F,R, BENCH_WORKLOADS=1,2,3,4,5,
 //!         BENCH_QUIET_WAIT=20 (s to wait for other programs to leave the
 //!         cores before each sample; 0 in quick mode), BENCH_RETRIES=2
 //!         (samples taken again when other work took >10% of a core),
 //!         BENCH_SPARE=180 (s that waiting and retries may add in all)
+//! Scale:  BENCH_SCALE=100000 cargo bench --bench load   (A only: n idle
+//!         connections from 127.0.0.2 and up, RSS per connection, handshake
+//!         rate, one Group broadcast to all; target/bench/scale.md)
 //! Output: a table on stdout, target/bench/load.md and target/bench/load.svg.
 //!
 //! Each server runs in a child process (this binary re-executed with
-//! LOAD_BENCH_ROLE=A|B|C|R) with one actix worker, pinned to core 1; the
-//! load client runs here on one thread pinned to core 0. Servers alternate
-//! A B C R, A B C R, … for every workload, a fresh process each time, and
-//! the report shows medians. Server CPU time comes from the kernel's
+//! LOAD_BENCH_ROLE=A|A2|B|C|T|F|R) with one actix worker (one tokio thread
+//! for T, F and R), pinned to core 1; the load client runs here on one
+//! thread pinned to core 0. Servers alternate A A2 B C T F R, A A2 B C T F
+//! R, … for every workload, a fresh process each time, and the report shows
+//! medians. Server CPU time comes from the kernel's
 //! per-process CPU clock of the child (the same count as utime + stime in
 //! /proc/<pid>/stat, at nanosecond resolution).
 //!
@@ -42,7 +47,7 @@ use std::{
 };
 
 use client::EchoSpec;
-use report::{Sample, WorkloadResult};
+use report::{Role, Sample, WorkloadResult};
 
 struct Settings {
     secs: Duration,
@@ -50,7 +55,7 @@ struct Settings {
     rounds: usize,
     idle: usize,
     broadcast_rounds: usize,
-    servers: Vec<char>,
+    servers: Vec<Role>,
     workloads: Vec<u8>,
     attach: Option<(SocketAddr, u32)>,
     quiet_wait: Duration,
@@ -72,10 +77,9 @@ impl Settings {
                 .unwrap_or(if quick { fast } else { normal })
         };
         let servers = var("BENCH_SERVERS")
-            .unwrap_or_else(|| "A,B,C,R".to_owned())
+            .unwrap_or_else(|| "A,A2,B,C,T,F,R".to_owned())
             .split(',')
-            .filter_map(|s| s.trim().chars().next())
-            .map(|c| c.to_ascii_uppercase())
+            .filter_map(|s| report::role(s.trim()))
             .collect();
         let workloads = var("BENCH_WORKLOADS")
             .unwrap_or_else(|| "1,2,3,4,5".to_owned())
@@ -113,9 +117,9 @@ struct ServerProcess {
 }
 
 impl ServerProcess {
-    fn spawn(role: char) -> std::io::Result<ServerProcess> {
+    fn spawn(role: Role) -> std::io::Result<ServerProcess> {
         let mut child = Command::new(std::env::current_exe()?)
-            .env("LOAD_BENCH_ROLE", role.to_string())
+            .env("LOAD_BENCH_ROLE", role)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -231,26 +235,39 @@ async fn measure_echo(
     })
 }
 
-async fn measure_idle(addr: SocketAddr, pid: u32, settings: &Settings) -> std::io::Result<Sample> {
-    // Warm the server up (lazy statics, first buffers) before "before".
+/// Opens `n` connections to `path` and measures what they cost the server:
+/// RSS (after minus before, per connection), handshakes/s, CPU per
+/// handshake. The server is warmed up first (lazy statics, first buffers).
+async fn connect_measured(
+    addr: SocketAddr,
+    pid: u32,
+    path: &str,
+    n: usize,
+) -> std::io::Result<(Vec<client::Conn>, Sample)> {
     drop(client::connect_many(addr, "/", 64, 16, false).await?);
     tokio::time::sleep(Duration::from_millis(300)).await;
     let rss0 = sys::rss_kib(pid);
     let cpu0 = sys::cpu_time(pid);
     let t0 = Instant::now();
-    let conns = client::connect_many(addr, "/", settings.idle, 128, false).await?;
+    let conns = client::connect_many(addr, path, n, 128, false).await?;
     let elapsed = t0.elapsed();
     let cpu = sys::cpu_time(pid).saturating_sub(cpu0);
     tokio::time::sleep(Duration::from_millis(500)).await;
     let rss1 = sys::rss_kib(pid);
-    drop(conns);
-    let n = settings.idle as f64;
-    Ok(Sample {
+    let n = n as f64;
+    let sample = Sample {
         rate: n / elapsed.as_secs_f64(),
         cpu_us: cpu.as_secs_f64() * 1e6 / n,
         mem_kib: Some(rss1.saturating_sub(rss0) as f64 / n),
         ..Sample::default()
-    })
+    };
+    Ok((conns, sample))
+}
+
+async fn measure_idle(addr: SocketAddr, pid: u32, settings: &Settings) -> std::io::Result<Sample> {
+    let (conns, sample) = connect_measured(addr, pid, "/", settings.idle).await?;
+    drop(conns);
+    Ok(sample)
 }
 
 async fn measure_broadcast(
@@ -259,28 +276,86 @@ async fn measure_broadcast(
     settings: &Settings,
 ) -> std::io::Result<Sample> {
     let conns = client::connect_many(addr, "/broadcast", settings.idle, 128, false).await?;
+    broadcast_sample(conns, pid, settings).await
+}
+
+/// Broadcasts on `conns` (after one warm-up) and keeps the median time to
+/// the last client and the server's CPU per delivery.
+async fn broadcast_sample(
+    conns: Vec<client::Conn>,
+    pid: u32,
+    settings: &Settings,
+) -> std::io::Result<Sample> {
+    let n = conns.len();
     let out = client::broadcast_load(conns, pid, 1, settings.broadcast_rounds).await?;
     let ms: Vec<f64> = out.times.iter().map(|t| t.as_secs_f64() * 1e3).collect();
     let mut sorted = ms.clone();
     sorted.sort_by(f64::total_cmp);
     let time_ms = sorted.get(sorted.len() / 2).copied().unwrap_or(0.0);
     Ok(Sample {
-        rate: settings.idle as f64 / (time_ms / 1e3),
+        rate: n as f64 / (time_ms / 1e3),
         cpu_us: out.server_cpu.as_secs_f64() * 1e6 / out.deliveries.max(1) as f64,
         time_ms: Some(time_ms),
         ..Sample::default()
     })
 }
 
+/// Connections the scale mode leaves for everything else a process opens.
+const FD_SPARE: u64 = 256;
+
+/// The scale mode (`BENCH_SCALE=n`): `n` idle connections to one server A
+/// on `/broadcast`; memory per connection, handshake rate, the time for
+/// one `Group` broadcast to reach all, and whether the server still
+/// answers afterwards. Returns the report in Markdown.
+async fn run_scale(want: usize, nofile: u64, settings: &Settings) -> std::io::Result<String> {
+    let fits = usize::try_from(nofile.saturating_sub(FD_SPARE)).unwrap_or(usize::MAX);
+    let n = want.min(fits);
+    let mut md =
+        format!("Scale: {want} connections asked; RLIMIT_NOFILE {nofile} in client and server");
+    if n < want {
+        md += &format!(
+            " (the hard limit, which this machine does not let a process raise), \
+             so {n} connections, the most one process can hold here"
+        );
+    }
+    md += ".\n\n";
+    let process = ServerProcess::spawn("A")?;
+    let pid = process.pid();
+    let (conns, idle) = connect_measured(process.addr, pid, "/broadcast", n).await?;
+    let rss = sys::rss_kib(pid);
+    println!("{}", describe(4, "A", &idle));
+    let sample = broadcast_sample(conns, pid, settings).await?;
+    println!("{}", describe(5, "A", &sample));
+    // Still there, and still answering, once the clients have gone?
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let alive = client::connect_many(process.addr, "/", 1, 1, false)
+        .await
+        .map_or_else(|e| format!("**no** ({e})"), |_| "yes".to_owned());
+    md += &format!(
+        "| connections | server RSS | RSS/conn | handshakes/s | server CPU/handshake \
+         | broadcast 128 B to all (median of {}) | server CPU/delivery | server answers afterwards |\n\
+         |---|---|---|---|---|---|---|---|\n\
+         | {n} | {:.0} MiB | {:.2} KiB | {:.0} | {:.1} µs | {:.1} ms | {:.2} µs | {alive} |\n",
+        settings.broadcast_rounds,
+        rss as f64 / 1024.0,
+        idle.mem_kib.unwrap_or(0.0),
+        idle.rate,
+        idle.cpu_us,
+        sample.time_ms.unwrap_or(0.0),
+        sample.cpu_us,
+    );
+    Ok(md)
+}
+
 async fn measure_once(
     id: u8,
-    server: char,
+    server: Role,
     addr: SocketAddr,
     pid: u32,
     settings: &Settings,
 ) -> std::io::Result<Sample> {
     match id {
-        1..=3 => measure_echo(id, addr, pid, server == 'R', settings).await,
+        1..=3 => measure_echo(id, addr, pid, server == "R", settings).await,
         4 => measure_idle(addr, pid, settings).await,
         _ => measure_broadcast(addr, pid, settings).await,
     }
@@ -294,7 +369,7 @@ const NOISY: f64 = 0.10;
 /// took more than [`NOISY`] of the machine meanwhile. Keeps the quietest.
 async fn measure(
     id: u8,
-    server: char,
+    server: Role,
     addr: SocketAddr,
     pid: u32,
     settings: &Settings,
@@ -316,7 +391,7 @@ async fn measure(
     Ok(sample)
 }
 
-fn describe(id: u8, server: char, s: &Sample) -> String {
+fn describe(id: u8, server: &str, s: &Sample) -> String {
     let mut line = match id {
         3 => format!("{:>10.1} MB/s ", s.rate),
         4 => format!("{:>10.0} conn/s", s.rate),
@@ -383,7 +458,7 @@ async fn wait_quiet(max: Duration) -> f64 {
 /// other work took more than [`NOISY`] meanwhile, and keeps the quietest.
 async fn sample_quietly(
     id: u8,
-    server: char,
+    server: Role,
     settings: &Settings,
     show_pins: bool,
 ) -> std::io::Result<Sample> {
@@ -454,11 +529,14 @@ async fn sample_quietly(
 async fn run_all(settings: &Settings) -> Vec<WorkloadResult> {
     let mut results = Vec::new();
     for &id in &settings.workloads {
-        let servers: Vec<char> = settings
+        // The raw echo has no idle or broadcast side worth measuring, and
+        // A2 (the async path) serves the echo route only.
+        let servers: Vec<Role> = settings
             .servers
             .iter()
             .copied()
-            .filter(|s| id <= 3 || *s != 'R')
+            .filter(|s| id <= 3 || *s != "R")
+            .filter(|s| id <= 4 || *s != "A2")
             .collect();
         let mut result = WorkloadResult {
             id,
@@ -467,12 +545,12 @@ async fn run_all(settings: &Settings) -> Vec<WorkloadResult> {
         };
         println!("workload {id}: {}", result.title);
         for round in 0..settings.rounds {
-            for (i, server) in servers.iter().enumerate() {
+            for (i, &server) in servers.iter().enumerate() {
                 let show_pins = round == 0 && i == 0 && id == settings.workloads[0];
-                match sample_quietly(id, *server, settings, show_pins).await {
+                match sample_quietly(id, server, settings, show_pins).await {
                     Ok(mut sample) => {
                         sample.round = round;
-                        println!("{} (round {})", describe(id, *server, &sample), round + 1);
+                        println!("{} (round {})", describe(id, server, &sample), round + 1);
                         result.samples[i].1.push(sample);
                     }
                     Err(e) => println!("  w{id} {server}: FAILED: {e}"),
@@ -487,8 +565,8 @@ async fn run_all(settings: &Settings) -> Vec<WorkloadResult> {
 async fn run_attached(settings: &Settings, addr: SocketAddr, pid: u32) {
     for &id in &settings.workloads {
         for round in 0..settings.rounds {
-            match measure(id, 'A', addr, pid, settings).await {
-                Ok(sample) => println!("{} (round {})", describe(id, '?', &sample), round + 1),
+            match measure(id, "A", addr, pid, settings).await {
+                Ok(sample) => println!("{} (round {})", describe(id, "?", &sample), round + 1),
                 Err(e) => println!("  w{id}: FAILED: {e}"),
             }
         }
@@ -501,7 +579,7 @@ fn main() -> std::io::Result<()> {
     }
     let settings = Settings::from_env();
     let pinned = sys::pin_to_core(0);
-    let nofile = sys::raise_nofile(65_536);
+    let nofile = sys::raise_nofile(sys::NOFILE_WANTED);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -509,6 +587,14 @@ fn main() -> std::io::Result<()> {
     if let Some((addr, pid)) = settings.attach {
         local.block_on(&runtime, run_attached(&settings, addr, pid));
         return Ok(());
+    }
+    if let Some(n) = std::env::var("BENCH_SCALE")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+    {
+        let md = local.block_on(&runtime, run_scale(n, nofile, &settings))?;
+        println!("\n{md}");
+        return write_output("scale.md", &md);
     }
     let cores = sys::online_cores();
     let setup = format!(
@@ -526,17 +612,22 @@ fn main() -> std::io::Result<()> {
     let md = report::markdown(&results, &setup);
     println!("\n{md}");
     println!("total time {:.0} s", started.elapsed().as_secs_f64());
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("target")
-        .join("bench");
-    std::fs::create_dir_all(&dir)?;
-    std::fs::write(dir.join("load.md"), &md)?;
+    write_output("load.md", &md)?;
     let subtitle = format!(
         "cargo bench --bench load · {} round(s) × {:.1} s · median of per-round ratios · lower is better except throughput",
         settings.rounds,
         settings.secs.as_secs_f64()
     );
-    std::fs::write(dir.join("load.svg"), report::svg(&results, &subtitle))?;
-    println!("wrote {} and load.svg", dir.join("load.md").display());
+    write_output("load.svg", &report::svg(&results, &subtitle))
+}
+
+/// Writes `target/bench/<name>` and says so.
+fn write_output(name: &str, text: &str) -> std::io::Result<()> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("target")
+        .join("bench");
+    std::fs::create_dir_all(&dir)?;
+    std::fs::write(dir.join(name), text)?;
+    println!("wrote {}", dir.join(name).display());
     Ok(())
 }

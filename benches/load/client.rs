@@ -19,7 +19,7 @@ use std::{
 use bytes::{Buf, BytesMut};
 use tokio::{
     io::{AsyncRead, AsyncReadExt, AsyncWriteExt, Interest},
-    net::TcpStream,
+    net::{TcpSocket, TcpStream},
     sync::Notify,
 };
 
@@ -184,8 +184,15 @@ pub struct Conn {
     raw: bool,
 }
 
-/// Connects to `addr`, upgrades `path` and checks the server's accept key.
-pub async fn connect(addr: SocketAddr, path: &str, seed: u64, raw: bool) -> io::Result<Conn> {
+/// Connects to `addr` (from `local` where given), upgrades `path` and
+/// checks the server's accept key.
+pub async fn connect(
+    addr: SocketAddr,
+    local: Option<SocketAddr>,
+    path: &str,
+    seed: u64,
+    raw: bool,
+) -> io::Result<Conn> {
     const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut rng = Rng::new(seed);
     // 16 random bytes in base64: 21 free characters, one whose low four bits
@@ -195,7 +202,16 @@ pub async fn connect(addr: SocketAddr, path: &str, seed: u64, raw: bool) -> io::
         .collect();
     key.push(['A', 'Q', 'g', 'w'][(rng.next() >> 62) as usize]);
     key.push_str("==");
-    let mut stream = TcpStream::connect(addr).await?;
+    let mut stream = match local {
+        None => TcpStream::connect(addr).await?,
+        Some(local) => {
+            let socket = TcpSocket::new_v4()?;
+            // A port whose last connection is in TIME_WAIT may be used again.
+            socket.set_reuseaddr(true)?;
+            socket.bind(local)?;
+            socket.connect(addr).await?
+        }
+    };
     stream.set_nodelay(true)?;
     let request = format!(
         "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
@@ -261,8 +277,26 @@ impl Conn {
     }
 }
 
+/// Above this many connections, [`connect_many`] binds each one to a source
+/// address of its own choosing: one source address has only the ephemeral
+/// port range (28,232 ports by default, shared with every other program)
+/// towards one server address.
+const ONE_SOURCE_MAX: usize = 16_384;
+/// Source ports used per loopback address (10000–59999) when binding.
+const PORTS_PER_SOURCE: usize = 50_000;
+
+/// Source address number `k` when binding: 127.0.0.2:10000, …, then
+/// 127.0.0.3:10000, …
+fn source(k: usize) -> Option<SocketAddr> {
+    let host = u8::try_from(2 + k / PORTS_PER_SOURCE).ok()?;
+    let port = 10_000 + (k % PORTS_PER_SOURCE) as u16;
+    Some(SocketAddr::from(([127, 0, 0, host], port)))
+}
+
 /// Opens `n` connections to `path`, `parallel` handshakes at a time; each
-/// does one 16-byte echo so that it is past its first message.
+/// does one 16-byte echo so that it is past its first message. Past
+/// [`ONE_SOURCE_MAX`] connections each binds a source address of its own
+/// (127.0.0.2 and up), skipping ports that are taken.
 pub async fn connect_many(
     addr: SocketAddr,
     path: &str,
@@ -271,10 +305,16 @@ pub async fn connect_many(
     raw: bool,
 ) -> io::Result<Vec<Conn>> {
     let next = Rc::new(Cell::new(0usize));
+    let next_source = Rc::new(Cell::new(0usize));
     let conns = Rc::new(RefCell::new(Vec::with_capacity(n)));
     let mut workers = Vec::new();
     for _ in 0..parallel.min(n) {
-        let (next, conns, path) = (next.clone(), conns.clone(), path.to_owned());
+        let (next, next_source, conns, path) = (
+            next.clone(),
+            next_source.clone(),
+            conns.clone(),
+            path.to_owned(),
+        );
         workers.push(tokio::task::spawn_local(async move {
             loop {
                 let i = next.get();
@@ -282,7 +322,19 @@ pub async fn connect_many(
                     return Ok::<(), io::Error>(());
                 }
                 next.set(i + 1);
-                let mut conn = connect(addr, &path, i as u64 + 1, raw).await?;
+                let mut conn = loop {
+                    let local = if n > ONE_SOURCE_MAX {
+                        let k = next_source.get();
+                        next_source.set(k + 1);
+                        Some(source(k).ok_or_else(|| err("out of source addresses"))?)
+                    } else {
+                        None
+                    };
+                    match connect(addr, local, &path, i as u64 + 1, raw).await {
+                        Err(e) if local.is_some() && e.kind() == io::ErrorKind::AddrInUse => {}
+                        other => break other?,
+                    }
+                };
                 conn.echo_once(true, b"idle-but-alive!!").await?;
                 conns.borrow_mut().push(conn);
             }
@@ -376,7 +428,7 @@ pub async fn echo_load(
     });
     let mut conns = Vec::with_capacity(spec.conns);
     for i in 0..spec.conns {
-        conns.push(connect(addr, "/", 1000 + i as u64, raw).await?);
+        conns.push(connect(addr, None, "/", 1000 + i as u64, raw).await?);
     }
     let tasks: Vec<_> = conns
         .into_iter()

@@ -29,17 +29,34 @@ pub struct Sample {
     pub time_ms: Option<f64>,
 }
 
-pub const SERVERS: [(char, &str); 4] = [
-    ('A', "actix-ws-listener"),
-    ('B', "actix-web-actors (baseline)"),
-    ('C', "actix-ws 0.3"),
-    ('R', "raw TCP echo"),
+/// A server's short name: `A`, `A2`, `B`, `C`, `T`, `F`, `R`.
+pub type Role = &'static str;
+
+pub const SERVERS: [(Role, &str); 7] = [
+    ("A", "actix-ws-listener"),
+    ("A2", "actix-ws-listener, AsyncListener"),
+    ("B", "actix-web-actors (baseline)"),
+    ("C", "actix-ws 0.3"),
+    ("T", "tokio-tungstenite 0.30"),
+    ("F", "fastwebsockets 0.10"),
+    ("R", "raw TCP echo"),
 ];
 
-pub fn server_name(server: char) -> &'static str {
+/// The other WebSocket servers A is compared with (not A2, not the raw echo).
+pub const PEERS: [Role; 4] = ["B", "C", "T", "F"];
+
+/// The role called `name` (any case), if there is one.
+pub fn role(name: &str) -> Option<Role> {
     SERVERS
         .iter()
-        .find(|(c, _)| *c == server)
+        .find(|(r, _)| r.eq_ignore_ascii_case(name))
+        .map(|(r, _)| *r)
+}
+
+pub fn server_name(server: &str) -> &'static str {
+    SERVERS
+        .iter()
+        .find(|(r, _)| *r == server)
         .map_or("?", |(_, name)| name)
 }
 
@@ -47,7 +64,7 @@ pub fn server_name(server: char) -> &'static str {
 pub struct WorkloadResult {
     pub id: u8,
     pub title: String,
-    pub samples: Vec<(char, Vec<Sample>)>,
+    pub samples: Vec<(Role, Vec<Sample>)>,
 }
 
 fn median(mut values: Vec<f64>) -> Option<f64> {
@@ -107,22 +124,31 @@ pub fn summarize(samples: &[Sample]) -> Summary {
 }
 
 impl WorkloadResult {
-    pub fn summary(&self, server: char) -> Option<Summary> {
+    pub fn summary(&self, server: &str) -> Option<Summary> {
+        let samples = self.samples_of(server);
+        (!samples.is_empty()).then(|| summarize(samples))
+    }
+
+    fn samples_of(&self, server: &str) -> &[Sample] {
         self.samples
             .iter()
-            .find(|(c, _)| *c == server)
-            .filter(|(_, s)| !s.is_empty())
-            .map(|(_, s)| summarize(s))
+            .find(|(r, _)| *r == server)
+            .map_or(&[], |(_, s)| s.as_slice())
     }
 }
 
-/// A ratio against B with its target for A.
+/// A ratio against B with its target for A, and A against the best peer.
 pub struct Check {
     pub label: String,
     /// `Some((bound, higher_is_better))`.
     pub target: Option<(f64, bool)>,
     pub a: Option<f64>,
     pub c: Option<f64>,
+    pub t: Option<f64>,
+    pub f: Option<f64>,
+    /// The peer with the best median on this metric, and A's paired ratio
+    /// to it.
+    pub best: Option<(Role, f64)>,
 }
 
 impl Check {
@@ -138,20 +164,14 @@ impl Check {
 
 type Metric = fn(&Sample) -> Option<f64>;
 
-/// `server`'s metric against B's: the median over rounds of the ratio of
-/// the two samples taken side by side in that round. Pairing cancels the
+/// `server`'s metric against `base`'s: the median over rounds of the ratio
+/// of the two samples taken side by side in that round. Pairing cancels the
 /// drift of a shared machine between rounds, which a ratio of medians
 /// would keep.
-pub fn paired_ratio(w: &WorkloadResult, server: char, metric: Metric) -> Option<f64> {
-    let samples = |c: char| {
-        w.samples
-            .iter()
-            .find(|(s, _)| *s == c)
-            .map(|(_, s)| s.as_slice())
-            .unwrap_or(&[])
-    };
-    let base = samples('B');
-    let ratios = samples(server)
+pub fn paired_ratio(w: &WorkloadResult, server: &str, base: &str, metric: Metric) -> Option<f64> {
+    let base = w.samples_of(base);
+    let ratios = w
+        .samples_of(server)
         .iter()
         .filter_map(|x| {
             let b = base.iter().find(|b| b.round == x.round)?;
@@ -164,33 +184,64 @@ pub fn paired_ratio(w: &WorkloadResult, server: char, metric: Metric) -> Option<
     median(ratios)
 }
 
+/// A label, the target for A/B as `(bound, higher_is_better)`, and the metric.
+type Compared = (&'static str, Option<(f64, bool)>, Metric);
+
+/// What is compared on workload `id`.
+fn metrics(id: u8) -> Vec<Compared> {
+    match id {
+        1..=3 => {
+            let mut list: Vec<Compared> = vec![
+                ("throughput", Some((0.97, true)), |s| Some(s.rate)),
+                ("CPU/msg", Some((1.03, false)), |s| Some(s.cpu_us)),
+            ];
+            if id == 1 {
+                list.push(("p99 latency", Some((1.05, false)), |s| s.p99_us));
+            }
+            list
+        }
+        4 => vec![
+            ("memory/idle conn", Some((1.10, false)), |s| s.mem_kib),
+            ("CPU/handshake", None, |s| Some(s.cpu_us)),
+        ],
+        _ => vec![
+            ("time to last", None, |s| s.time_ms),
+            ("CPU/delivery", None, |s| Some(s.cpu_us)),
+        ],
+    }
+}
+
+/// The peer whose median `metric` is best (highest when `higher_is_better`).
+fn best_peer(w: &WorkloadResult, metric: Metric, higher_is_better: bool) -> Option<Role> {
+    PEERS
+        .iter()
+        .filter_map(|&peer| {
+            let value = median(w.samples_of(peer).iter().filter_map(metric).collect())?;
+            Some((peer, if higher_is_better { -value } else { value }))
+        })
+        .min_by(|x, y| x.1.total_cmp(&y.1))
+        .map(|(peer, _)| peer)
+}
+
 pub fn checks(results: &[WorkloadResult]) -> Vec<Check> {
     let mut checks = Vec::new();
     for w in results {
         let mut add = |label: &str, target: Option<(f64, bool)>, metric: Metric| {
+            let higher_is_better = target.is_some_and(|(_, higher)| higher);
+            let best = best_peer(w, metric, higher_is_better)
+                .and_then(|peer| paired_ratio(w, "A", peer, metric).map(|ratio| (peer, ratio)));
             checks.push(Check {
                 label: format!("{} {label}", w.id),
                 target,
-                a: paired_ratio(w, 'A', metric),
-                c: paired_ratio(w, 'C', metric),
+                a: paired_ratio(w, "A", "B", metric),
+                c: paired_ratio(w, "C", "B", metric),
+                t: paired_ratio(w, "T", "B", metric),
+                f: paired_ratio(w, "F", "B", metric),
+                best,
             });
         };
-        match w.id {
-            1..=3 => {
-                add("throughput", Some((0.97, true)), |s| Some(s.rate));
-                add("CPU/msg", Some((1.03, false)), |s| Some(s.cpu_us));
-                if w.id == 1 {
-                    add("p99 latency", Some((1.05, false)), |s| s.p99_us);
-                }
-            }
-            4 => {
-                add("memory/idle conn", Some((1.10, false)), |s| s.mem_kib);
-                add("CPU/handshake", None, |s| Some(s.cpu_us));
-            }
-            _ => {
-                add("time to last", None, |s| s.time_ms);
-                add("CPU/delivery", None, |s| Some(s.cpu_us));
-            }
+        for (label, target, metric) in metrics(w.id) {
+            add(label, target, metric);
         }
     }
     checks
@@ -240,9 +291,11 @@ pub fn markdown(results: &[WorkloadResult], setup: &str) -> String {
     let _ = writeln!(md, "{setup}\n");
     let _ = writeln!(
         md,
-        "Servers: A = actix-ws-listener (this crate), B = actix-web-actors actor (baseline), \
-         C = actix-ws 0.3, R = raw TCP echo (client ceiling). \
-         Ratios are against B (A/B, C/B): the median over rounds of the ratio of the two samples \
+        "Servers: A = actix-ws-listener (this crate), A2 = the same with an AsyncListener, \
+         B = actix-web-actors actor (baseline), C = actix-ws 0.3, T = tokio-tungstenite 0.30, \
+         F = fastwebsockets 0.10 (hyper 1), R = raw TCP echo (client ceiling). \
+         Ratios are against B (A/B, C/B, …) or another server named in the column: the median over \
+         rounds of the ratio of the two samples \
          taken side by side in a round; ±x% is half the min–max range of the rate over the rounds. \
          Server and client CPU are in % of one core; \"other\" is CPU used on the machine by anything else \
          during the window (kernel work not charged to either process, other programs).\n"
@@ -257,7 +310,7 @@ pub fn markdown(results: &[WorkloadResult], setup: &str) -> String {
     );
     for w in results {
         for (server, _) in &w.samples {
-            let Some(s) = w.summary(*server) else {
+            let Some(s) = w.summary(server) else {
                 continue;
             };
             let cpu_unit = match w.id {
@@ -266,10 +319,10 @@ pub fn markdown(results: &[WorkloadResult], setup: &str) -> String {
                 _ => " µs",
             };
             let vs = |metric: Metric| {
-                if *server == 'B' || *server == 'R' {
+                if *server == "B" || *server == "R" {
                     return String::new();
                 }
-                ratio_cell(paired_ratio(w, *server, metric))
+                ratio_cell(paired_ratio(w, server, "B", metric))
             };
             let _ = writeln!(
                 md,
@@ -277,7 +330,7 @@ pub fn markdown(results: &[WorkloadResult], setup: &str) -> String {
                 w.id,
                 w.title,
                 server,
-                server_name(*server),
+                server_name(server),
                 rate_cell(w.id, &s),
                 s.cpu_us,
                 opt(s.server_util.map(|u| u * 100.0), "%", 0),
@@ -294,23 +347,60 @@ pub fn markdown(results: &[WorkloadResult], setup: &str) -> String {
         }
     }
     let _ = writeln!(md, "\nWorkload 5's \"rate ×B\" column is the ratio of times to the last client (lower is better).\n");
-    let _ = writeln!(md, "### Ratios against B and the targets for A\n");
-    let _ = writeln!(md, "| workload · metric | target for A/B | A/B | A | C/B |");
-    let _ = writeln!(md, "|---|---|---|---|---|");
+    let _ = writeln!(
+        md,
+        "### Ratios against B and the best peer, and the targets for A\n"
+    );
+    let _ = writeln!(
+        md,
+        "The best peer is the one of B, C, T, F with the best median on that metric \
+         (highest throughput; lowest CPU, latency, memory and time); A/best pairs A's samples \
+         with that peer's, round by round.\n"
+    );
+    let _ = writeln!(
+        md,
+        "| workload · metric | target for A/B | A/B | A | best peer | A/best | C/B | T/B | F/B |"
+    );
+    let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|");
     for check in checks(results) {
         let target = match check.target {
             Some((bound, true)) => format!("≥ {bound:.2}"),
             Some((bound, false)) => format!("≤ {bound:.2}"),
             None => "(none)".to_owned(),
         };
+        let (peer, vs_best) = check
+            .best
+            .map_or(("—", None), |(peer, ratio)| (peer, Some(ratio)));
         let _ = writeln!(
             md,
-            "| {} | {target} | {} | {} | {} |",
+            "| {} | {target} | {} | {} | {peer} | {} | {} | {} | {} |",
             check.label,
             ratio_cell(check.a),
             check.verdict(),
-            ratio_cell(check.c)
+            ratio_cell(vs_best),
+            ratio_cell(check.c),
+            ratio_cell(check.t),
+            ratio_cell(check.f),
         );
+    }
+    let async_rows: Vec<String> = results
+        .iter()
+        .filter(|w| w.id <= 4)
+        .flat_map(|w| {
+            metrics(w.id)
+                .into_iter()
+                .filter_map(move |(label, _, metric)| {
+                    let ratio = paired_ratio(w, "A2", "A", metric)?;
+                    Some(format!("| {} {label} | {ratio:.3} |", w.id))
+                })
+        })
+        .collect();
+    if !async_rows.is_empty() {
+        let _ = writeln!(md, "\n### The async path against the sync one (A2/A)\n");
+        let _ = writeln!(md, "| workload · metric | A2/A |\n|---|---|");
+        for row in async_rows {
+            let _ = writeln!(md, "{row}");
+        }
     }
     md
 }
@@ -325,13 +415,13 @@ fn escape(text: &str) -> String {
 /// bars, the parity line at 1 and A's target as a red tick.
 pub fn svg(results: &[WorkloadResult], subtitle: &str) -> String {
     let checks = checks(results);
-    let (left, right, top, row, bar) = (190.0, 70.0, 70.0, 34.0, 12.0);
+    let (left, right, top, row, bar) = (190.0, 70.0, 70.0, 46.0, 12.0);
     let plot_w = 560.0;
     let width = left + plot_w + right;
     let height = top + row * checks.len() as f64 + 60.0;
     let max = checks
         .iter()
-        .flat_map(|c| [c.a, c.c])
+        .flat_map(|c| [c.a, c.best.map(|(_, r)| r), c.c])
         .flatten()
         .fold(2.0f64, f64::max)
         .min(4.0);
@@ -344,7 +434,7 @@ pub fn svg(results: &[WorkloadResult], subtitle: &str) -> String {
     let _ = writeln!(s, r##"<rect width="100%" height="100%" fill="white"/>"##);
     let _ = writeln!(
         s,
-        r##"<text x="{}" y="22" font-size="15" font-weight="bold">Ratios against actix-web-actors (B = 1.0)</text>"##,
+        r##"<text x="{}" y="22" font-size="15" font-weight="bold">A against actix-web-actors (B = 1.0) and against the best peer</text>"##,
         left - 170.0
     );
     let _ = writeln!(
@@ -382,12 +472,17 @@ pub fn svg(results: &[WorkloadResult], subtitle: &str) -> String {
             r##"<text x="{}" y="{:.1}" text-anchor="end">{}</text>"##,
             left - 8.0,
             y + bar + 3.0,
-            escape(&check.label)
+            escape(&match check.best {
+                Some((peer, _)) => format!("{} (best: {peer})", check.label),
+                None => check.label.clone(),
+            })
         );
-        for (j, (value, color)) in [(check.a, "#1f77b4"), (check.c, "#aaaaaa")]
-            .iter()
-            .enumerate()
-        {
+        let bars = [
+            (check.a, "#1f77b4"),
+            (check.best.map(|(_, r)| r), "#2ca02c"),
+            (check.c, "#aaaaaa"),
+        ];
+        for (j, (value, color)) in bars.iter().enumerate() {
             let Some(value) = value else { continue };
             let by = y + 2.0 + j as f64 * bar;
             let _ = writeln!(
@@ -409,32 +504,33 @@ pub fn svg(results: &[WorkloadResult], subtitle: &str) -> String {
                 s,
                 r##"<line x1="{tx:.1}" y1="{:.1}" x2="{tx:.1}" y2="{:.1}" stroke="#d62728" stroke-width="2"/>"##,
                 y,
-                y + 2.0 * bar + 2.0
+                y + 3.0 * bar + 2.0
             );
         }
     }
     let ly = top + row * checks.len() as f64 + 36.0;
-    let _ = writeln!(
-        s,
-        r##"<rect x="{left}" y="{:.1}" width="12" height="10" fill="#1f77b4"/><text x="{}" y="{ly:.1}">A/B actix-ws-listener</text>"##,
-        ly - 9.0,
-        left + 16.0
-    );
-    let _ = writeln!(
-        s,
-        r##"<rect x="{}" y="{:.1}" width="12" height="10" fill="#aaaaaa"/><text x="{}" y="{ly:.1}">C/B actix-ws</text>"##,
-        left + 170.0,
-        ly - 9.0,
-        left + 186.0
-    );
+    let legend = [
+        (0.0, "#1f77b4", "A/B actix-ws-listener"),
+        (160.0, "#2ca02c", "A/best peer (named on the left)"),
+        (370.0, "#aaaaaa", "C/B actix-ws"),
+    ];
+    for (dx, color, text) in legend {
+        let _ = writeln!(
+            s,
+            r##"<rect x="{:.1}" y="{:.1}" width="12" height="10" fill="{color}"/><text x="{:.1}" y="{ly:.1}">{text}</text>"##,
+            left + dx,
+            ly - 9.0,
+            left + dx + 16.0
+        );
+    }
     let _ = writeln!(
         s,
         r##"<line x1="{}" y1="{:.1}" x2="{}" y2="{:.1}" stroke="#d62728" stroke-width="2"/><text x="{}" y="{ly:.1}">target for A</text>"##,
-        left + 280.0,
+        left + 470.0,
         ly - 10.0,
-        left + 280.0,
+        left + 470.0,
         ly + 1.0,
-        left + 286.0
+        left + 476.0
     );
     let _ = writeln!(s, "</svg>");
     s

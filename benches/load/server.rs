@@ -8,10 +8,18 @@
 //! awaiting `Session::binary` on every session).
 //!
 //! - A: this crate, a `Listener` doing `let _ = socket.send(message)`.
+//! - A2: this crate's async path, an `AsyncListener` with the same body (no
+//!   await inside): what `listen_async` costs against `listen`.
 //! - B: the baseline users compare against: the canonical actix-web-actors
 //!   actor (`WebsocketContext` + `StreamHandler`, continuation frames
 //!   assembled by hand, 16 MiB frames).
 //! - C: actix-ws 0.3, the upstream successor: a task per connection.
+//! - T: tokio-tungstenite 0.30, its echo example (`read.forward(write)`)
+//!   on a task per connection; broadcast through an unbounded channel per
+//!   peer, as its chat example does.
+//! - F: fastwebsockets 0.10 on hyper 1, its echo example (`read_frame`,
+//!   `write_frame`, `FragmentCollector`); broadcast through a list of
+//!   write halves (`unstable-split`), each written in turn.
 //! - R: not WebSocket at all after the handshake: a tokio task per
 //!   connection copying bytes back. It shows what the load client can do.
 
@@ -26,7 +34,9 @@ use std::{
 use actix::{Actor, ActorContext, Addr, AsyncContext, Handler, StreamHandler};
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer, Responder};
 use actix_web_actors::ws;
-use actix_ws_listener::{Bytes, CloseCode, Group, Listener, Message, Socket, WebSocketUpgrade};
+use actix_ws_listener::{
+    AsyncListener, Bytes, CloseCode, Group, Listener, Message, Socket, WebSocketUpgrade,
+};
 use bytes::BytesMut;
 use bytestring::ByteString;
 
@@ -54,13 +64,17 @@ const MAX_MESSAGE: usize = 64 << 20;
 pub fn run(role: &str) -> std::io::Result<()> {
     super::sys::die_with_parent();
     super::sys::pin_to_core(1);
-    super::sys::raise_nofile(65_536);
-    match role {
-        "A" | "B" | "C" => actix_web::rt::System::new().block_on(run_actix(role.to_owned())),
-        "R" => tokio::runtime::Builder::new_current_thread()
+    super::sys::raise_nofile(super::sys::NOFILE_WANTED);
+    let tokio = || {
+        tokio::runtime::Builder::new_current_thread()
             .enable_all()
-            .build()?
-            .block_on(raw::run()),
+            .build()
+    };
+    match role {
+        "A" | "A2" | "B" | "C" => actix_web::rt::System::new().block_on(run_actix(role.to_owned())),
+        "T" => tokio()?.block_on(tungstenite::run()),
+        "F" => tokio()?.block_on(fast::run()),
+        "R" => tokio()?.block_on(raw::run()),
         other => Err(std::io::Error::other(format!(
             "unknown server role {other:?}"
         ))),
@@ -86,6 +100,7 @@ async fn run_actix(role: String) -> std::io::Result<()> {
             "A" => app
                 .route("/", web::get().to(echo_a))
                 .route("/broadcast", web::get().to(broadcast_a)),
+            "A2" => app.route("/", web::get().to(echo_a2)),
             "B" => app
                 .route("/", web::get().to(echo_b))
                 .route("/broadcast", web::get().to(broadcast_b)),
@@ -96,7 +111,7 @@ async fn run_actix(role: String) -> std::io::Result<()> {
     })
     .workers(1)
     .backlog(4096)
-    .max_connections(100_000)
+    .max_connections(1 << 20)
     .disable_signals()
     .bind(("127.0.0.1", 0))?;
     let port = server.addrs().first().map_or(0, |a| a.port());
@@ -117,6 +132,18 @@ impl Listener for EchoA {
 
 async fn echo_a(upgrade: WebSocketUpgrade) -> impl Responder {
     upgrade.listen(EchoA)
+}
+
+struct EchoA2;
+
+impl AsyncListener for EchoA2 {
+    async fn on_message(&mut self, socket: &Socket, message: Message) {
+        let _ = socket.send(message);
+    }
+}
+
+async fn echo_a2(upgrade: WebSocketUpgrade) -> impl Responder {
+    upgrade.listen_async(EchoA2)
 }
 
 /// The crate's own broadcast set: one `Group` shared by every connection.
@@ -357,23 +384,224 @@ async fn broadcast_c(
     start_c(&req, payload, Some(hub.get_ref().clone()))
 }
 
+/// Binds 127.0.0.1 on a free port, says which, and hands every accepted
+/// connection to `serve` on a task of its own (tokio-based servers).
+async fn accept_loop<F, Fut>(serve: F) -> std::io::Result<()>
+where
+    F: Fn(tokio::net::TcpStream) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    announce(listener.local_addr()?.port());
+    loop {
+        let (stream, _) = listener.accept().await?;
+        tokio::spawn(serve(stream));
+    }
+}
+
+// -------------------------------------------------- T: tokio-tungstenite
+
+mod tungstenite {
+    use std::sync::{Arc, Mutex};
+
+    use futures::channel::mpsc::{unbounded, UnboundedSender};
+    use futures_util::{future, StreamExt, TryStreamExt};
+    use tokio::net::TcpStream;
+    use tokio_tungstenite::tungstenite::{handshake::server, Message};
+
+    use super::{lock, BROADCAST_COMMAND, BROADCAST_PAYLOAD};
+
+    /// Every `/broadcast` peer's sender, by connection number.
+    type Hub = Arc<Mutex<Vec<(u64, UnboundedSender<Message>)>>>;
+
+    pub(super) async fn run() -> std::io::Result<()> {
+        let hub = Hub::default();
+        let next = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        super::accept_loop(move |stream| {
+            let id = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            serve(stream, hub.clone(), id)
+        })
+        .await
+    }
+
+    async fn serve(stream: TcpStream, hub: Hub, id: u64) {
+        let _ = stream.set_nodelay(true);
+        let mut broadcast = false;
+        // The callback's signature is tungstenite's (its error is a response).
+        #[allow(clippy::result_large_err)]
+        let path = |request: &server::Request, response: server::Response| {
+            broadcast = request.uri().path() == "/broadcast";
+            Ok(response)
+        };
+        // tungstenite's defaults are 16 MiB frames and 64 MiB messages, as ours.
+        let Ok(ws) = tokio_tungstenite::accept_hdr_async(stream, path).await else {
+            return;
+        };
+        let (write, read) = ws.split();
+        if !broadcast {
+            // tokio-tungstenite's echo example.
+            let _ = read
+                .try_filter(|m| future::ready(m.is_text() || m.is_binary()))
+                .forward(write)
+                .await;
+            return;
+        }
+        // Its chat example: a channel per peer, drained into the socket.
+        let (tx, rx) = unbounded();
+        lock(&hub).push((id, tx.clone()));
+        let writer = tokio::spawn(rx.map(Ok).forward(write));
+        let _ = read
+            .try_for_each(|message| {
+                if message.to_text().ok() == Some(BROADCAST_COMMAND) {
+                    let payload = Message::binary(&BROADCAST_PAYLOAD[..]);
+                    for (_, peer) in lock(&hub).iter() {
+                        let _ = peer.unbounded_send(payload.clone());
+                    }
+                } else if message.is_text() || message.is_binary() {
+                    let _ = tx.unbounded_send(message);
+                }
+                future::ok(())
+            })
+            .await;
+        lock(&hub).retain(|(peer, _)| *peer != id);
+        writer.abort();
+    }
+}
+
+// ------------------------------------------------ F: fastwebsockets 0.10
+
+mod fast {
+    use std::{
+        convert::Infallible,
+        sync::{Arc, Mutex},
+    };
+
+    use fastwebsockets::{
+        upgrade, FragmentCollector, FragmentCollectorRead, Frame, OpCode, Payload, WebSocketError,
+        WebSocketWrite,
+    };
+    use http_body_util::Empty;
+    use hyper::{
+        body::{Bytes, Incoming},
+        server::conn::http1,
+        service::service_fn,
+        upgrade::Upgraded,
+        Request, Response, StatusCode,
+    };
+    use hyper_util::rt::TokioIo;
+    use tokio::io::WriteHalf;
+
+    use super::{lock, BROADCAST_COMMAND, BROADCAST_PAYLOAD};
+
+    type Writer = Arc<tokio::sync::Mutex<WebSocketWrite<WriteHalf<TokioIo<Upgraded>>>>>;
+    /// Every `/broadcast` peer's write half, by connection number.
+    type Hub = Arc<Mutex<Vec<(u64, Writer)>>>;
+
+    pub(super) async fn run() -> std::io::Result<()> {
+        let hub = Hub::default();
+        let next = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        super::accept_loop(move |stream| {
+            let (hub, next) = (hub.clone(), next.clone());
+            async move {
+                let _ = stream.set_nodelay(true);
+                let service = service_fn(move |request| {
+                    let id = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    std::future::ready(handshake(request, hub.clone(), id))
+                });
+                let _ = http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .with_upgrades()
+                    .await;
+            }
+        })
+        .await
+    }
+
+    fn handshake(
+        mut request: Request<Incoming>,
+        hub: Hub,
+        id: u64,
+    ) -> Result<Response<Empty<Bytes>>, Infallible> {
+        let broadcast = request.uri().path() == "/broadcast";
+        let Ok((response, upgrade)) = upgrade::upgrade(&mut request) else {
+            let mut refused = Response::new(Empty::new());
+            *refused.status_mut() = StatusCode::BAD_REQUEST;
+            return Ok(refused);
+        };
+        // As fastwebsockets' echo example; its default message limit is
+        // 64 MiB, as ours.
+        tokio::spawn(tokio::task::unconstrained(async move {
+            let Ok(ws) = upgrade.await else { return };
+            if broadcast {
+                let _ = serve_broadcast(ws, hub, id).await;
+            } else {
+                let _ = echo(FragmentCollector::new(ws)).await;
+            }
+        }));
+        Ok(response)
+    }
+
+    async fn echo(mut ws: FragmentCollector<TokioIo<Upgraded>>) -> Result<(), WebSocketError> {
+        loop {
+            let frame = ws.read_frame().await?;
+            match frame.opcode {
+                OpCode::Close => return Ok(()),
+                OpCode::Text | OpCode::Binary => ws.write_frame(frame).await?,
+                _ => {}
+            }
+        }
+    }
+
+    async fn serve_broadcast(
+        ws: fastwebsockets::WebSocket<TokioIo<Upgraded>>,
+        hub: Hub,
+        id: u64,
+    ) -> Result<(), WebSocketError> {
+        let (read, write) = ws.split(tokio::io::split);
+        let mut read = FragmentCollectorRead::new(read);
+        let writer: Writer = Arc::new(tokio::sync::Mutex::new(write));
+        lock(&hub).push((id, writer.clone()));
+        let result = async {
+            loop {
+                let mut obligated = |frame: Frame<'static>| {
+                    let writer = writer.clone();
+                    async move { writer.lock().await.write_frame(frame).await }
+                };
+                let frame = read.read_frame(&mut obligated).await?;
+                match frame.opcode {
+                    OpCode::Close => return Ok(()),
+                    OpCode::Text if &frame.payload[..] == BROADCAST_COMMAND.as_bytes() => {
+                        let peers: Vec<Writer> =
+                            lock(&hub).iter().map(|(_, w)| w.clone()).collect();
+                        for peer in peers {
+                            let payload = Payload::Borrowed(&BROADCAST_PAYLOAD);
+                            let _ = peer.lock().await.write_frame(Frame::binary(payload)).await;
+                        }
+                    }
+                    OpCode::Text | OpCode::Binary => writer.lock().await.write_frame(frame).await?,
+                    _ => {}
+                }
+            }
+        }
+        .await;
+        lock(&hub).retain(|(peer, _)| *peer != id);
+        result
+    }
+}
+
 // ------------------------------------------------------- R: raw TCP echo
 
 mod raw {
     use tokio::{
         io::{AsyncReadExt, AsyncWriteExt},
-        net::{TcpListener, TcpStream},
+        net::TcpStream,
     };
 
     pub(super) async fn run() -> std::io::Result<()> {
-        let listener = TcpListener::bind("127.0.0.1:0").await?;
-        super::announce(listener.local_addr()?.port());
-        loop {
-            let (stream, _) = listener.accept().await?;
-            tokio::spawn(async move {
-                let _ = serve(stream).await;
-            });
-        }
+        super::accept_loop(|stream| async move {
+            let _ = serve(stream).await;
+        })
+        .await
     }
 
     /// Answers the upgrade, then copies every byte back: the client sees its

@@ -35,6 +35,11 @@ pub fn die_with_parent() {
     }
 }
 
+/// The open-file limit every bench process asks for: enough for the scale
+/// mode's connections; [`raise_nofile`] stops at the hard limit where the
+/// process may not raise it (no CAP_SYS_RESOURCE).
+pub const NOFILE_WANTED: u64 = 1 << 20;
+
 /// Raises RLIMIT_NOFILE as far as allowed (the hard limit too, as root)
 /// and returns the new soft limit.
 pub fn raise_nofile(want: u64) -> u64 {
