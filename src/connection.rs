@@ -68,6 +68,7 @@ where
         Arc::clone(&counters),
         deflate.clone(),
         config.low_water_mark,
+        config.idle_timeout.is_some(),
     )));
     let body = BodyStream(Rc::clone(&out));
     ctx.add_stream(commands);
@@ -137,7 +138,7 @@ impl<L: 'static> Actor for Connection<L> {
             connections.insert(&self.socket);
         }
         self.start_timers(ctx);
-        self.call(ctx, Call::Open);
+        self.call(ctx, Call::Open, None);
     }
 
     fn stopped(&mut self, _: &mut Context<Self>) {
@@ -304,7 +305,8 @@ impl<L: 'static> Connection<L> {
             return None;
         }
         if self.counters.queued() > self.config.high_water_mark {
-            return Some(self.last_seen.max(self.out.borrow().last_drain()));
+            let drained = self.out.borrow().last_drain().unwrap_or(self.last_seen);
+            return Some(self.last_seen.max(drained));
         }
         Some(self.last_seen)
     }
@@ -316,15 +318,21 @@ impl<L: 'static> Connection<L> {
     }
 
     /// Calls the listener with panics contained (S10); an async call that
-    /// has to wait becomes the pending handler.
-    fn call(&mut self, ctx: &mut Context<Self>, call: Call) {
+    /// has to wait becomes the pending handler. With the reader's `task`,
+    /// an async call is polled once at once, in the same scope: a handler
+    /// that finishes without waiting costs no second pass.
+    fn call(&mut self, ctx: &mut Context<Self>, call: Call, task: Option<&mut task::Context<'_>>) {
         if self.is_done() {
             return;
         }
         let result = {
             let _scope = self.scope();
             let (driver, socket) = (&mut self.driver, &self.socket);
-            catch_unwind(AssertUnwindSafe(|| driver.call(socket, call)))
+            catch_unwind(AssertUnwindSafe(|| {
+                let mut pending = driver.call(socket, call)?;
+                let done = task.is_some_and(|task| pending.as_mut().poll(task).is_ready());
+                (!done).then_some(pending)
+            }))
         };
         match result {
             Ok(None) => self.after_event(ctx),
@@ -346,7 +354,9 @@ impl<L: 'static> Connection<L> {
             Ok(Poll::Ready(())) => {
                 self.pending = None;
                 // The idle clock stood still while the handler ran.
-                self.last_seen = Instant::now();
+                if self.config.idle_timeout.is_some() {
+                    self.last_seen = Instant::now();
+                }
                 self.after_event(ctx);
             }
             Err(panic) => {
@@ -501,8 +511,8 @@ impl<L: 'static> Connection<L> {
         }
     }
 
-    /// One inbound event (S2, S3, S4).
-    fn on_event(&mut self, ctx: &mut Context<Self>, event: Event) {
+    /// One inbound event (S2, S3, S4), read by the reader whose `task` it is.
+    fn on_event(&mut self, ctx: &mut Context<Self>, task: &mut task::Context<'_>, event: Event) {
         log::trace!("ws {}: {event:?}", self.socket.id());
         // After the server's close, messages are read but not delivered (S4).
         let call = match event {
@@ -512,7 +522,7 @@ impl<L: 'static> Connection<L> {
             Event::Ping(data) => Call::Ping(data),
             Event::Pong(data) => Call::Pong(data),
         };
-        self.call(ctx, call);
+        self.call(ctx, call, Some(task));
     }
 
     /// The peer's close frame (S4): answer it (unless this side closed
@@ -686,11 +696,13 @@ where
                 }
                 Demand::Read => match act.inbound.next_event() {
                     Err(error) => act.fail(ctx, error),
-                    Ok(Some(event)) => act.on_event(ctx, event),
+                    Ok(Some(event)) => act.on_event(ctx, task, event),
                     Ok(None) => match Pin::new(&mut this.payload).poll_next(task) {
                         Poll::Pending => return Poll::Pending,
                         Poll::Ready(Some(Ok(chunk))) => {
-                            act.last_seen = Instant::now();
+                            if act.config.idle_timeout.is_some() {
+                                act.last_seen = Instant::now();
+                            }
                             act.inbound.feed(&chunk);
                         }
                         Poll::Ready(Some(Err(error))) => {

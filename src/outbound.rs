@@ -57,8 +57,8 @@ pub(crate) struct Outbound {
     /// `resume_below` bytes (S15).
     reader: Option<Waker>,
     resume_below: usize,
-    /// When the writer last took bytes.
-    last_drain: Instant,
+    /// When the writer last took bytes; tracked only for an idle timeout.
+    last_drain: Option<Instant>,
     state: State,
     /// permessage-deflate, when negotiated: the policy, the compressor
     /// (created on first use, boxed: idle connections should not pay for
@@ -74,6 +74,7 @@ impl Outbound {
         counters: Arc<Counters>,
         deflate: Option<Agreed>,
         resume_below: usize,
+        track_drain: bool,
     ) -> Outbound {
         Outbound {
             buf: BytesMut::new(),
@@ -83,7 +84,7 @@ impl Outbound {
             waker: None,
             reader: None,
             resume_below,
-            last_drain: Instant::now(),
+            last_drain: track_drain.then(Instant::now),
             state: State::Open,
             deflate,
             deflater: None,
@@ -106,7 +107,7 @@ impl Outbound {
     }
 
     /// When the HTTP writer last took bytes (or the connection started).
-    pub(crate) fn last_drain(&self) -> Instant {
+    pub(crate) fn last_drain(&self) -> Option<Instant> {
         self.last_drain
     }
 
@@ -297,7 +298,9 @@ impl Outbound {
         let chunk = self.buf.split().freeze();
         self.written += chunk.len() as u64;
         self.counters.release(chunk.len());
-        self.last_drain = Instant::now();
+        if let Some(last_drain) = &mut self.last_drain {
+            *last_drain = Instant::now();
+        }
         if self.reader.is_some() && self.counters.queued() <= self.resume_below {
             if let Some(reader) = self.reader.take() {
                 reader.wake();
@@ -385,7 +388,10 @@ mod tests {
 
     fn outbound(deflate: Option<Agreed>) -> (Outbound, Arc<Counters>) {
         let counters = Counters::detached(1 << 20);
-        (Outbound::new(Arc::clone(&counters), deflate, 0), counters)
+        (
+            Outbound::new(Arc::clone(&counters), deflate, 0, false),
+            counters,
+        )
     }
 
     fn send(out: &mut Outbound, counters: &Counters, message: &str) {

@@ -396,12 +396,9 @@ fn s16_on_error_then_on_close_after_a_panic_in_an_async_handler() {
 }
 
 #[test]
-fn s15_keepalive_and_timeouts_fire_while_reading_is_paused() {
+fn s15_keepalive_pings_go_out_while_reading_is_paused() {
     let events = Events::new();
-    let config = test_config()
-        .keepalive(Duration::from_millis(20))
-        .idle_timeout(Duration::from_millis(500))
-        .close_timeout(Duration::from_millis(200));
+    let config = test_config().keepalive(Duration::from_millis(10));
     let server = serve_with(config.clone(), {
         let events = events.clone();
         move || events.record(Echo)
@@ -412,11 +409,46 @@ fn s15_keepalive_and_timeouts_fire_while_reading_is_paused() {
     wait_until("the server pauses reading", || {
         socket.buffered_amount() > config.high_water_mark
     });
-    // Nothing is read while paused, yet the queue grows: keepalive pings.
-    let paused_at = socket.buffered_amount();
-    wait_until("a keepalive ping is queued while paused", || {
-        socket.buffered_amount() > paused_at
+    // The stimulus is time itself: 30 keepalive periods with the client
+    // still not reading. No echo is produced while reading is paused, so
+    // pings queued then arrive as a run with no echo between them; while
+    // reading, pings mix with the echoes of a 64 MiB flood.
+    std::thread::sleep(Duration::from_millis(300));
+    let (mut echoes, mut run, mut longest_run) = (0, 0, 0);
+    while echoes < 1024 {
+        match client.recv() {
+            Incoming::Binary(message) => {
+                assert_eq!(message, numbered(echoes), "echo {echoes}");
+                echoes += 1;
+                run = 0;
+            }
+            Incoming::Ping(_) => {
+                run += 1;
+                longest_run = longest_run.max(run);
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert!(
+        longest_run >= 5,
+        "S15: no keepalive while paused ({longest_run} pings in a row)"
+    );
+    flood.thread.join().expect("writer thread");
+}
+
+#[test]
+fn s15_idle_timeout_and_close_timeout_fire_while_reading_is_paused() {
+    let events = Events::new();
+    let config = test_config()
+        .idle_timeout(Duration::from_millis(500))
+        .close_timeout(Duration::from_millis(200));
+    let server = serve_with(config.clone(), {
+        let events = events.clone();
+        move || events.record(Echo)
     });
+    let mut client = server.connect();
+    let socket = events.wait_open();
+    let flood = flood(&client, 1024, binary_frame);
     // The client neither reads nor gets its frames read: the idle timeout
     // counts the writer's (absent) progress and fails the connection.
     assert_eq!(events.wait_error(socket.id()), Error::Timeout);
