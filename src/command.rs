@@ -13,16 +13,20 @@
 use std::{
     any::Any,
     cell::RefCell,
+    collections::VecDeque,
     panic::{catch_unwind, AssertUnwindSafe},
+    pin::Pin,
     rc::Rc,
     sync::{
         atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
         Arc,
     },
+    sync::{Mutex, MutexGuard},
+    task::{Context, Poll},
 };
 
 use bytes::Bytes;
-use futures::channel::mpsc::{unbounded, UnboundedReceiver, UnboundedSender};
+use futures::{task::AtomicWaker, Stream};
 
 use crate::{
     deflate::CompressCache,
@@ -85,8 +89,58 @@ impl Command {
     }
 }
 
-/// The connection's end of its command channel.
-pub(crate) type Commands = UnboundedReceiver<Command>;
+/// The commands sent to one connection and not yet taken, in order.
+///
+/// Unbounded on purpose: the bytes counted in [`Counters`] (frame plus
+/// [`COMMAND_OVERHEAD`] per entry) are what bound it. It lives inside the
+/// counters every socket already shares, so a connection pays for no
+/// channel of its own.
+#[derive(Default)]
+struct Mailbox {
+    queue: VecDeque<Command>,
+    /// The connection is gone: nothing is queued any more.
+    closed: bool,
+}
+
+/// The connection's end of its mailbox: a stream of commands that never
+/// ends while the connection runs. Dropping it closes the mailbox and drops
+/// what is still in it (their completions fail).
+pub(crate) struct Commands(Arc<Counters>);
+
+impl Commands {
+    pub(crate) fn new(counters: Arc<Counters>) -> Commands {
+        Commands(counters)
+    }
+}
+
+impl Stream for Commands {
+    type Item = Command;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Command>> {
+        let counters = &self.0;
+        if let Some(command) = counters.lock_mailbox().queue.pop_front() {
+            return Poll::Ready(Some(command));
+        }
+        counters.waker.register(cx.waker());
+        // A command pushed between the check and the registration.
+        match counters.lock_mailbox().queue.pop_front() {
+            Some(command) => Poll::Ready(Some(command)),
+            None => Poll::Pending,
+        }
+    }
+}
+
+impl Drop for Commands {
+    fn drop(&mut self) {
+        let left = {
+            let mut mailbox = self.0.lock_mailbox();
+            mailbox.closed = true;
+            std::mem::take(&mut mailbox.queue)
+        };
+        // Outside the lock: failing a completion runs user code.
+        drop(left);
+    }
+}
 
 /// What the members of one broadcast share: the compressed payload, for
 /// those that compress without context takeover. Opaque to sockets.
@@ -169,35 +223,52 @@ pub(crate) struct Counters {
     max_outbound: usize,
     /// `BackpressurePolicy::Close`: a refused send fails the connection.
     close_on_backpressure: bool,
-    /// The connection's command channel: unbounded on purpose, as the
-    /// bytes counted in `queued` (frame plus [`COMMAND_OVERHEAD`] per entry)
-    /// are what bound it.
-    mailbox: UnboundedSender<Command>,
+    mailbox: Mutex<Mailbox>,
+    /// The connection's [`Commands`] stream, waiting for a command.
+    waker: AtomicWaker,
     /// The connection's actor address, typed by its listener, for
     /// [`Address::of`](crate::Address::of); opaque here.
     address: Box<dyn Any + Send + Sync>,
 }
 
 impl Counters {
-    /// Counters and the command channel of a new connection whose actor
-    /// address is `address`.
+    /// Counters of a new connection whose actor address is `address`; its
+    /// commands come out of [`Commands::new`] on them.
     pub(crate) fn new(
         address: Box<dyn Any + Send + Sync>,
         max_outbound: usize,
         close_on_backpressure: bool,
-    ) -> (Counters, Commands) {
-        let (mailbox, commands) = unbounded();
-        let counters = Counters {
+    ) -> Arc<Counters> {
+        Arc::new(Counters {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             open: AtomicBool::new(true),
             queued: AtomicUsize::new(0),
             in_mailbox: AtomicUsize::new(0),
             max_outbound,
             close_on_backpressure,
-            mailbox,
+            mailbox: Mutex::default(),
+            waker: AtomicWaker::new(),
             address,
-        };
-        (counters, commands)
+        })
+    }
+
+    fn lock_mailbox(&self) -> MutexGuard<'_, Mailbox> {
+        // Nothing that can panic runs under this lock.
+        self.mailbox.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Queues `command` for the connection, or hands it back when the
+    /// connection is gone.
+    fn post(&self, command: Command) -> Result<(), Command> {
+        {
+            let mut mailbox = self.lock_mailbox();
+            if mailbox.closed {
+                return Err(command);
+            }
+            mailbox.queue.push_back(command);
+        }
+        self.waker.wake();
+        Ok(())
     }
 
     /// The connection's actor address, as given to [`Counters::new`].
@@ -283,8 +354,8 @@ impl Counters {
     /// Asks the connection to fail with `error` (not counted: it is what
     /// frees the buffer).
     pub(crate) fn fail_connection(&self, error: Error) {
-        // An error means the connection is gone: nothing left to fail.
-        let _ = self.mailbox.unbounded_send(Command::Fail(error));
+        // Refused when the connection is gone: nothing left to fail.
+        let _ = self.post(Command::Fail(error));
     }
 
     /// Queues a data or control command: refused when closed or over the
@@ -310,11 +381,7 @@ impl Counters {
     pub(crate) fn submit_listener(&self, work: Box<dyn Any + Send>) -> bool {
         self.charge(COMMAND_OVERHEAD);
         self.in_mailbox.fetch_add(1, Ordering::AcqRel);
-        if self
-            .mailbox
-            .unbounded_send(Command::Listener(work))
-            .is_err()
-        {
+        if self.post(Command::Listener(work)).is_err() {
             self.release(COMMAND_OVERHEAD);
             self.in_mailbox.fetch_sub(1, Ordering::AcqRel);
             return false;
@@ -343,13 +410,13 @@ impl Counters {
         };
         self.charge(COMMAND_OVERHEAD);
         self.in_mailbox.fetch_add(1, Ordering::AcqRel);
-        if let Err(refused) = self.mailbox.unbounded_send(command) {
+        if let Err(refused) = self.post(command) {
             // The connection is gone: nothing will release what we counted,
             // and dropping the command fails its completion, if any.
             self.release(len + COMMAND_OVERHEAD);
             self.in_mailbox.fetch_sub(1, Ordering::AcqRel);
             self.mark_closed();
-            drop(refused.into_inner());
+            drop(refused);
         }
     }
 
@@ -399,7 +466,7 @@ impl Counters {
     /// Counters whose connection never runs: for unit tests of the
     /// outbound side, which must not need an actor.
     pub(crate) fn detached(max_outbound: usize) -> Arc<Counters> {
-        Arc::new(Counters::new(Box::new(()), max_outbound, false).0)
+        Counters::new(Box::new(()), max_outbound, false)
     }
 }
 

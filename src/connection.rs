@@ -31,7 +31,7 @@ use bytes::Bytes;
 use futures::Stream;
 
 use crate::{
-    command::{enter_callback, CallbackScope, Command, Counters},
+    command::{enter_callback, CallbackScope, Command, Commands, Counters},
     deflate::Agreed,
     driver::{Call, Driver, Pending},
     inbound::{Event, Inbound, Limits},
@@ -58,12 +58,12 @@ where
 {
     let mut ctx = Context::<Connection<L>>::new();
     let address = ctx.address();
-    let (counters, commands) = Counters::new(
+    let counters = Counters::new(
         Box::new(address.clone()),
         config.max_outbound_buffer,
         config.backpressure == BackpressurePolicy::Close,
     );
-    let counters = Arc::new(counters);
+    let commands = Commands::new(Arc::clone(&counters));
     let out = Rc::new(RefCell::new(Outbound::new(
         Arc::clone(&counters),
         deflate.clone(),

@@ -343,6 +343,8 @@ impl fmt::Debug for Group {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use futures::Stream;
+
     use crate::command::{Command, Commands, Counters};
 
     /// Stands in for connections: keeps each member's command channel open
@@ -353,16 +355,20 @@ mod tests {
 
     impl Members {
         fn socket(&mut self, max_outbound: usize) -> Socket {
-            let (counters, commands) = Counters::new(Box::new(()), max_outbound, false);
-            self.0.push(commands);
-            Socket::new(Arc::new(counters))
+            let counters = Counters::new(Box::new(()), max_outbound, false);
+            self.0.push(Commands::new(Arc::clone(&counters)));
+            Socket::new(counters)
         }
 
         /// Messages queued so far, over every member.
         fn received(&mut self) -> usize {
             let mut sends = 0;
+            let waker = futures::task::noop_waker();
+            let mut cx = std::task::Context::from_waker(&waker);
             for commands in &mut self.0 {
-                while let Ok(command) = commands.try_recv() {
+                while let std::task::Poll::Ready(Some(command)) =
+                    std::pin::Pin::new(&mut *commands).poll_next(&mut cx)
+                {
                     sends += usize::from(matches!(command, Command::Send(..)));
                 }
             }

@@ -33,7 +33,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use actix_web::{dev::ServerHandle, web, App, HttpServer};
+use actix_web::{dev::ServerHandle, web, App, HttpResponse, HttpServer};
 use bytes::Bytes;
 use bytestring::ByteString;
 
@@ -110,17 +110,7 @@ impl TestServer {
         L: Listener,
         F: Fn() -> L + Send + Sync + 'static,
     {
-        let make = Arc::new(make);
-        TestServer::start(move |cfg| {
-            let make = Arc::clone(&make);
-            cfg.app_data(config.clone()).route(
-                "/ws",
-                web::get().to(move |upgrade: WebSocketUpgrade| {
-                    let listener = make();
-                    async move { upgrade.listen(listener) }
-                }),
-            );
-        })
+        TestServer::serve_ws(config, move |upgrade| upgrade.listen(make()))
     }
 
     /// As [`TestServer::listen`], for an [`AsyncListener`].
@@ -138,14 +128,22 @@ impl TestServer {
         L: AsyncListener,
         F: Fn() -> L + Send + Sync + 'static,
     {
-        let make = Arc::new(make);
+        TestServer::serve_ws(config, move |upgrade| upgrade.listen_async(make()))
+    }
+
+    /// An app whose `GET /ws` answers with `start(upgrade)`.
+    fn serve_ws<F>(config: Config, start: F) -> TestServer
+    where
+        F: Fn(WebSocketUpgrade) -> HttpResponse + Send + Sync + 'static,
+    {
+        let start = Arc::new(start);
         TestServer::start(move |cfg| {
-            let make = Arc::clone(&make);
+            let start = Arc::clone(&start);
             cfg.app_data(config.clone()).route(
                 "/ws",
                 web::get().to(move |upgrade: WebSocketUpgrade| {
-                    let listener = make();
-                    async move { upgrade.listen_async(listener) }
+                    let response = start(upgrade);
+                    async move { response }
                 }),
             );
         })

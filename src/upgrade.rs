@@ -209,17 +209,7 @@ pub fn upgrade<L: Listener>(
     payload: web::Payload,
     listener: L,
 ) -> Result<HttpResponse, UpgradeError> {
-    let config = app_config(req);
-    verify(req, &config)?;
-    Ok(respond(
-        req,
-        payload,
-        None,
-        &[],
-        config,
-        Box::new(SyncDriver(listener)),
-    )
-    .0)
+    upgrade_with(req, payload, Box::new(SyncDriver(listener)))
 }
 
 /// [`upgrade`] with an [`AsyncListener`], whose event methods may await.
@@ -231,17 +221,17 @@ pub fn upgrade_async<L: AsyncListener>(
     payload: web::Payload,
     listener: L,
 ) -> Result<HttpResponse, UpgradeError> {
+    upgrade_with(req, payload, Box::new(AsyncDriver::new(listener)))
+}
+
+fn upgrade_with<L: 'static>(
+    req: &HttpRequest,
+    payload: web::Payload,
+    driver: Box<dyn Driver<L>>,
+) -> Result<HttpResponse, UpgradeError> {
     let config = app_config(req);
     verify(req, &config)?;
-    Ok(respond(
-        req,
-        payload,
-        None,
-        &[],
-        config,
-        Box::new(AsyncDriver::new(listener)),
-    )
-    .0)
+    Ok(respond(req, payload, None, &[], config, driver).0)
 }
 
 fn app_config(req: &HttpRequest) -> Config {
