@@ -24,7 +24,6 @@ use std::{
 use actix::{
     dev::{MessageResponse, OneshotSender},
     Actor, ActorContext, ActorFuture, Addr, AsyncContext, Context, Handler, SpawnHandle,
-    StreamHandler,
 };
 use actix_web::error::PayloadError;
 use bytes::Bytes;
@@ -71,15 +70,14 @@ where
         config.idle_timeout.is_some(),
     )));
     let body = BodyStream(Rc::clone(&out));
-    ctx.add_stream(commands);
-    ctx.spawn(Reader { payload });
+    ctx.spawn(Reader { payload, commands });
     let connection = Connection {
         driver,
         socket: Socket::new(Arc::clone(&counters)),
         counters,
         out,
         inbound: Inbound::new(Limits::of(&config), deflate),
-        config,
+        settings: Settings::of(config),
         phase: Phase::Open,
         pending: None,
         deferred: VecDeque::new(),
@@ -89,6 +87,30 @@ where
     let socket = connection.socket.clone();
     ctx.run(connection);
     (address, socket, body)
+}
+
+/// The part of [`Config`] a running connection reads: kept instead of the
+/// whole config, because every byte here is paid by every idle connection.
+struct Settings {
+    high_water_mark: usize,
+    max_queued_messages: usize,
+    close_timeout: Duration,
+    keepalive: Option<Duration>,
+    idle_timeout: Option<Duration>,
+    connections: Option<Connections>,
+}
+
+impl Settings {
+    fn of(config: Config) -> Settings {
+        Settings {
+            high_water_mark: config.high_water_mark,
+            max_queued_messages: config.max_queued_messages,
+            close_timeout: config.close_timeout,
+            keepalive: config.keepalive,
+            idle_timeout: config.idle_timeout,
+            connections: config.connections,
+        }
+    }
 }
 
 /// Where a connection is in its life (S1, S4).
@@ -115,7 +137,7 @@ pub(crate) struct Connection<L: 'static> {
     counters: Arc<Counters>,
     out: Rc<RefCell<Outbound>>,
     inbound: Inbound,
-    config: Config,
+    settings: Settings,
     phase: Phase,
     /// The async handler being awaited (S16).
     pending: Option<Pending>,
@@ -134,7 +156,7 @@ impl<L: 'static> Actor for Connection<L> {
     fn started(&mut self, ctx: &mut Context<Self>) {
         log::debug!("ws {}: open", self.socket.id());
         Connections::global().insert(&self.socket);
-        if let Some(connections) = &self.config.connections {
+        if let Some(connections) = &self.settings.connections {
             connections.insert(&self.socket);
         }
         self.start_timers(ctx);
@@ -158,8 +180,10 @@ impl<L: 'static> Drop for Connection<L> {
     }
 }
 
-impl<L: 'static> StreamHandler<Command> for Connection<L> {
-    fn handle(&mut self, command: Command, ctx: &mut Context<Self>) {
+impl<L: 'static> Connection<L> {
+    /// A command from a socket (or an [`Address`](crate::Address)) that
+    /// came through the mailbox.
+    fn on_command(&mut self, ctx: &mut Context<Self>, command: Command) {
         match command {
             Command::Fail(error) => self.fail(ctx, error),
             Command::Listener(work) => {
@@ -175,10 +199,6 @@ impl<L: 'static> StreamHandler<Command> for Connection<L> {
                 self.after_event(ctx);
             }
         }
-    }
-
-    fn finished(&mut self, _: &mut Context<Self>) {
-        // Never: the connection's own socket holds a sender.
     }
 }
 
@@ -275,7 +295,7 @@ impl<L: 'static> Connection<L> {
     }
 
     fn start_timers(&mut self, ctx: &mut Context<Self>) {
-        if let Some(period) = self.config.keepalive {
+        if let Some(period) = self.settings.keepalive {
             ctx.run_interval(period, |act, _| {
                 if !act.is_closing() {
                     if let Err(error) = act.socket.ping() {
@@ -284,7 +304,7 @@ impl<L: 'static> Connection<L> {
                 }
             });
         }
-        if let Some(timeout) = self.config.idle_timeout {
+        if let Some(timeout) = self.settings.idle_timeout {
             let check = (timeout / 4).max(Duration::from_millis(10));
             ctx.run_interval(check, move |act, ctx| {
                 if act
@@ -304,7 +324,7 @@ impl<L: 'static> Connection<L> {
         if self.pending.is_some() {
             return None;
         }
-        if self.counters.queued() > self.config.high_water_mark {
+        if self.counters.queued() > self.settings.high_water_mark {
             let drained = self.out.borrow().last_drain().unwrap_or(self.last_seen);
             return Some(self.last_seen.max(drained));
         }
@@ -354,7 +374,7 @@ impl<L: 'static> Connection<L> {
             Ok(Poll::Ready(())) => {
                 self.pending = None;
                 // The idle clock stood still while the handler ran.
-                if self.config.idle_timeout.is_some() {
+                if self.settings.idle_timeout.is_some() {
                     self.last_seen = Instant::now();
                 }
                 self.after_event(ctx);
@@ -376,7 +396,7 @@ impl<L: 'static> Connection<L> {
     /// Queues listener work behind the pending handler; `false` (and the
     /// work is dropped) when `max_queued_messages` are already waiting.
     fn defer(&mut self, work: Deferred<L>) -> bool {
-        if self.deferred.len() >= self.config.max_queued_messages {
+        if self.deferred.len() >= self.settings.max_queued_messages {
             log::warn!(
                 "ws {}: {} messages already wait for the listener; one more refused",
                 self.socket.id(),
@@ -475,7 +495,7 @@ impl<L: 'static> Connection<L> {
             "ws {}: close sent, waiting for the peer's",
             self.socket.id()
         );
-        let timer = ctx.run_later(self.config.close_timeout, |act, ctx| {
+        let timer = ctx.run_later(self.settings.close_timeout, |act, ctx| {
             log::debug!("ws {}: close timeout", act.socket.id());
             let (code, reason) = act.sent_close();
             act.finish(ctx, code, &reason);
@@ -498,7 +518,7 @@ impl<L: 'static> Connection<L> {
             Demand::Handler
         } else if !self.deferred.is_empty() {
             Demand::Deferred
-        } else if self.counters.queued() > self.config.high_water_mark
+        } else if self.counters.queued() > self.settings.high_water_mark
             && !self.is_closing()
             && !self.out.borrow().is_writer_gone()
         {
@@ -593,7 +613,7 @@ impl<L: 'static> Connection<L> {
         // Weak: once the writer has drained the buffer and dropped the body,
         // the buffer must not live on until the timer fires.
         let out = Rc::downgrade(&self.out);
-        let timeout = self.config.close_timeout;
+        let timeout = self.settings.close_timeout;
         actix_rt::spawn(async move {
             actix_rt::time::sleep(timeout).await;
             if let Some(out) = out.upgrade() {
@@ -632,7 +652,7 @@ impl<L: 'static> Connection<L> {
     fn socket_closed(&self) {
         self.counters.mark_closed();
         Connections::global().remove(&self.socket);
-        if let Some(connections) = &self.config.connections {
+        if let Some(connections) = &self.settings.connections {
             connections.remove(&self.socket);
         }
     }
@@ -659,6 +679,9 @@ enum Demand {
 /// it reads, or than an async listener answers, waits in TCP.
 struct Reader<S> {
     payload: S,
+    /// The connection's mailbox, drained first at every turn: commands go
+    /// out whether or not reading is paused.
+    commands: Commands,
 }
 
 impl<L, S> ActorFuture<Connection<L>> for Reader<S>
@@ -675,6 +698,9 @@ where
         task: &mut task::Context<'_>,
     ) -> Poll<()> {
         let this = self.get_mut();
+        while let Poll::Ready(Some(command)) = Pin::new(&mut this.commands).poll_next(task) {
+            act.on_command(ctx, command);
+        }
         for _ in 0..EVENT_BUDGET {
             match act.demand() {
                 Demand::Stop => return Poll::Ready(()),
@@ -700,7 +726,7 @@ where
                     Ok(None) => match Pin::new(&mut this.payload).poll_next(task) {
                         Poll::Pending => return Poll::Pending,
                         Poll::Ready(Some(Ok(chunk))) => {
-                            if act.config.idle_timeout.is_some() {
+                            if act.settings.idle_timeout.is_some() {
                                 act.last_seen = Instant::now();
                             }
                             act.inbound.feed(&chunk);
