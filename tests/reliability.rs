@@ -163,9 +163,11 @@ fn s10_a_panicking_listener_under_load_only_closes_its_own_connections() {
         for (i, client) in clients.iter_mut().enumerate() {
             if i % 10 == 0 && round == 2 {
                 client.send_text("boom");
-            } else {
+            } else if i % 10 != 0 || round < 2 {
                 client.send_text(&format!("{i}:{round}"));
             }
+            // Clients whose connection failed in round 2 write nothing more:
+            // the server may have ended their TCP connections already.
         }
         for (i, client) in clients.iter_mut().enumerate() {
             if i % 10 == 0 && round >= 2 {
