@@ -72,12 +72,14 @@ pub struct Config {
     /// 16 MiB messages); the bound is then the limit plus one message.
     ///
     /// The count covers the whole way to the writer: frames in the
-    /// connection's buffer, and commands still in its actor mailbox, each
-    /// charged its frame plus 64 bytes for the mailbox entry. actix's
-    /// mailbox capacity does not apply to these commands (they are queued
-    /// with `do_send`), so this byte count is what bounds a stalled
-    /// connection's mailbox too: even empty pings stop being accepted once
-    /// the limit is reached.
+    /// connection's buffer, and socket commands still waiting in its
+    /// mailbox, each charged its frame plus 64 bytes for the mailbox entry.
+    /// This byte count is what bounds a stalled connection's mailbox: even
+    /// empty pings stop being accepted once the limit is reached.
+    ///
+    /// A listener that only answers what it receives does not reach this
+    /// limit: the connection stops reading at [`Config::high_water_mark`]
+    /// (S15). Sends from other actors, broadcasts and timers can.
     pub max_outbound_buffer: usize,
     /// While more than this many bytes are queued for the client, the
     /// connection reads nothing more from it (S15). Default 1 MiB.
