@@ -61,6 +61,28 @@ struct Flood {
     thread: thread::JoinHandle<()>,
 }
 
+/// A recorded echo server with `config`, a raw client on it, and the
+/// server's socket for that client.
+fn recorded_echo(config: &Config) -> (TestServer, Events, RawClient, Socket) {
+    let events = Events::new();
+    let server = serve_with(config.clone(), {
+        let events = events.clone();
+        move || events.record(Echo)
+    });
+    let client = server.connect();
+    let socket = events.wait_open();
+    (server, events, client, socket)
+}
+
+/// Waits until the server's queue for the client passes the high-water
+/// mark: reading is paused (S15).
+fn wait_paused(socket: &Socket, config: &Config) {
+    wait_until(
+        "the server's queue for the client reaches the high-water mark",
+        || socket.buffered_amount() > config.high_water_mark,
+    );
+}
+
 fn binary_frame(i: usize) -> FrameSpec {
     FrameSpec::new(OP_BINARY, numbered(i))
 }
@@ -83,19 +105,10 @@ fn read_numbered(client: &mut RawClient, count: usize, socket: &Socket, bound: u
 
 #[test]
 fn s15_a_client_that_reads_nothing_gets_every_echo_back_in_order() {
-    let events = Events::new();
     let config = test_config();
-    let server = serve_with(config.clone(), {
-        let events = events.clone();
-        move || events.record(Echo)
-    });
-    let mut client = server.connect();
-    let socket = events.wait_open();
+    let (_server, events, mut client, socket) = recorded_echo(&config);
     let flood = flood(&client, 1024, binary_frame);
-    wait_until(
-        "the server's queue for the client reaches the high-water mark",
-        || socket.buffered_amount() > config.high_water_mark,
-    );
+    wait_paused(&socket, &config);
     // Paused: the 64 MiB flood is held back in TCP, not read into memory.
     assert!(socket.buffered_amount() <= queue_bound(&config));
     assert!(flood.written.load(Ordering::SeqCst) < 1024);
@@ -136,10 +149,7 @@ fn s15_demand_holds_for_permessage_deflate_connections() {
         FrameSpec::new(OP_BINARY, message)
     }
     let flood = flood(&client, 512, noisy);
-    wait_until(
-        "the server's queue for the client reaches the high-water mark",
-        || socket.buffered_amount() > config.high_water_mark,
-    );
+    wait_paused(&socket, &config);
     let mut decompress = flate2::Decompress::new(false);
     for i in 0..512 {
         let frame = client.read_frame();
@@ -397,18 +407,10 @@ fn s16_on_error_then_on_close_after_a_panic_in_an_async_handler() {
 
 #[test]
 fn s15_keepalive_pings_go_out_while_reading_is_paused() {
-    let events = Events::new();
     let config = test_config().keepalive(Duration::from_millis(10));
-    let server = serve_with(config.clone(), {
-        let events = events.clone();
-        move || events.record(Echo)
-    });
-    let mut client = server.connect();
-    let socket = events.wait_open();
+    let (_server, _events, mut client, socket) = recorded_echo(&config);
     let flood = flood(&client, 1024, binary_frame);
-    wait_until("the server pauses reading", || {
-        socket.buffered_amount() > config.high_water_mark
-    });
+    wait_paused(&socket, &config);
     // The stimulus is time itself: 30 keepalive periods with the client
     // still not reading. No echo is produced while reading is paused, so
     // pings queued then arrive as a run with no echo between them; while
@@ -438,16 +440,10 @@ fn s15_keepalive_pings_go_out_while_reading_is_paused() {
 
 #[test]
 fn s15_idle_timeout_and_close_timeout_fire_while_reading_is_paused() {
-    let events = Events::new();
     let config = test_config()
         .idle_timeout(Duration::from_millis(500))
         .close_timeout(Duration::from_millis(200));
-    let server = serve_with(config.clone(), {
-        let events = events.clone();
-        move || events.record(Echo)
-    });
-    let mut client = server.connect();
-    let socket = events.wait_open();
+    let (_server, events, mut client, socket) = recorded_echo(&config);
     let flood = flood(&client, 1024, binary_frame);
     // The client neither reads nor gets its frames read: the idle timeout
     // counts the writer's (absent) progress and fails the connection.
