@@ -1,7 +1,8 @@
 //! The connection actor: one per upgraded WebSocket connection.
 //!
 //! Events in (inbound events pulled from the [`Inbound`] assembler,
-//! commands from the mailbox, timers), listener calls, commands out (to the
+//! commands from the mailbox, typed messages from other actors and the
+//! listener's timers, S17), listener calls, commands out (to the
 //! [`Outbound`] buffer that the response body drains). It owns the
 //! lifecycle (S1) as one [`Phase`], the close handshake (S4), failing with
 //! the right code (S7), panic isolation (S10), keepalive (S12) and demand
@@ -142,7 +143,7 @@ pub(crate) struct Connection<L: 'static> {
     /// The async handler being awaited (S16).
     pending: Option<Pending>,
     /// Typed messages and timer runs that arrived while a handler was
-    /// pending, in arrival order; at most `max_deferred` (S17).
+    /// pending, in arrival order; at most `max_queued_messages` (S17).
     deferred: VecDeque<Deferred<L>>,
     /// The listener's timers, by id, until they end or are cancelled.
     timers: Vec<(u64, SpawnHandle)>,
