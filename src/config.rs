@@ -223,6 +223,22 @@ impl Config {
         self
     }
 
+    /// Did nothing in this release but keep code written against 0.1's
+    /// first releases building: the crate no longer installs signal
+    /// handlers. Run the server with
+    /// [`run_with_graceful_shutdown`](crate::run_with_graceful_shutdown)
+    /// to close WebSockets with 1001 on SIGINT/SIGTERM, or call
+    /// [`Connections::close_all`] next to your own `ServerHandle::stop`.
+    #[deprecated(
+        since = "0.2.0",
+        note = "the crate takes no signals: use run_with_graceful_shutdown or Connections::close_all"
+    )]
+    #[must_use]
+    pub fn shutdown_on_signals(self, enabled: bool) -> Self {
+        let _ = enabled;
+        self
+    }
+
     /// Sets [`Config::max_queued_messages`].
     #[must_use]
     pub fn max_queued_messages(mut self, messages: usize) -> Self {

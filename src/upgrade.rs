@@ -371,11 +371,24 @@ impl WebSocketUpgrade {
         &self.req
     }
 
+    /// Replaces this route's settings, as in 0.1's first releases: kept so
+    /// that code written against it still builds. Since the app's origin
+    /// check runs at extraction it can no longer drop an app-wide
+    /// `allowed_origins`, but it still drops every other app setting.
+    #[deprecated(
+        since = "0.2.0",
+        note = "use `configure` (keeps the app's settings) or `replace_config` (drops them on purpose)"
+    )]
+    #[must_use]
+    pub fn config(self, config: Config) -> Self {
+        self.replace_config(config)
+    }
+
     /// The settings this upgrade's connection will start with: the app's
     /// (from `app_data`, a `Config` or `web::Data<Config>`, else
     /// [`Config::default`]), as changed by [`WebSocketUpgrade::configure`]
     /// or [`WebSocketUpgrade::replace_config`].
-    pub fn config(&self) -> &Config {
+    pub fn current_config(&self) -> &Config {
         &self.config
     }
 

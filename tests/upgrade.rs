@@ -12,7 +12,7 @@ use std::sync::{
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use actix_ws_listener::{
-    is_upgrade_request, is_websocket_request, requested_protocols, upgrade, UpgradeError,
+    is_upgrade_request, is_websocket_request, requested_protocols, upgrade, Config, UpgradeError,
     WebSocketUpgrade,
 };
 use common::*;
@@ -423,7 +423,7 @@ fn per_route_server(events: &Events) -> TestServer {
             "/inspect",
             web::get().to(|upgrade: WebSocketUpgrade| async move {
                 let upgrade = upgrade.configure(|config| config.max_message_size(16));
-                let config = upgrade.config();
+                let config = upgrade.current_config();
                 HttpResponse::Ok().body(format!(
                     "{:?} {} {}",
                     config.allowed_origins, config.max_text_message_size, config.max_frame_size
@@ -521,4 +521,32 @@ fn s13_replace_config_replaces_the_limits_but_never_lifts_the_app_origin_check()
     assert_origin_refused(&server, &events, "/replace", EVIL);
     let mut chat = RawClient::connect_with(server.addr(), "/replace", CHAT);
     assert_message_limit_is_16(&mut chat);
+}
+
+/// Code written against the first 0.1 releases still builds: the
+/// deprecated `config(Config)` replaces the route's settings as it did,
+/// and `shutdown_on_signals` changes nothing (the crate takes no signals).
+#[test]
+#[allow(deprecated)]
+fn deprecated_config_replaces_the_settings_and_shutdown_on_signals_is_inert() {
+    let config = Config::default();
+    assert_eq!(
+        format!("{:?}", config.clone().shutdown_on_signals(false)),
+        format!("{config:?}")
+    );
+    let server = serve_app(|cfg| {
+        cfg.route(
+            "/ws",
+            web::get().to(|upgrade: WebSocketUpgrade| async move {
+                upgrade
+                    .config(Config::default().max_message_size(16))
+                    .listen(Echo)
+            }),
+        );
+    });
+    let mut client = server.connect();
+    client.send_text("sixteen bytes!!!");
+    assert_eq!(client.recv_text(), "sixteen bytes!!!");
+    client.send_text("seventeen bytes!!");
+    assert_eq!(client.recv_close().0, 1009);
 }
