@@ -102,6 +102,20 @@ struct Mailbox {
     closed: bool,
 }
 
+impl Mailbox {
+    /// The next command. An emptied queue that grew past a few entries
+    /// gives its memory back, so that a connection that once got a burst of
+    /// commands does not keep room for it while idle; the few entries of a
+    /// steady trickle (one per broadcast) stay, to save an allocation each.
+    fn pop(&mut self) -> Option<Command> {
+        let command = self.queue.pop_front()?;
+        if self.queue.is_empty() && self.queue.capacity() > 8 {
+            self.queue = VecDeque::new();
+        }
+        Some(command)
+    }
+}
+
 /// The connection's end of its mailbox: a stream of commands that never
 /// ends while the connection runs. Dropping it closes the mailbox and drops
 /// what is still in it (their completions fail).
@@ -118,12 +132,12 @@ impl Stream for Commands {
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Command>> {
         let counters = &self.0;
-        if let Some(command) = counters.lock_mailbox().queue.pop_front() {
+        if let Some(command) = counters.lock_mailbox().pop() {
             return Poll::Ready(Some(command));
         }
         counters.waker.register(cx.waker());
         // A command pushed between the check and the registration.
-        match counters.lock_mailbox().queue.pop_front() {
+        match counters.lock_mailbox().pop() {
             Some(command) => Poll::Ready(Some(command)),
             None => Poll::Pending,
         }
