@@ -132,11 +132,9 @@ impl Stream for Commands {
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Command>> {
         let counters = &self.0;
-        if let Some(command) = counters.lock_mailbox().pop() {
-            return Poll::Ready(Some(command));
-        }
+        // Registered before the look, so a command pushed right after it
+        // still wakes us: one lock per poll, on the reader's every turn.
         counters.waker.register(cx.waker());
-        // A command pushed between the check and the registration.
         match counters.lock_mailbox().pop() {
             Some(command) => Poll::Ready(Some(command)),
             None => Poll::Pending,
