@@ -169,6 +169,8 @@ mod registry;
 mod shutdown;
 mod socket;
 #[cfg(feature = "test-util")]
+mod test_frame;
+#[cfg(feature = "test-util")]
 mod test_util;
 mod upgrade;
 mod utf8;
@@ -203,6 +205,7 @@ pub use upgrade::{
 #[cfg(feature = "test-util")]
 #[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
 pub mod test {
+    pub use crate::test_frame::{opcode, Frame, DEFAULT_MASK};
     pub use crate::test_util::{Received, TestClient, TestServer, TIMEOUT};
 }
 
