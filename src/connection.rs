@@ -31,12 +31,12 @@ use bytes::Bytes;
 use futures::Stream;
 
 use crate::{
+    admission::Admission,
     command::{enter_callback, CallbackScope, Command, Commands, Counters},
     deflate::Agreed,
     driver::{Call, Driver, Pending},
     inbound::{Event, Inbound, Limits},
     outbound::{BodyStream, Outbound},
-    registry::Connections,
     BackpressurePolicy, CloseCode, Config, Error, Handles, Socket,
 };
 
@@ -49,6 +49,7 @@ const EVENT_BUDGET: usize = 64;
 pub(crate) fn start<L, S>(
     driver: Box<dyn Driver<L>>,
     config: Config,
+    admission: Admission,
     deflate: Option<Agreed>,
     payload: S,
 ) -> (Addr<Connection<L>>, Socket, BodyStream)
@@ -79,6 +80,7 @@ where
         out,
         inbound: Inbound::new(Limits::of(&config), deflate),
         settings: Settings::of(config),
+        admission,
         phase: Phase::Open,
         pending: None,
         deferred: VecDeque::new(),
@@ -98,7 +100,6 @@ struct Settings {
     close_timeout: Duration,
     keepalive: Option<Duration>,
     idle_timeout: Option<Duration>,
-    connections: Option<Connections>,
 }
 
 impl Settings {
@@ -109,7 +110,6 @@ impl Settings {
             close_timeout: config.close_timeout,
             keepalive: config.keepalive,
             idle_timeout: config.idle_timeout,
-            connections: config.connections,
         }
     }
 }
@@ -139,6 +139,8 @@ pub(crate) struct Connection<L: 'static> {
     out: Rc<RefCell<Outbound>>,
     inbound: Inbound,
     settings: Settings,
+    /// The registries it joined.
+    admission: Admission,
     phase: Phase,
     /// The async handler being awaited (S16).
     pending: Option<Pending>,
@@ -156,10 +158,7 @@ impl<L: 'static> Actor for Connection<L> {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         log::debug!("ws {}: open", self.socket.id());
-        Connections::global().insert(&self.socket);
-        if let Some(connections) = &self.settings.connections {
-            connections.insert(&self.socket);
-        }
+        self.admission.join(&self.socket);
         self.start_timers(ctx);
         self.call(ctx, Call::Open, None);
     }
@@ -652,10 +651,7 @@ impl<L: 'static> Connection<L> {
 
     fn socket_closed(&self) {
         self.counters.mark_closed();
-        Connections::global().remove(&self.socket);
-        if let Some(connections) = &self.settings.connections {
-            connections.remove(&self.socket);
-        }
+        self.admission.leave(&self.socket);
     }
 }
 
