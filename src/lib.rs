@@ -149,6 +149,7 @@
 mod address;
 mod admission;
 mod async_listener;
+mod broadcast;
 mod close;
 #[cfg(feature = "redis")]
 mod cluster;
@@ -183,6 +184,7 @@ mod utf8;
 
 pub use address::{Address, Timer};
 pub use async_listener::AsyncListener;
+pub use broadcast::Broadcast;
 pub use close::CloseCode;
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
@@ -196,7 +198,7 @@ pub use deflate::Compression;
 #[cfg_attr(docsrs, doc(cfg(feature = "json")))]
 pub use error::JsonError;
 pub use error::{Error, ProtocolError, SendError};
-pub use group::{Broadcast, Group};
+pub use group::Group;
 pub use listener::{listener, FnListener, Handles, Listener};
 pub use message::Message;
 pub use presence::{Member, PresenceEvent};

@@ -82,6 +82,7 @@ impl Presence {
         lock(&self.own).remove(&socket)
     }
 
+    #[cfg(feature = "redis")]
     /// The members of this process: socket id and metadata.
     pub(crate) fn own(&self) -> Vec<(u64, String)> {
         lock(&self.own)
@@ -90,6 +91,7 @@ impl Presence {
             .collect()
     }
 
+    #[cfg(feature = "redis")]
     /// Applies a join or update seen on the broker (or made locally).
     pub(crate) fn joined(&self, member: &Member) {
         lock(&self.view).insert(
@@ -103,6 +105,7 @@ impl Presence {
         lock(&self.view).remove(id).map(|(meta, _)| meta)
     }
 
+    #[cfg(feature = "redis")]
     /// Replaces the view with a snapshot read from the broker, keeping the
     /// members of this process (the process is their source of truth).
     pub(crate) fn replace(&self, snapshot: Vec<Member>) {
@@ -171,6 +174,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "redis")]
     fn a_snapshot_replaces_other_nodes_and_keeps_our_own() {
         let presence = Presence::default();
         presence.track_own("a:1".into(), 1, "alice".into());
