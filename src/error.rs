@@ -1,7 +1,9 @@
 //! Why a connection failed ([`Error`]) and why a send failed ([`SendError`]).
 //!
 //! This module owns both error types and the close code each failure leads
-//! to. It must not decide when they happen; the connection does.
+//! to. It must not decide when they happen: the inbound assembler (protocol
+//! and limit errors), the connection (timeouts, panics) and the socket
+//! (send errors) do.
 
 use std::fmt;
 

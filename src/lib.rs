@@ -59,7 +59,7 @@
 //! | `websocket-request?` | [`is_websocket_request`] |
 //! | `upgrade-request?` | [`is_upgrade_request`] |
 //! | `request-protocols` | [`requested_protocols`] |
-//! | `{::ws/listener L, ::ws/protocol P}` | [`WebSocketUpgrade`]`.protocol(P).listen(L)` (`.listen_async(L)` for an [`AsyncListener`]), or [`upgrade()`] |
+//! | `{::ws/listener L, ::ws/protocol P}` | [`WebSocketUpgrade`]`.protocol(P).listen(L)` (a [`Listener`] or an [`AsyncListener`]), or [`upgrade()`] |
 //! | `Listener` protocol / a listener map | [`Listener`] on a struct / [`listener()`] with closures |
 //! | `on-open`, `on-message`, `on-ping`, `on-pong`, `on-error`, `on-close` | [`Listener::on_open`] … [`Listener::on_close`] |
 //! | `send`, `send` with `succeed`/`fail` | [`Socket::send`], [`Socket::send_async`], [`Socket::send_and_wait`] |
@@ -103,7 +103,7 @@
 //! }
 //!
 //! async fn ws(upgrade: WebSocketUpgrade) -> impl Responder {
-//!     upgrade.listen_async(Lookup)
+//!     upgrade.listen(Lookup)
 //! }
 //! ```
 //!
@@ -154,6 +154,7 @@ mod cluster;
 mod command;
 mod config;
 mod connection;
+mod contain;
 mod deflate;
 mod driver;
 mod error;
@@ -163,6 +164,7 @@ mod inbound;
 #[cfg(feature = "json")]
 mod json;
 mod listener;
+mod listening;
 mod message;
 mod outbound;
 mod registry;
@@ -173,7 +175,7 @@ mod test_util;
 mod upgrade;
 mod utf8;
 
-pub use address::{Address, Timer};
+pub use address::{Address, NotThisListener, Timer, TrySendError};
 pub use async_listener::AsyncListener;
 pub use close::CloseCode;
 #[cfg(feature = "redis")]
@@ -189,13 +191,14 @@ pub use group::{Broadcast, Group};
 #[cfg_attr(docsrs, doc(cfg(feature = "json")))]
 pub use json::JsonError;
 pub use listener::{listener, FnListener, Handles, Listener};
+pub use listening::{AsyncKind, Listen, Listening, SyncKind};
 pub use message::Message;
 pub use registry::Connections;
 pub use shutdown::run_with_graceful_shutdown;
 pub use socket::Socket;
 pub use upgrade::{
-    is_upgrade_request, is_websocket_request, requested_protocols, upgrade, upgrade_async,
-    UpgradeError, WebSocketUpgrade,
+    is_upgrade_request, is_websocket_request, requested_protocols, upgrade, UpgradeError,
+    WebSocketUpgrade,
 };
 
 /// A kit for testing listeners over real TCP (feature `test-util`): a

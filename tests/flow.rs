@@ -186,7 +186,7 @@ where
     L: AsyncListener,
     F: Fn() -> L + Send + Sync + 'static,
 {
-    TestServer::listen_async_with(config, make)
+    TestServer::listen_with(config, make)
 }
 
 type OnHandle = Box<dyn FnMut(usize, &Socket)>;
