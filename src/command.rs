@@ -169,7 +169,8 @@ type Fail = Box<dyn FnOnce(SendError) + Send>;
 /// The two callbacks of a `send_async`: exactly one of them runs, once.
 ///
 /// Dropping a completion that has not run calls `fail` with
-/// [`SendError::Closed`]: that is how sends lost with a dead connection (in
+/// [`SendError::Closed`] (without the message, long since framed): that is
+/// how sends lost with a dead connection (in
 /// its mailbox or its buffer) are reported.
 pub(crate) struct Completion {
     succeed: Option<Succeed>,
@@ -209,7 +210,7 @@ impl Completion {
 
 impl Drop for Completion {
     fn drop(&mut self) {
-        self.run_fail(SendError::Closed);
+        self.run_fail(SendError::Closed(None));
     }
 }
 
@@ -351,6 +352,7 @@ impl Link {
             // bigger than the limit could never be sent otherwise.
             if queued > 0 && queued.saturating_add(bytes) > self.max_outbound {
                 return Err(SendError::Backpressure {
+                    message: None,
                     queued,
                     limit: self.max_outbound,
                 });
@@ -402,9 +404,13 @@ impl Link {
 
     /// Queues a data or control command: refused when closed or over the
     /// limit, and then handed back.
+    #[allow(
+        clippy::result_large_err,
+        reason = "crate-internal and inlined into Socket's methods: the refused command comes back by value, as a box would cost an allocation per refusal"
+    )]
     pub(crate) fn submit(&self, command: Command) -> Result<(), (SendError, Command)> {
         if !self.is_open() {
-            return Err((SendError::Closed, command));
+            return Err((SendError::Closed(None), command));
         }
         let len = command.frame_len();
         if let Err(error) = self.reserve(len) {
@@ -430,7 +436,7 @@ impl Link {
     /// Queues a close command; only the first close of a connection is sent.
     pub(crate) fn submit_close(&self, command: Command) -> Result<(), SendError> {
         if !self.claim_close() {
-            return Err(SendError::Closed);
+            return Err(SendError::Closed(None));
         }
         let len = command.frame_len();
         self.charge(len);
@@ -519,6 +525,7 @@ mod tests {
         assert_eq!(
             counters.reserve(1),
             Err(SendError::Backpressure {
+                message: None,
                 queued: 500,
                 limit: 100
             })
@@ -537,7 +544,7 @@ mod tests {
         let close = || Command::close(CloseCode::NORMAL, String::new()).unwrap();
         assert_eq!(counters.submit_close(close()), Ok(()));
         assert!(!counters.is_open());
-        assert_eq!(counters.submit_close(close()), Err(SendError::Closed));
+        assert_eq!(counters.submit_close(close()), Err(SendError::Closed(None)));
     }
 
     #[test]

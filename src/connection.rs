@@ -32,6 +32,7 @@ use futures::Stream;
 pub(crate) use self::timers::{Timer, TimerQueue};
 use self::{reader::Reader, typed::Deferred};
 use crate::{
+    admission::Admission,
     close::CloseCode,
     command::{ActorAddress, Command, Commands, Link, Sink},
     config::{BackpressurePolicy, Config},
@@ -41,7 +42,6 @@ use crate::{
     error::Error,
     inbound::{Event, Inbound, Limits},
     outbound::{BodyStream, Outbound},
-    registry::Connections,
     socket::Socket,
 };
 
@@ -51,6 +51,7 @@ use crate::{
 pub(crate) fn start<L, S>(
     driver: Box<dyn Driver<L>>,
     config: Config,
+    admission: Admission,
     deflate: Option<Agreed>,
     payload: S,
 ) -> (Edge<L>, Socket, BodyStream)
@@ -86,6 +87,7 @@ where
         out,
         inbound: Inbound::new(Limits::of(&config), deflate),
         settings: Settings::of(config),
+        admission,
         phase: Phase::Open,
         pending: None,
         deferred: VecDeque::new(),
@@ -115,7 +117,6 @@ struct Settings {
     close_timeout: Duration,
     keepalive: Option<Duration>,
     idle_timeout: Option<Duration>,
-    connections: Option<Connections>,
 }
 
 impl Settings {
@@ -126,7 +127,6 @@ impl Settings {
             close_timeout: config.close_timeout,
             keepalive: config.keepalive,
             idle_timeout: config.idle_timeout,
-            connections: config.connections,
         }
     }
 }
@@ -154,6 +154,8 @@ pub(crate) struct Connection<L: 'static> {
     out: Rc<RefCell<Outbound>>,
     inbound: Inbound,
     settings: Settings,
+    /// The registries it joined.
+    admission: Admission,
     phase: Phase,
     /// The async handler being awaited (S16).
     pending: Option<Pending>,
@@ -173,10 +175,7 @@ impl<L: 'static> Actor for Connection<L> {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         log::debug!("ws {}: open", self.socket.id());
-        Connections::global().insert(&self.socket);
-        if let Some(connections) = &self.settings.connections {
-            connections.insert(&self.socket);
-        }
+        self.admission.join(&self.socket);
         self.start_timers(ctx);
         self.call(ctx, Call::Open, None);
     }
@@ -419,9 +418,6 @@ impl<L: 'static> Connection<L> {
     fn socket_closed(&self) {
         self.link.mark_closed();
         self.timers_in.close(&self.link);
-        Connections::global().remove(&self.socket);
-        if let Some(connections) = &self.settings.connections {
-            connections.remove(&self.socket);
-        }
+        self.admission.leave(&self.socket);
     }
 }

@@ -132,8 +132,8 @@
 //!
 //! # Features
 //!
-//! - `test-util` (off by default): [`test::TestServer`] and
-//!   [`test::TestClient`], to test a listener over real TCP in a few lines.
+//! - `test-util` (off by default): `test::TestServer` and
+//!   `test::TestClient`, to test a listener over real TCP in a few lines.
 //! - `json` (off by default): `Message::json`, `Message::parse_json` and
 //!   `Socket::send_json` for typed messages with `serde`, and `JsonError`,
 //!   which says what was wrong with a message.
@@ -147,6 +147,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod address;
+mod admission;
 mod async_listener;
 mod close;
 #[cfg(feature = "redis")]
@@ -171,6 +172,8 @@ mod registry;
 mod shutdown;
 mod socket;
 #[cfg(feature = "test-util")]
+mod test_frame;
+#[cfg(feature = "test-util")]
 mod test_util;
 mod upgrade;
 mod utf8;
@@ -185,11 +188,11 @@ pub use cluster::{
 };
 pub use config::{BackpressurePolicy, Config};
 pub use deflate::Compression;
-pub use error::{Error, ProtocolError, SendError};
-pub use group::{Broadcast, Group};
 #[cfg(feature = "json")]
 #[cfg_attr(docsrs, doc(cfg(feature = "json")))]
-pub use json::JsonError;
+pub use error::JsonError;
+pub use error::{Error, ProtocolError, SendError};
+pub use group::{Broadcast, Group};
 pub use listener::{listener, FnListener, Handles, Listener};
 pub use listening::{AsyncKind, Listen, Listening, SyncKind};
 pub use message::Message;
@@ -206,6 +209,7 @@ pub use upgrade::{
 #[cfg(feature = "test-util")]
 #[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
 pub mod test {
+    pub use crate::test_frame::{opcode, Frame, DEFAULT_MASK};
     pub use crate::test_util::{Received, TestClient, TestServer, TIMEOUT};
 }
 

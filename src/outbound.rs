@@ -125,7 +125,7 @@ impl Outbound {
         if self.state != State::Open {
             self.counters.release(len);
             if let Command::Send(_, Some(completion), _) = command {
-                completion.fail(SendError::Closed);
+                completion.fail(SendError::Closed(None));
             }
             return;
         }

@@ -105,7 +105,8 @@ impl Socket {
     /// # Errors
     /// [`SendError::Closed`] once the socket is closing or closed;
     /// [`SendError::Backpressure`] when the message would take the bytes
-    /// queued for this connection past `max_outbound_buffer`.
+    /// queued for this connection past `max_outbound_buffer`. Both hand the
+    /// message back ([`SendError::into_message`]).
     pub fn send(&self, message: impl Into<Message>) -> Result<(), SendError> {
         self.submit(Command::Send(message.into(), None, None))
     }
@@ -128,8 +129,8 @@ impl Socket {
     /// not promise that the bytes reached the peer's TCP stack, let alone
     /// the application: the connection may still die with them in the
     /// kernel's buffers. `fail` runs with the reason when the message cannot
-    /// be queued, or when the connection ends before the frame is handed
-    /// over. The callbacks may run on any thread, may call socket operations
+    /// be queued (the error hands the message back), or when the connection
+    /// ends before the frame is handed over (`SendError::Closed(None)`). The callbacks may run on any thread, may call socket operations
     /// (chaining the next send from `succeed` is fine), and a panic in them is
     /// caught and logged.
     ///
@@ -139,8 +140,8 @@ impl Socket {
     /// socket.send_async(
     ///     "first",
     ///     move || {
-    ///         if next.send("second").is_err() {
-    ///             log::debug!("second was not sent: the client left");
+    ///         if let Err(error) = next.send("second") {
+    ///             log::debug!("second was not sent: {error}");
     ///         }
     ///     },
     ///     |error| log::warn!("first was not sent: {error}"),
@@ -154,11 +155,11 @@ impl Socket {
     {
         let completion = Completion::new(Box::new(succeed), Box::new(fail));
         // On refusal the command (and so the completion) comes back to us.
-        if let Err((error, Command::Send(_, Some(completion), _))) = self
+        if let Err((error, Command::Send(message, Some(completion), _))) = self
             .link()
             .submit(Command::Send(message.into(), Some(completion), None))
         {
-            completion.fail(error);
+            completion.fail(error.with_message(Some(message)));
         }
     }
 
@@ -189,7 +190,7 @@ impl Socket {
                 }
             },
         );
-        async move { rx.await.unwrap_or(Err(SendError::Closed)) }
+        async move { rx.await.unwrap_or(Err(SendError::Closed(None))) }
     }
 
     /// Sends a ping with an empty payload.
@@ -243,12 +244,14 @@ impl Socket {
     /// ```no_run
     /// # fn demo(socket: actix_ws_listener::Socket) {
     /// use actix_ws_listener::CloseCode;
-    /// if let Err(error) = socket.close_with(CloseCode::POLICY_VIOLATION, "slow down") {
-    ///     // Already closing (another close won the race) or an invalid code.
-    ///     log::debug!("ws {}: close not sent: {error}", socket.id());
+    /// // An Err here means the connection is already closing: nothing to do.
+    /// if socket.close_with(CloseCode::POLICY_VIOLATION, "slow down").is_err() {
+    ///     log::debug!("ws {}: already closing", socket.id());
     /// }
-    /// // An application-defined code (4000-4999).
-    /// socket.close_with(4000, "application-defined").ok();
+    /// // Application codes (4000-4999) are plain numbers.
+    /// if let Err(error) = socket.close_with(4000, "application-defined") {
+    ///     log::debug!("ws {}: {error}", socket.id());
+    /// }
     /// # }
     /// ```
     ///
@@ -266,7 +269,12 @@ impl Socket {
     }
 
     fn submit(&self, command: Command) -> Result<(), SendError> {
-        self.link().submit(command).map_err(|(error, _)| error)
+        self.link()
+            .submit(command)
+            .map_err(|(error, command)| match command {
+                Command::Send(message, ..) => error.with_message(Some(message)),
+                _ => error,
+            })
     }
 }
 

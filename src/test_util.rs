@@ -37,6 +37,7 @@ use actix_web::{dev::ServerHandle, web, App, HttpResponse, HttpServer};
 use bytes::Bytes;
 use bytestring::ByteString;
 
+use crate::test_frame::{self, Head};
 use crate::{
     close::CloseCode, config::Config, listening::Listen, message::Message,
     upgrade::WebSocketUpgrade,
@@ -339,26 +340,19 @@ impl TestClient {
     }
 
     fn write_frame(&mut self, opcode: u8, payload: &[u8]) -> io::Result<()> {
-        let mut frame = Vec::with_capacity(payload.len() + 14);
-        frame.push(0x80 | opcode);
-        match payload.len() {
-            len @ 0..=125 => frame.push(0x80 | len as u8),
-            len @ 126..=0xFFFF => {
-                frame.push(0x80 | 126);
-                frame.extend_from_slice(&(len as u16).to_be_bytes());
-            }
-            len => {
-                frame.push(0x80 | 127);
-                frame.extend_from_slice(&(len as u64).to_be_bytes());
-            }
-        }
         // xorshift: masks need not be secret here, only varied.
         self.seed ^= self.seed << 13;
         self.seed ^= self.seed >> 7;
         self.seed ^= self.seed << 17;
-        let mask = (self.seed as u32).to_be_bytes();
-        frame.extend_from_slice(&mask);
-        frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+        let head = Head {
+            fin: true,
+            rsv: 0,
+            opcode,
+            len: payload.len() as u64,
+            mask: Some((self.seed as u32).to_be_bytes()),
+        };
+        let mut frame = Vec::with_capacity(payload.len() + 14);
+        test_frame::encode(head, payload, &mut frame);
         self.stream.write_all(&frame)
     }
 

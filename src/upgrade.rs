@@ -17,10 +17,12 @@ use actix_web::{
 
 use crate::{
     address::Address,
+    admission::Admission,
     config::Config,
     connection, deflate,
     driver::Driver,
     listening::{Listen, Listening},
+    registry::Connections,
 };
 
 /// True when `req` asks for a WebSocket: its `Upgrade` header lists
@@ -221,13 +223,20 @@ where
 }
 
 fn app_config(req: &HttpRequest) -> Config {
-    req.app_data::<Config>()
-        .or_else(|| {
-            req.app_data::<web::Data<Config>>()
-                .map(|data| data.as_ref())
-        })
-        .cloned()
-        .unwrap_or_default()
+    app_data::<Config>(req).cloned().unwrap_or_default()
+}
+
+/// What the connection joins besides its config: the registry in `app_data`.
+fn admission(req: &HttpRequest) -> Admission {
+    Admission {
+        registry: app_data::<Connections>(req).cloned(),
+    }
+}
+
+/// A `T` or a `web::Data<T>` from the request's `app_data`.
+fn app_data<T: 'static>(req: &HttpRequest) -> Option<&T> {
+    req.app_data::<T>()
+        .or_else(|| req.app_data::<web::Data<T>>().map(|data| data.as_ref()))
 }
 
 /// The 101 response and the started connection's address.
@@ -276,7 +285,7 @@ fn respond<L: 'static>(
         protocol,
         deflate
     );
-    let (edge, socket, body) = connection::start(driver, config, deflate, payload);
+    let (edge, socket, body) = connection::start(driver, config, admission(req), deflate, payload);
     (response.streaming(body), Address::new(&edge, socket))
 }
 
@@ -357,30 +366,20 @@ impl WebSocketUpgrade {
         &self.req
     }
 
-    /// Replaces this route's settings, as in 0.1's first releases: kept so
-    /// that code written against it still builds. Since the app's origin
-    /// check runs at extraction it can no longer drop an app-wide
-    /// `allowed_origins`, but it still drops every other app setting.
-    #[deprecated(
-        since = "0.2.0",
-        note = "use `configure` (keeps the app's settings) or `replace_config` (drops them on purpose)"
-    )]
-    #[must_use]
-    pub fn config(self, config: Config) -> Self {
-        self.replace_config(config)
-    }
-
     /// The settings this upgrade's connection will start with: the app's
     /// (from `app_data`, a `Config` or `web::Data<Config>`, else
-    /// [`Config::default`]), as changed by [`WebSocketUpgrade::configure`]
-    /// or [`WebSocketUpgrade::replace_config`].
-    pub fn current_config(&self) -> &Config {
+    /// [`Config::default`]), as changed by [`WebSocketUpgrade::configure`].
+    pub fn config(&self) -> &Config {
         &self.config
     }
 
     /// Adjusts this route's settings, starting from the current ones (the
     /// app's, until changed here), so what the app set and `f` leaves alone
-    /// (`allowed_origins`, a registry, compression) still applies.
+    /// (`allowed_origins`, compression, timeouts) still applies. The one way
+    /// to set a route's config, as in axum: a route starts from the app's
+    /// settings and changes what it names, so a setting added to the app
+    /// later is never silently dropped by a route that replaced the whole
+    /// config.
     ///
     /// ```no_run
     /// use actix_web::Responder;
@@ -401,20 +400,6 @@ impl WebSocketUpgrade {
         self.config = f(self.config);
         self.config_changed = true;
         self
-    }
-
-    /// Replaces this route's settings with `config`, dropping everything the
-    /// app set: limits, timeouts, compression, registry. Prefer
-    /// [`WebSocketUpgrade::configure`], which keeps the app's settings; use
-    /// this only when the route must not inherit them.
-    ///
-    /// The one thing it cannot undo is the app's origin check, which ran at
-    /// extraction: a request from an origin the app refuses never gets here.
-    /// If `config` restricts origins too and refuses this request's,
-    /// [`WebSocketUpgrade::listen`] answers 403 and no connection starts.
-    #[must_use]
-    pub fn replace_config(self, config: Config) -> Self {
-        self.configure(|_| config)
     }
 
     /// Starts the connection with `listener`, a [`Listener`](crate::Listener)

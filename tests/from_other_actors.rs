@@ -250,13 +250,9 @@ impl Listener for Ticker {
 #[test]
 fn s17_timers_run_on_the_listener_and_end_with_the_connection() {
     let events = Events::new();
-    let server = serve({
-        let events = events.clone();
-        move || Ticker {
-            events: events.clone(),
-            ticks: 0,
-        }
-    });
+    // Not wrapped by `Events::record`: `Address::<Ticker>::of` needs the
+    // listener itself.
+    let server = serve_noting(&events, |events| Ticker { events, ticks: 0 });
     let mut client = server.connect();
     let socket = events.wait_open();
     events.wait_note("tick 3");
