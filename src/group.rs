@@ -561,7 +561,7 @@ mod tests {
     use super::*;
     use futures::Stream;
 
-    use crate::command::{Command, Commands, Counters};
+    use crate::command::{Command, Commands, Link};
 
     /// Stands in for connections: keeps each member's command channel open
     /// and counts the messages queued on it. Nothing ever writes, so what
@@ -571,7 +571,7 @@ mod tests {
 
     impl Members {
         fn socket(&mut self, max_outbound: usize) -> Socket {
-            let counters = Counters::new(Box::new(()), max_outbound, false);
+            let counters = Link::detached(max_outbound);
             self.0.push(Commands::new(Arc::clone(&counters)));
             Socket::new(counters)
         }

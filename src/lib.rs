@@ -59,7 +59,7 @@
 //! | `websocket-request?` | [`is_websocket_request`] |
 //! | `upgrade-request?` | [`is_upgrade_request`] |
 //! | `request-protocols` | [`requested_protocols`] |
-//! | `{::ws/listener L, ::ws/protocol P}` | [`WebSocketUpgrade`]`.protocol(P).listen(L)` (`.listen_async(L)` for an [`AsyncListener`]), or [`upgrade()`] |
+//! | `{::ws/listener L, ::ws/protocol P}` | [`WebSocketUpgrade`]`.protocol(P).listen(L)` (a [`Listener`] or an [`AsyncListener`]), or [`upgrade()`] |
 //! | `Listener` protocol / a listener map | [`Listener`] on a struct / [`listener()`] with closures |
 //! | `on-open`, `on-message`, `on-ping`, `on-pong`, `on-error`, `on-close` | [`Listener::on_open`] … [`Listener::on_close`] |
 //! | `send`, `send` with `succeed`/`fail` | [`Socket::send`], [`Socket::send_async`], [`Socket::send_and_wait`] |
@@ -103,7 +103,7 @@
 //! }
 //!
 //! async fn ws(upgrade: WebSocketUpgrade) -> impl Responder {
-//!     upgrade.listen_async(Lookup)
+//!     upgrade.listen(Lookup)
 //! }
 //! ```
 //!
@@ -158,6 +158,7 @@ mod cluster_error;
 mod command;
 mod config;
 mod connection;
+mod contain;
 mod deflate;
 mod driver;
 mod error;
@@ -169,6 +170,7 @@ mod inbound;
 #[cfg(feature = "json")]
 mod json;
 mod listener;
+mod listening;
 mod message;
 mod outbound;
 mod presence;
@@ -182,7 +184,7 @@ mod test_util;
 mod upgrade;
 mod utf8;
 
-pub use address::{Address, Timer};
+pub use address::{Address, NotThisListener, Timer, TrySendError};
 pub use async_listener::AsyncListener;
 pub use broadcast::Broadcast;
 pub use close::CloseCode;
@@ -200,14 +202,15 @@ pub use error::JsonError;
 pub use error::{Error, ProtocolError, SendError};
 pub use group::Group;
 pub use listener::{listener, FnListener, Handles, Listener};
+pub use listening::{AsyncKind, Listen, Listening, SyncKind};
 pub use message::Message;
 pub use presence::{Member, PresenceEvent};
 pub use registry::Connections;
 pub use shutdown::run_with_graceful_shutdown;
 pub use socket::Socket;
 pub use upgrade::{
-    is_upgrade_request, is_websocket_request, requested_protocols, upgrade, upgrade_async,
-    UpgradeError, WebSocketUpgrade,
+    is_upgrade_request, is_websocket_request, requested_protocols, upgrade, UpgradeError,
+    WebSocketUpgrade,
 };
 
 /// A kit for testing listeners over real TCP (feature `test-util`): a
