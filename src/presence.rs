@@ -114,14 +114,16 @@ impl Presence {
             .filter(|member| member.local_socket.is_none())
             .map(|member| (member.id, (member.meta, None)))
             .collect();
-        let old = lock(&self.view);
-        for (id, entry) in old.iter() {
-            if entry.1.is_some() {
+        // Our own members as this process knows them: an untracked one
+        // whose leave never came back from the broker goes now.
+        let own: std::collections::BTreeSet<u64> = lock(&self.own).keys().copied().collect();
+        let mut current = lock(&self.view);
+        for (id, entry) in current.iter() {
+            if entry.1.is_some_and(|socket| own.contains(&socket)) {
                 view.insert(id.clone(), entry.clone());
             }
         }
-        drop(old);
-        *lock(&self.view) = view;
+        *current = view;
     }
 
     /// Every member on every node, by id.
@@ -178,6 +180,9 @@ mod tests {
     fn a_snapshot_replaces_other_nodes_and_keeps_our_own() {
         let presence = Presence::default();
         presence.track_own("a:1".into(), 1, "alice".into());
+        presence.track_own("a:2".into(), 2, "gone".into());
+        // Untracked, and its leave never came back (the broker was down).
+        presence.untrack_own(2);
         presence.joined(&member("b:7", "bob", None));
         presence.replace(vec![
             member("c:3", "carol", None),

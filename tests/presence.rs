@@ -183,6 +183,9 @@ async fn s21_chat_welcome_and_who_count_every_node_and_a_killed_node_leaves() {
         r#"{"type":"welcome","name":"carol","online":3}"#,
         "the welcome counts the room on every node, the newcomer included"
     );
+    // Carol's join is on its way to Redis; the room knows her once alice's
+    // process has it.
+    wait_for_who(&mut alice, &["alice", "bob", "carol"]).await;
 
     // Two's users leave every view when two dies without a word.
     let killed = Instant::now();
