@@ -38,7 +38,10 @@ use bytes::Bytes;
 use bytestring::ByteString;
 
 use crate::test_frame::{self, Head};
-use crate::{AsyncListener, CloseCode, Config, Listener, Message, WebSocketUpgrade};
+use crate::{
+    close::CloseCode, config::Config, listening::Listen, message::Message,
+    upgrade::WebSocketUpgrade,
+};
 
 /// How long [`TestServer`] waits for its server to start and
 /// [`TestClient::recv`] waits for a frame.
@@ -96,40 +99,23 @@ impl TestServer {
     }
 
     /// Starts an app whose `GET /ws` runs a listener made by `make` (once
-    /// per connection), with the default [`Config`].
-    pub fn listen<L, F>(make: F) -> TestServer
+    /// per connection): a [`Listener`](crate::Listener) or an
+    /// [`AsyncListener`](crate::AsyncListener), with the default [`Config`].
+    pub fn listen<L, K, F>(make: F) -> TestServer
     where
-        L: Listener,
+        L: Listen<K>,
         F: Fn() -> L + Send + Sync + 'static,
     {
         TestServer::listen_with(Config::default(), make)
     }
 
     /// As [`TestServer::listen`], with `config`.
-    pub fn listen_with<L, F>(config: Config, make: F) -> TestServer
+    pub fn listen_with<L, K, F>(config: Config, make: F) -> TestServer
     where
-        L: Listener,
+        L: Listen<K>,
         F: Fn() -> L + Send + Sync + 'static,
     {
-        TestServer::serve_ws(config, move |upgrade| upgrade.listen(make()))
-    }
-
-    /// As [`TestServer::listen`], for an [`AsyncListener`].
-    pub fn listen_async<L, F>(make: F) -> TestServer
-    where
-        L: AsyncListener,
-        F: Fn() -> L + Send + Sync + 'static,
-    {
-        TestServer::listen_async_with(Config::default(), make)
-    }
-
-    /// As [`TestServer::listen_async`], with `config`.
-    pub fn listen_async_with<L, F>(config: Config, make: F) -> TestServer
-    where
-        L: AsyncListener,
-        F: Fn() -> L + Send + Sync + 'static,
-    {
-        TestServer::serve_ws(config, move |upgrade| upgrade.listen_async(make()))
+        TestServer::serve_ws(config, move |upgrade| upgrade.listen(make()).into())
     }
 
     /// An app whose `GET /ws` answers with `start(upgrade)`.

@@ -180,7 +180,7 @@ where
     L: AsyncListener,
     F: Fn() -> L + Send + Sync + 'static,
 {
-    TestServer::listen_async_with(config, make)
+    TestServer::listen_with(config, make)
 }
 
 /// As [`serve_async`], with `make` given a handle on `events` for each

@@ -225,7 +225,10 @@ fn s1_no_callback_runs_after_on_close_even_when_the_peer_keeps_talking() {
     );
     // The socket outlives the connection; using it is an error, not a panic.
     assert!(!socket.is_open());
-    assert_eq!(socket.send("late"), Err(SendError::Closed));
+    assert_eq!(
+        socket.send("late"),
+        Err(SendError::Closed(Some("late".into())))
+    );
 }
 
 #[test]

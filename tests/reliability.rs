@@ -116,7 +116,7 @@ fn s1_s9_two_thousand_abrupt_drops_each_match_one_on_open_with_one_on_close() {
             self.1.fetch_add(1, Ordering::SeqCst);
         }
     }
-    let server = serve_with(test_config().connections(connections.clone()), {
+    let server = serve_registered(test_config(), &connections, {
         let (opens, closes) = (opens.clone(), closes.clone());
         move || Count(opens.clone(), closes.clone())
     });
@@ -152,7 +152,7 @@ fn s10_a_panicking_listener_under_load_only_closes_its_own_connections() {
         }
     }
     let connections = Connections::new();
-    let server = serve_with(test_config().connections(connections.clone()), || Touchy);
+    let server = serve_registered(test_config(), &connections, || Touchy);
     let mut clients: Vec<RawClient> = (0..200).map(|_| server.connect()).collect();
     for round in 0..5 {
         for (i, client) in clients.iter_mut().enumerate() {

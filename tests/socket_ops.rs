@@ -42,7 +42,7 @@ fn s5_is_open_is_false_right_after_close_inside_on_open() {
     let mut client = server.connect();
     assert_eq!(client.recv_close(), (1000, "Normal Closure".to_owned()));
     client.answer_close(1000);
-    events.wait_note("close: Err(Closed)");
+    events.wait_note("close: Err(Closed(None))");
     let conn = events.snapshot()[0].conn;
     assert_eq!(
         events.notes(conn),
@@ -50,10 +50,10 @@ fn s5_is_open_is_false_right_after_close_inside_on_open() {
             "before: true",
             "after: false",
             "clone after: false",
-            "send: Err(Closed)",
-            "ping: Err(Closed)",
-            "pong: Err(Closed)",
-            "close: Err(Closed)",
+            "send: Err(Closed(Some(Text(\"too late\"))))",
+            "ping: Err(Closed(None))",
+            "pong: Err(Closed(None))",
+            "close: Err(Closed(None))",
         ]
     );
 }
@@ -97,14 +97,26 @@ fn s5_every_operation_on_a_closed_socket_returns_an_error_and_does_not_panic() {
     client.drop_tcp();
     events.wait_close(socket.id());
 
-    assert_eq!(socket.send("text"), Err(SendError::Closed));
-    assert_eq!(socket.send(vec![1u8, 2, 3]), Err(SendError::Closed));
-    assert_eq!(socket.ping(), Err(SendError::Closed));
-    assert_eq!(socket.ping_with(&b"x"[..]), Err(SendError::Closed));
-    assert_eq!(socket.pong(), Err(SendError::Closed));
-    assert_eq!(socket.pong_with(&b"x"[..]), Err(SendError::Closed));
-    assert_eq!(socket.close(), Err(SendError::Closed));
-    assert_eq!(socket.close_with(4000, "late"), Err(SendError::Closed));
+    // A refused send hands its message back; control frames have none.
+    assert_eq!(
+        socket.send("text"),
+        Err(SendError::Closed(Some(Message::from("text"))))
+    );
+    assert_eq!(
+        socket
+            .send(vec![1u8, 2, 3])
+            .map_err(SendError::into_message),
+        Err(Some(Message::from(vec![1u8, 2, 3])))
+    );
+    assert_eq!(socket.ping(), Err(SendError::Closed(None)));
+    assert_eq!(socket.ping_with(&b"x"[..]), Err(SendError::Closed(None)));
+    assert_eq!(socket.pong(), Err(SendError::Closed(None)));
+    assert_eq!(socket.pong_with(&b"x"[..]), Err(SendError::Closed(None)));
+    assert_eq!(socket.close(), Err(SendError::Closed(None)));
+    assert_eq!(
+        socket.close_with(4000, "late"),
+        Err(SendError::Closed(None))
+    );
 
     let (tx, rx) = mpsc::channel();
     let tx2 = tx.clone();
@@ -116,12 +128,12 @@ fn s5_every_operation_on_a_closed_socket_returns_an_error_and_does_not_panic() {
     assert_eq!(
         rx.recv_timeout(TIMEOUT)
             .expect("send_async ran no callback"),
-        Ok(SendError::Closed),
-        "send_async on a closed socket must call fail"
+        Ok(SendError::Closed(Some(Message::from("late")))),
+        "send_async on a closed socket must call fail with the message"
     );
     assert_eq!(
         run_client(socket.send_and_wait("late")),
-        Err(SendError::Closed)
+        Err(SendError::Closed(Some(Message::from("late"))))
     );
 }
 
@@ -144,7 +156,7 @@ fn s5_send_from_a_callback_after_close_returns_closed() {
     let mut client = server.connect();
     client.send_text("go");
     assert_eq!(client.recv_close().0, 4000);
-    events.wait_note("send: Err(Closed), fail: Ok(Closed)");
+    events.wait_note("send: Err(Closed(Some(Text(\"x\")))), fail: Ok(Closed(Some(Text(\"x\"))))");
 }
 
 #[test]
@@ -208,7 +220,7 @@ fn s5_send_and_wait_resolves_once_the_frame_is_handed_to_the_writer() {
     socket.close().unwrap();
     assert_eq!(
         run_client(socket.send_and_wait("after close")),
-        Err(SendError::Closed)
+        Err(SendError::Closed(Some(Message::from("after close"))))
     );
 }
 

@@ -2,8 +2,10 @@
 //! `test-util`), with routes built from listener factories, and the raw
 //! client of [`super::raw`] to connect to it.
 
+use std::sync::Arc;
+
 use actix_web::web;
-use actix_ws_listener::{Config, Listener};
+use actix_ws_listener::{Config, Connections, Listener, WebSocketUpgrade};
 
 pub use actix_ws_listener::test::TestServer;
 
@@ -53,6 +55,28 @@ where
     F: Fn() -> L + Send + Sync + 'static,
 {
     TestServer::listen_with(config, make)
+}
+
+/// As [`serve_with`], with `registry` in the app's `app_data`: every
+/// connection joins it besides the global one.
+pub fn serve_registered<L, F>(config: Config, registry: &Connections, make: F) -> TestServer
+where
+    L: Listener,
+    F: Fn() -> L + Send + Sync + 'static,
+{
+    let (make, registry) = (Arc::new(make), registry.clone());
+    serve_app(move |cfg| {
+        let make = Arc::clone(&make);
+        cfg.app_data(config.clone())
+            .app_data(registry.clone())
+            .route(
+                "/ws",
+                web::get().to(move |upgrade: WebSocketUpgrade| {
+                    let listener = make();
+                    async move { upgrade.listen(listener) }
+                }),
+            );
+    })
 }
 
 /// Starts an echo server whose connections are recorded in `events`.
