@@ -35,3 +35,12 @@ wait_for_port() {
     echo "nothing accepted connections on 127.0.0.1:$port within $timeout s" >&2
     return 1
 }
+
+# apt_install PACKAGE...: installs Debian packages (through sudo when not
+# root), for the tools a fresh machine lacks.
+apt_install() {
+    local sudo=""
+    if [ "$(id -u)" != 0 ]; then sudo=sudo; fi
+    $sudo apt-get update -qq
+    $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@"
+}
