@@ -14,6 +14,7 @@ use std::{
     any::Any,
     cell::RefCell,
     collections::VecDeque,
+    future::Future,
     panic::{catch_unwind, AssertUnwindSafe},
     pin::Pin,
     rc::Rc,
@@ -32,6 +33,7 @@ use futures::Stream;
 
 use crate::{
     admission::Admission,
+    budget::Hold,
     command::{enter_callback, CallbackScope, Command, Commands, Counters},
     deflate::Agreed,
     driver::{Call, Driver, Pending},
@@ -72,13 +74,21 @@ where
         config.idle_timeout.is_some(),
     )));
     let body = BodyStream(Rc::clone(&out));
-    ctx.spawn(Reader { payload, commands });
+    ctx.spawn(Reader {
+        payload,
+        commands,
+        pace: None,
+    });
     let connection = Connection {
         driver,
         socket: Socket::new(Arc::clone(&counters)),
         counters,
         out,
-        inbound: Inbound::new(Limits::of(&config), deflate),
+        inbound: Inbound::new(
+            Limits::of(&config),
+            deflate,
+            Hold::new(admission.budget.clone()),
+        ),
         settings: Settings::of(config),
         admission,
         phase: Phase::Open,
@@ -373,6 +383,8 @@ impl<L: 'static> Connection<L> {
             Ok(Poll::Pending) => return Poll::Pending,
             Ok(Poll::Ready(())) => {
                 self.pending = None;
+                // The handler is done with its message (S19).
+                self.inbound.release_delivered();
                 // The idle clock stood still while the handler ran.
                 if self.settings.idle_timeout.is_some() {
                     self.last_seen = Instant::now();
@@ -649,7 +661,7 @@ impl<L: 'static> Connection<L> {
         }
     }
 
-    fn socket_closed(&self) {
+    fn socket_closed(&mut self) {
         self.counters.mark_closed();
         self.admission.leave(&self.socket);
     }
@@ -679,6 +691,22 @@ struct Reader<S> {
     /// The connection's mailbox, drained first at every turn: commands go
     /// out whether or not reading is paused.
     commands: Commands,
+    /// Wakes the reader when a rate-limited message is due (S19).
+    pace: Option<Pin<Box<actix_rt::time::Sleep>>>,
+}
+
+impl<S> Reader<S> {
+    /// `Ready` once `due` has come; until then the timer wakes the task.
+    fn wait(&mut self, due: Option<Instant>, task: &mut task::Context<'_>) -> Poll<()> {
+        let Some(due) = due else {
+            return Poll::Ready(());
+        };
+        let sleep = self
+            .pace
+            .get_or_insert_with(|| Box::pin(actix_rt::time::sleep_until(due.into())));
+        sleep.as_mut().reset(due.into());
+        sleep.as_mut().poll(task)
+    }
 }
 
 impl<L, S> ActorFuture<Connection<L>> for Reader<S>
@@ -719,7 +747,22 @@ where
                 }
                 Demand::Read => match act.inbound.next_event() {
                     Err(error) => act.fail(ctx, error),
-                    Ok(Some(event)) => act.on_event(ctx, task, event),
+                    Ok(Some(event)) => {
+                        act.on_event(ctx, task, event);
+                        // The listener returned (or its async handler did):
+                        // the message's bytes leave the budget (S19). A
+                        // pending handler gives them back when it completes.
+                        if act.pending.is_none() {
+                            act.inbound.release_delivered();
+                        }
+                    }
+                    Ok(None) if act.inbound.paced_until().is_some() => {
+                        // Over the rate (S19): read nothing until the
+                        // message is due; TCP holds the client back.
+                        if this.wait(act.inbound.paced_until(), task).is_pending() {
+                            return Poll::Pending;
+                        }
+                    }
                     Ok(None) => match Pin::new(&mut this.payload).poll_next(task) {
                         Poll::Pending => return Poll::Pending,
                         Poll::Ready(Some(Ok(chunk))) => {

@@ -149,6 +149,8 @@
 mod address;
 mod admission;
 mod async_listener;
+mod budget;
+mod caps;
 mod close;
 #[cfg(feature = "redis")]
 mod cluster;
@@ -166,9 +168,11 @@ mod json;
 mod listener;
 mod message;
 mod outbound;
+mod rate;
 mod registry;
 mod shutdown;
 mod socket;
+mod stats;
 #[cfg(feature = "test-util")]
 mod test_util;
 mod upgrade;
@@ -176,13 +180,14 @@ mod utf8;
 
 pub use address::{Address, Timer};
 pub use async_listener::AsyncListener;
+pub use budget::{InboundBudget, DEFAULT_INBOUND_BUDGET};
 pub use close::CloseCode;
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use cluster::{
     Cluster, ClusterBroadcast, ClusterConfig, ClusterError, ClusterGroup, ClusterStats,
 };
-pub use config::{BackpressurePolicy, Config};
+pub use config::{BackpressurePolicy, ClientAddress, Config};
 pub use deflate::Compression;
 #[cfg(feature = "json")]
 #[cfg_attr(docsrs, doc(cfg(feature = "json")))]
@@ -194,6 +199,7 @@ pub use message::Message;
 pub use registry::Connections;
 pub use shutdown::run_with_graceful_shutdown;
 pub use socket::Socket;
+pub use stats::Stats;
 pub use upgrade::{
     is_upgrade_request, is_websocket_request, requested_protocols, upgrade, upgrade_async,
     UpgradeError, WebSocketUpgrade,
