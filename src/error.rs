@@ -2,7 +2,9 @@
 //! and, with the `json` feature, why a value did not convert (`JsonError`).
 //!
 //! This module owns both error types and the close code each failure leads
-//! to. It must not decide when they happen; the connection does.
+//! to. It must not decide when they happen: the inbound assembler (protocol
+//! and limit errors), the connection (timeouts, panics) and the socket
+//! (send errors) do.
 
 use std::fmt;
 

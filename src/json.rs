@@ -103,7 +103,7 @@ mod tests {
 
     #[test]
     fn send_json_errors_are_typed_and_a_refused_message_comes_back() {
-        let counters = crate::command::Counters::detached(16);
+        let counters = crate::command::Link::detached(16);
         let socket = Socket::new(counters);
         let mut map = HashMap::new();
         map.insert(vec![1u8], 1);
@@ -120,7 +120,7 @@ mod tests {
         let refused = socket.send_json(&[1, 2, 3]).unwrap_err();
         assert!(refused.is_backpressure(), "{refused:?}");
         assert_eq!(refused.into_message(), Some(Message::from("[1,2,3]")));
-        socket.counters().mark_closed();
+        socket.link().mark_closed();
         assert_eq!(
             socket.send_json(&"late"),
             Err(SendError::Closed(Some(Message::from("\"late\""))))

@@ -4,7 +4,7 @@
 //! operations never panic, `is_open` turns false the moment `close` is
 //! called on any clone, and every `send_async` ends in exactly one of its two
 //! callbacks. It builds commands and hands them to the connection's
-//! [`Counters`]; it never frames bytes and never sees the outbound buffer.
+//! [`Link`]; it never frames bytes and never sees the outbound buffer.
 
 use std::{
     fmt,
@@ -17,7 +17,7 @@ use bytes::Bytes;
 use futures::channel::oneshot;
 
 use crate::{
-    command::{Command, Completion, Counters, SharedPayload},
+    command::{Command, Completion, Link, SharedPayload},
     CloseCode, Message, SendError,
 };
 
@@ -52,48 +52,48 @@ use crate::{
 /// ```
 #[derive(Clone)]
 pub struct Socket {
-    // A trait object rather than `Arc<Counters>`: clippy's `mutable_key_type`
-    // looks through an `Arc<Counters>` at its atomics and would flag every
+    // A trait object rather than `Arc<Link>`: clippy's `mutable_key_type`
+    // looks through an `Arc<Link>` at its atomics and would flag every
     // `HashSet<Socket>` in users' code, although `Hash` and `Eq` read only
     // the id, which never changes.
-    counters: Arc<dyn CountersHandle>,
+    link: Arc<dyn LinkHandle>,
 }
 
-/// How a [`Socket`] reaches its connection's [`Counters`].
-trait CountersHandle: Send + Sync {
-    fn get(&self) -> &Counters;
+/// How a [`Socket`] reaches its connection's [`Link`].
+trait LinkHandle: Send + Sync {
+    fn get(&self) -> &Link;
 }
 
-impl CountersHandle for Counters {
-    fn get(&self) -> &Counters {
+impl LinkHandle for Link {
+    fn get(&self) -> &Link {
         self
     }
 }
 
 impl Socket {
-    pub(crate) fn new(counters: Arc<Counters>) -> Socket {
-        Socket { counters }
+    pub(crate) fn new(link: Arc<Link>) -> Socket {
+        Socket { link }
     }
 
-    pub(crate) fn counters(&self) -> &Counters {
-        self.counters.get()
+    pub(crate) fn link(&self) -> &Link {
+        self.link.get()
     }
 
     /// The connection's id, unique within the process.
     pub fn id(&self) -> u64 {
-        self.counters().id()
+        self.link().id()
     }
 
     /// True until the connection starts closing: `false` right after
     /// `close`/`close_with` on any clone, after a close frame arrives, and
     /// after the connection ends. Ring's `open?`.
     pub fn is_open(&self) -> bool {
-        self.counters().is_open()
+        self.link().is_open()
     }
 
     /// Bytes queued for this connection and not yet handed to its HTTP writer.
     pub fn buffered_amount(&self) -> usize {
-        self.counters().queued()
+        self.link().queued()
     }
 
     /// Queues a text or binary message. Ring's `send`.
@@ -156,7 +156,7 @@ impl Socket {
         let completion = Completion::new(Box::new(succeed), Box::new(fail));
         // On refusal the command (and so the completion) comes back to us.
         if let Err((error, Command::Send(message, Some(completion), _))) = self
-            .counters()
+            .link()
             .submit(Command::Send(message.into(), Some(completion), None))
         {
             completion.fail(error.with_message(Some(message)));
@@ -264,12 +264,12 @@ impl Socket {
         code: impl Into<CloseCode>,
         reason: impl Into<String>,
     ) -> Result<(), SendError> {
-        self.counters()
+        self.link()
             .submit_close(Command::close(code.into(), reason.into())?)
     }
 
     fn submit(&self, command: Command) -> Result<(), SendError> {
-        self.counters()
+        self.link()
             .submit(command)
             .map_err(|(error, command)| match command {
                 Command::Send(message, ..) => error.with_message(Some(message)),

@@ -12,8 +12,8 @@ use std::sync::{
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use actix_ws_listener::{
-    is_upgrade_request, is_websocket_request, requested_protocols, upgrade, UpgradeError,
-    WebSocketUpgrade,
+    is_upgrade_request, is_websocket_request, requested_protocols, upgrade, Listening,
+    UpgradeError, WebSocketUpgrade,
 };
 use common::*;
 
@@ -65,7 +65,7 @@ fn upgrade_server(created: Arc<AtomicUsize>) -> TestServer {
                 let c = c.clone();
                 async move {
                     match upgrade {
-                        Some(upgrade) => upgrade.listen(c()),
+                        Some(upgrade) => upgrade.listen(c()).into_response(),
                         None => HttpResponse::Ok().body("plain HTTP here"),
                     }
                 }
@@ -79,6 +79,7 @@ fn upgrade_server(created: Arc<AtomicUsize>) -> TestServer {
                 async move {
                     if is_websocket_request(&req) {
                         upgrade(&req, payload, c())
+                            .map(Listening::into_response)
                             .unwrap_or_else(|e| actix_web::ResponseError::error_response(&e))
                     } else {
                         HttpResponse::Ok().body(format!(

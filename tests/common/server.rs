@@ -81,6 +81,38 @@ where
 
 /// Starts an echo server whose connections are recorded in `events`.
 pub fn serve_echo(events: &Events) -> TestServer {
+    serve_recorded(events, |_| Echo)
+}
+
+/// As [`serve`], with every connection's callbacks recorded in `events`:
+/// `make` gets its own handle on `events` (for listeners that note what
+/// they observe) and its listener is wrapped by [`Events::record`].
+pub fn serve_recorded<L, F>(events: &Events, make: F) -> TestServer
+where
+    L: Listener,
+    F: Fn(Events) -> L + Send + Sync + 'static,
+{
+    serve_recorded_with(test_config(), events, make)
+}
+
+/// As [`serve_recorded`], with `config` for every connection.
+pub fn serve_recorded_with<L, F>(config: Config, events: &Events, make: F) -> TestServer
+where
+    L: Listener,
+    F: Fn(Events) -> L + Send + Sync + 'static,
+{
     let events = events.clone();
-    serve(move || events.record(Echo))
+    serve_with(config, move || events.record(make(events.clone())))
+}
+
+/// As [`serve`], with `make` given its own handle on `events`, for
+/// listeners that note what they observe but must not be wrapped (an
+/// `Address::<L>::of` needs the listener type itself).
+pub fn serve_noting<L, F>(events: &Events, make: F) -> TestServer
+where
+    L: Listener,
+    F: Fn(Events) -> L + Send + Sync + 'static,
+{
+    let events = events.clone();
+    serve(move || make(events.clone()))
 }
