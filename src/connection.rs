@@ -33,6 +33,7 @@ pub(crate) use self::timers::{Timer, TimerQueue};
 use self::{reader::Reader, typed::Deferred};
 use crate::{
     admission::Admission,
+    budget::Hold,
     close::CloseCode,
     command::{ActorAddress, Command, Commands, Link, Sink},
     config::{BackpressurePolicy, Config},
@@ -79,13 +80,21 @@ where
         config.idle_timeout.is_some(),
     )));
     let body = BodyStream(Rc::clone(&out));
-    ctx.spawn(Reader { payload, commands });
+    ctx.spawn(Reader {
+        payload,
+        commands,
+        pace: None,
+    });
     let connection = Connection {
         driver,
         socket: Socket::new(Arc::clone(&link)),
         link,
         out,
-        inbound: Inbound::new(Limits::of(&config), deflate),
+        inbound: Inbound::new(
+            Limits::of(&config),
+            deflate,
+            Hold::new(admission.budget.clone()),
+        ),
         settings: Settings::of(config),
         admission,
         phase: Phase::Open,
@@ -264,6 +273,8 @@ impl<L: 'static> Connection<L> {
             Ok(Poll::Pending) => return Poll::Pending,
             Ok(Poll::Ready(())) => {
                 self.pending = None;
+                // The handler is done with its message (S19).
+                self.inbound.release_delivered();
                 // The idle clock stood still while the handler ran.
                 if self.settings.idle_timeout.is_some() {
                     self.last_seen = Instant::now();
@@ -415,7 +426,7 @@ impl<L: 'static> Connection<L> {
         }
     }
 
-    fn socket_closed(&self) {
+    fn socket_closed(&mut self) {
         self.link.mark_closed();
         self.timers_in.close(&self.link);
         self.admission.leave(&self.socket);

@@ -149,6 +149,8 @@
 mod address;
 mod admission;
 mod async_listener;
+mod budget;
+mod caps;
 mod close;
 #[cfg(feature = "redis")]
 mod cluster;
@@ -172,9 +174,11 @@ mod listener;
 mod listening;
 mod message;
 mod outbound;
+mod rate;
 mod registry;
 mod shutdown;
 mod socket;
+mod stats;
 #[cfg(feature = "test-util")]
 mod test_frame;
 #[cfg(feature = "test-util")]
@@ -184,6 +188,7 @@ mod utf8;
 
 pub use address::{Address, NotThisListener, Timer, TrySendError};
 pub use async_listener::AsyncListener;
+pub use budget::{InboundBudget, DEFAULT_INBOUND_BUDGET};
 pub use close::CloseCode;
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
@@ -191,7 +196,7 @@ pub use cluster::{Cluster, ClusterConfig, ClusterStats};
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use cluster_error::ClusterError;
-pub use config::{BackpressurePolicy, Config};
+pub use config::{BackpressurePolicy, ClientAddress, Config};
 pub use deflate::Compression;
 #[cfg(feature = "json")]
 #[cfg_attr(docsrs, doc(cfg(feature = "json")))]
@@ -204,6 +209,7 @@ pub use message::Message;
 pub use registry::Connections;
 pub use shutdown::run_with_graceful_shutdown;
 pub use socket::Socket;
+pub use stats::Stats;
 pub use upgrade::{
     is_upgrade_request, is_websocket_request, requested_protocols, upgrade, UpgradeError,
     WebSocketUpgrade,
