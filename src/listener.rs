@@ -4,6 +4,8 @@
 //! This module owns the callback surface only. When and in which order the
 //! callbacks run (S1) is the connection's business.
 
+#![allow(async_fn_in_trait)] // `handle` runs on the connection's thread: no `Send` needed.
+
 use bytes::Bytes;
 
 use crate::{close::CloseCode, error::Error, message::Message, socket::Socket};
@@ -323,7 +325,7 @@ impl Listener for FnListener {
 /// }
 ///
 /// impl Handles<ChatLine> for Session {
-///     fn handle(&mut self, socket: &Socket, ChatLine(line): ChatLine) {
+///     async fn handle(&mut self, socket: &Socket, ChatLine(line): ChatLine) {
 ///         // The session decides, with its own state, what to write.
 ///         if !self.muted {
 ///             if let Err(error) = socket.send(line) {
@@ -334,6 +336,10 @@ impl Listener for FnListener {
 /// }
 /// ```
 pub trait Handles<M: actix::Message> {
-    /// Handles one message; the result goes back to a sender that used `send`.
-    fn handle(&mut self, socket: &Socket, message: M) -> M::Result;
+    /// Handles one message; the result goes back to a sender that used
+    /// `send`. It may await (another actor's answer, a database call): the
+    /// connection then handles nothing else of this listener until it is
+    /// done, and reads only control frames meanwhile (S16, S20); a handler
+    /// that never awaits costs no more than a plain function.
+    async fn handle(&mut self, socket: &Socket, message: M) -> M::Result;
 }
