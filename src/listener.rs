@@ -67,6 +67,8 @@ pub trait Listener: 'static {
 
     /// A ping arrived. The default answers with a pong carrying the same
     /// payload, as RFC 6455 requires; override it to answer differently.
+    /// A ping that arrives while a typed message's handler awaits is
+    /// answered by the connection with that default, without this call (S20).
     fn on_ping(&mut self, socket: &Socket, data: Bytes) {
         answer_ping(socket, data);
     }
@@ -293,8 +295,12 @@ impl Listener for FnListener {
 /// [`Address::recipient`](crate::Address::recipient)) and `do_send` or
 /// `send` to it. The message is handled on the connection's actor, with
 /// `&mut self` and the connection's socket, one event at a time and in one
-/// order with frames (and, for an [`AsyncListener`](crate::AsyncListener),
-/// after the pending handler). A message that reaches the connection after
+/// order with frames (after a pending handler). `handle` is an `async fn`:
+/// a handler that awaits (another actor's answer, a database call) holds
+/// back the listener's other events until it is done, as actix's
+/// `ctx.wait` does, while pings are still answered (S20). That is also how
+/// a plain [`Listener`] takes one awaited step without spawning a task:
+/// send itself a message through its [`Address`](crate::Address). A message that reaches the connection after
 /// `on_close` is never handled: `send` resolves to
 /// `Err(MailboxError::Closed)`, and once the connection's actor has stopped
 /// `try_send` and `do_send` are refused by its mailbox. A panic in `handle`
