@@ -137,10 +137,10 @@
 //! - `json` (off by default): `Message::json`, `Message::parse_json` and
 //!   `Socket::send_json` for typed messages with `serde`, and `JsonError`,
 //!   which says what was wrong with a message.
-//! - `redis` (off by default): `Cluster` and `ClusterGroup`, named groups
+//! - `redis` (off by default): `Cluster`, whose named groups are `Group`s
 //!   that span processes through Redis pub/sub: a broadcast reaches every
 //!   member on every node, one `PUBLISH` per broadcast (see `Cluster` for
-//!   the wire shape and the delivery guarantees).
+//!   the wire format and the delivery guarantees).
 #![forbid(unsafe_code)]
 #![deny(missing_docs, unreachable_pub)]
 #![warn(rust_2018_idioms)]
@@ -152,6 +152,8 @@ mod async_listener;
 mod close;
 #[cfg(feature = "redis")]
 mod cluster;
+#[cfg(feature = "redis")]
+mod cluster_error;
 mod command;
 mod config;
 mod connection;
@@ -159,6 +161,8 @@ mod contain;
 mod deflate;
 mod driver;
 mod error;
+#[cfg(feature = "redis")]
+mod fanout;
 mod frame;
 mod group;
 mod inbound;
@@ -183,9 +187,10 @@ pub use async_listener::AsyncListener;
 pub use close::CloseCode;
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
-pub use cluster::{
-    Cluster, ClusterBroadcast, ClusterConfig, ClusterError, ClusterGroup, ClusterStats,
-};
+pub use cluster::{Cluster, ClusterConfig, ClusterStats};
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub use cluster_error::ClusterError;
 pub use config::{BackpressurePolicy, Config};
 pub use deflate::Compression;
 #[cfg(feature = "json")]
