@@ -2,8 +2,9 @@
 //! stand-in for a database call), then echoes the message unchanged. No
 //! greeting.
 //!
-//! Messages are handled one at a time, in order, with `&mut self` state;
-//! while a handler awaits, the connection reads nothing more, so a client
+//! Messages are handled one at a time, in order, with `&mut self` state.
+//! While a handler awaits, the connection still answers pings and a close
+//! at once (S20), and reads at most a small lookahead of data: a client
 //! that floods it is held back by TCP rather than by server memory.
 //!
 //! Run:   DELAY_MS=100 cargo run --example async_echo    (BIND=127.0.0.1:8080 by default)

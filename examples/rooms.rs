@@ -248,7 +248,7 @@ impl Listener for Session {
 }
 
 impl Handles<ChatLine> for Session {
-    fn handle(&mut self, socket: &Socket, ChatLine(line): ChatLine) {
+    async fn handle(&mut self, socket: &Socket, ChatLine(line): ChatLine) {
         write(socket, line);
     }
 }
