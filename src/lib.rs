@@ -149,6 +149,7 @@
 mod address;
 mod admission;
 mod async_listener;
+mod broadcast;
 mod budget;
 mod caps;
 mod close;
@@ -174,6 +175,7 @@ mod listener;
 mod listening;
 mod message;
 mod outbound;
+mod presence;
 mod rate;
 mod registry;
 mod shutdown;
@@ -188,6 +190,7 @@ mod utf8;
 
 pub use address::{Address, NotThisListener, Timer, TrySendError};
 pub use async_listener::AsyncListener;
+pub use broadcast::Broadcast;
 pub use budget::{InboundBudget, DEFAULT_INBOUND_BUDGET};
 pub use close::CloseCode;
 #[cfg(feature = "redis")]
@@ -202,10 +205,11 @@ pub use deflate::Compression;
 #[cfg_attr(docsrs, doc(cfg(feature = "json")))]
 pub use error::JsonError;
 pub use error::{Error, ProtocolError, SendError};
-pub use group::{Broadcast, Group};
+pub use group::Group;
 pub use listener::{listener, FnListener, Handles, Listener};
 pub use listening::{AsyncKind, Listen, Listening, SyncKind};
 pub use message::Message;
+pub use presence::{Member, PresenceEvent};
 pub use registry::Connections;
 pub use shutdown::run_with_graceful_shutdown;
 pub use socket::Socket;
