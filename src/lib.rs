@@ -82,6 +82,8 @@
 //!   inflation bounded by the message limits.
 //! - [`AsyncListener`]: event methods that await (a database call), with
 //!   `&mut self` state, one event at a time, in arrival order.
+//! - `reuse_port_listener` (Unix): a `SO_REUSEPORT` listener for
+//!   `HttpServer::listen`, so several server processes share one port.
 //!
 //! # Async listeners
 //!
@@ -166,6 +168,8 @@ mod listener;
 mod message;
 mod outbound;
 mod registry;
+#[cfg(unix)]
+mod reuseport;
 mod shutdown;
 mod socket;
 #[cfg(feature = "test-util")]
@@ -191,6 +195,8 @@ pub use json::JsonError;
 pub use listener::{listener, FnListener, Handles, Listener};
 pub use message::Message;
 pub use registry::Connections;
+#[cfg(unix)]
+pub use reuseport::reuse_port_listener;
 pub use shutdown::run_with_graceful_shutdown;
 pub use socket::Socket;
 pub use upgrade::{
