@@ -82,6 +82,8 @@
 //!   inflation bounded by the message limits.
 //! - [`AsyncListener`]: event methods that await (a database call), with
 //!   `&mut self` state, one event at a time, in arrival order.
+//! - `reuse_port_listener` (Unix): a `SO_REUSEPORT` listener for
+//!   `HttpServer::listen`, so several server processes share one port.
 //!
 //! # Async listeners
 //!
@@ -178,6 +180,8 @@ mod outbound;
 mod presence;
 mod rate;
 mod registry;
+#[cfg(unix)]
+mod reuseport;
 mod shutdown;
 mod socket;
 mod stats;
@@ -211,6 +215,8 @@ pub use listening::{AsyncKind, Listen, Listening, SyncKind};
 pub use message::Message;
 pub use presence::{Member, PresenceEvent};
 pub use registry::Connections;
+#[cfg(unix)]
+pub use reuseport::reuse_port_listener;
 pub use shutdown::run_with_graceful_shutdown;
 pub use socket::Socket;
 pub use stats::Stats;
