@@ -44,7 +44,7 @@ use std::{
 
 use actix_web::{web, App, HttpServer, Responder};
 use actix_ws_listener::{
-    reuse_port_listener, CloseCode, Cluster, ClusterGroup, Config, Listener, Message, Socket,
+    reuse_port_listener, CloseCode, Cluster, Config, Group, Listener, Message, Socket,
     WebSocketUpgrade,
 };
 
@@ -83,7 +83,7 @@ fn unix_ns() -> u128 {
 
 /// A node's listener: joins the group; `broadcast` broadcasts the 128-byte
 /// payload through the cluster group; anything else is echoed.
-struct Member(ClusterGroup);
+struct Member(Group);
 
 impl Listener for Member {
     fn on_open(&mut self, socket: &Socket) {
@@ -104,7 +104,7 @@ impl Listener for Member {
     }
 }
 
-async fn ws(upgrade: WebSocketUpgrade, room: web::Data<ClusterGroup>) -> impl Responder {
+async fn ws(upgrade: WebSocketUpgrade, room: web::Data<Group>) -> impl Responder {
     upgrade.listen(Member(room.get_ref().clone()))
 }
 
