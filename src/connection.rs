@@ -360,7 +360,7 @@ impl<L: 'static> Connection<L> {
         }
     }
 
-    fn socket_closed(&self) {
+    fn socket_closed(&mut self) {
         self.link.mark_closed();
         self.timers_in.close(&self.link);
         self.admission.leave(&self.socket);

@@ -78,6 +78,8 @@ impl<L: 'static> Connection<L> {
             Ok(Poll::Pending) => return Poll::Pending,
             Ok(Poll::Ready(())) => {
                 self.pending = None;
+                // The handler is done with its message (S19).
+                self.inbound.release_delivered();
                 // The idle clock stood still while the handler ran.
                 if self.settings.idle_timeout.is_some() {
                     self.last_seen = Instant::now();

@@ -7,6 +7,7 @@
 //! behind them are handled at once (S20).
 
 use std::{
+    future::Future,
     pin::Pin,
     task::{self, Poll},
     time::Instant,
@@ -76,6 +77,8 @@ pub(super) struct Reader<S> {
     /// The connection's mailbox, drained first at every turn: commands go
     /// out whether or not reading is paused.
     pub(super) commands: Commands,
+    /// Wakes the reader when a rate-limited message is due (S19).
+    pub(super) pace: Option<Pin<Box<actix_rt::time::Sleep>>>,
 }
 
 impl<S> Reader<S>
@@ -116,10 +119,35 @@ where
     ) -> Poll<()> {
         match act.inbound.next_event() {
             Err(error) => act.fail(ctx, error),
-            Ok(Some(event)) => act.on_event(ctx, task, event),
+            Ok(Some(event)) => {
+                act.on_event(ctx, task, event);
+                // The listener returned: the message's bytes leave the
+                // budget (S19). A pending async handler gives them back
+                // when it completes.
+                if act.pending.is_none() {
+                    act.inbound.release_delivered();
+                }
+            }
+            // Over the rate (S19): read nothing until the message is due;
+            // TCP holds the client back.
+            Ok(None) if act.inbound.paced_until().is_some() => {
+                return self.wait(act.inbound.paced_until(), task);
+            }
             Ok(None) => return self.read_chunk(act, ctx, task),
         }
         Poll::Ready(())
+    }
+
+    /// `Ready` once `due` has come; until then the timer wakes the task.
+    fn wait(&mut self, due: Option<Instant>, task: &mut task::Context<'_>) -> Poll<()> {
+        let Some(due) = due else {
+            return Poll::Ready(());
+        };
+        let sleep = self
+            .pace
+            .get_or_insert_with(|| Box::pin(actix_rt::time::sleep_until(due.into())));
+        sleep.as_mut().reset(due.into());
+        sleep.as_mut().poll(task)
     }
 }
 

@@ -19,6 +19,7 @@ use futures::Stream;
 use super::{reader::Reader, Connection, Phase, TimerQueue};
 use crate::{
     admission::Admission,
+    budget::Hold,
     command::{ActorAddress, Commands, Link},
     config::{BackpressurePolicy, Config},
     deflate::Agreed,
@@ -62,13 +63,21 @@ where
         config.idle_timeout.is_some(),
     )));
     let body = BodyStream(Rc::clone(&out));
-    ctx.spawn(Reader { payload, commands });
+    ctx.spawn(Reader {
+        payload,
+        commands,
+        pace: None,
+    });
     let connection = Connection {
         driver,
         socket: Socket::new(Arc::clone(&link)),
         link,
         out,
-        inbound: Inbound::new(Limits::of(&config), deflate),
+        inbound: Inbound::new(
+            Limits::of(&config),
+            deflate,
+            Hold::new(admission.budget.clone()),
+        ),
         settings: Settings::of(config),
         admission,
         phase: Phase::Open,
