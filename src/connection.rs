@@ -8,140 +8,35 @@
 //! drains). This file owns the phase, the close handshake (S4), failing
 //! with the right code (S7) and panic isolation (S10, through
 //! [`contain`](crate::contain)); its submodules own reading and demand
-//! (S15, S16), typed messages and timers. Only this module and
+//! (S15, S16, S20), typed messages and timers, handler calls and the
+//! wiring at start. Only this module and
 //! [`Address`](crate::Address) know actix's actor types.
 
+mod calls;
 mod reader;
 mod timers;
 mod typed;
+mod wiring;
 
-use std::{
-    cell::RefCell,
-    collections::VecDeque,
-    rc::Rc,
-    sync::Arc,
-    task::{self, Poll},
-    time::{Duration, Instant},
-};
+use std::{cell::RefCell, collections::VecDeque, rc::Rc, sync::Arc, task, time::Instant};
 
-use actix::{Actor, ActorContext, Addr, AsyncContext, Context, SpawnHandle};
-use actix_web::error::PayloadError;
-use bytes::Bytes;
-use futures::Stream;
+use actix::{Actor, ActorContext, AsyncContext, Context, SpawnHandle};
 
 pub(crate) use self::timers::{Timer, TimerQueue};
-use self::{reader::Reader, typed::Waiting};
+use self::typed::Waiting;
+use self::wiring::Settings;
+pub(crate) use self::wiring::{start, Edge};
 use crate::{
     admission::Admission,
-    budget::Hold,
     close::CloseCode,
-    command::{ActorAddress, Command, Commands, Link, Sink},
-    config::{BackpressurePolicy, Config},
+    command::{Command, Link, Sink},
     contain::contain,
-    deflate::Agreed,
     driver::{Call, Driver, Pending},
     error::Error,
-    inbound::{Event, Inbound, Limits},
-    outbound::{BodyStream, Outbound},
+    inbound::{Event, Inbound},
+    outbound::Outbound,
     socket::Socket,
 };
-
-/// Starts the actor for one upgraded connection; returns what its
-/// [`Address`](crate::Address) needs, its socket and the body of its 101
-/// response.
-pub(crate) fn start<L, S>(
-    driver: Box<dyn Driver<L>>,
-    config: Config,
-    admission: Admission,
-    deflate: Option<Agreed>,
-    payload: S,
-) -> (Edge<L>, Socket, BodyStream)
-where
-    L: 'static,
-    S: Stream<Item = Result<Bytes, PayloadError>> + Unpin + 'static,
-{
-    let mut ctx = Context::<Connection<L>>::new();
-    let address = ctx.address();
-    let timers_in = Arc::new(TimerQueue::new());
-    let edge = || Edge {
-        address: address.clone(),
-        timers: Arc::clone(&timers_in),
-    };
-    let link = Link::new(
-        ActorAddress::new(edge(), std::any::type_name::<L>()),
-        config.max_outbound_buffer,
-        config.backpressure == BackpressurePolicy::Close,
-    );
-    let commands = Commands::new(Arc::clone(&link));
-    let out = Rc::new(RefCell::new(Outbound::new(
-        Arc::clone(&link),
-        deflate.clone(),
-        config.low_water_mark,
-        config.idle_timeout.is_some(),
-    )));
-    let body = BodyStream(Rc::clone(&out));
-    ctx.spawn(Reader {
-        payload,
-        commands,
-        pace: None,
-    });
-    let connection = Connection {
-        driver,
-        socket: Socket::new(Arc::clone(&link)),
-        link,
-        out,
-        inbound: Inbound::new(
-            Limits::of(&config),
-            deflate,
-            Hold::new(admission.budget.clone()),
-        ),
-        settings: Settings::of(config),
-        admission,
-        phase: Phase::Open,
-        pending: None,
-        waiting: VecDeque::new(),
-        waiting_work: 0,
-        held_bytes: 0,
-        refused: 0,
-        timers: Vec::new(),
-        timers_in: Arc::clone(&timers_in),
-        last_seen: Instant::now(),
-    };
-    let socket = connection.socket.clone();
-    let edge = edge();
-    ctx.run(connection);
-    (edge, socket, body)
-}
-
-/// What an [`Address<L>`](crate::Address) holds of its connection: the
-/// actor's address, for typed messages, and the queue its timer requests go
-/// through, both typed by the listener.
-pub(crate) struct Edge<L: 'static> {
-    pub(crate) address: Addr<Connection<L>>,
-    pub(crate) timers: Arc<TimerQueue<L>>,
-}
-
-/// The part of [`Config`] a running connection reads: kept instead of the
-/// whole config, because every byte here is paid by every idle connection.
-struct Settings {
-    high_water_mark: usize,
-    max_queued_messages: usize,
-    close_timeout: Duration,
-    keepalive: Option<Duration>,
-    idle_timeout: Option<Duration>,
-}
-
-impl Settings {
-    fn of(config: Config) -> Settings {
-        Settings {
-            high_water_mark: config.high_water_mark,
-            max_queued_messages: config.max_queued_messages,
-            close_timeout: config.close_timeout,
-            keepalive: config.keepalive,
-            idle_timeout: config.idle_timeout,
-        }
-    }
-}
 
 /// Where a connection is in its life (S1, S4): the one record of it. The
 /// outbound buffer knows which close frame went out; whether the connection
@@ -260,74 +155,6 @@ impl<L: 'static> Connection<L> {
     /// Where the listener's socket writes while it runs (S6).
     fn sink(&self) -> Rc<dyn Sink> {
         Rc::clone(&self.out) as _
-    }
-
-    /// Calls the listener with panics contained (S10); an async call that
-    /// has to wait becomes the pending handler. With the reader's `task`,
-    /// an async call is polled once at once, in the same scope: a handler
-    /// that finishes without waiting costs no second pass.
-    fn call(&mut self, ctx: &mut Context<Self>, call: Call, task: Option<&mut task::Context<'_>>) {
-        self.begin(ctx, task, |driver, socket| driver.call(socket, call));
-    }
-
-    /// Runs `start` on the listener with panics contained (S10) and polls
-    /// what it returns once at once (with the reader's `task` if there is
-    /// one; otherwise the reader polls it again at its next turn): what is
-    /// not done becomes the pending handler (S16).
-    fn begin(
-        &mut self,
-        ctx: &mut Context<Self>,
-        task: Option<&mut task::Context<'_>>,
-        start: impl FnOnce(&mut dyn Driver<L>, &Socket) -> Option<Pending>,
-    ) {
-        if self.is_done() {
-            return;
-        }
-        let (id, sink) = (self.socket.id(), self.sink());
-        let (driver, socket) = (&mut *self.driver, &self.socket);
-        let result = contain(id, sink, || {
-            let mut pending = start(driver, socket)?;
-            let mut detached = task::Context::from_waker(futures::task::noop_waker_ref());
-            let task = task.unwrap_or(&mut detached);
-            let done = pending.as_mut().poll(task).is_ready();
-            (!done).then_some(pending)
-        });
-        match result {
-            Ok(pending) => {
-                self.pending = pending;
-                self.after_event(ctx);
-            }
-            Err(panic) => self.on_panic(ctx, panic),
-        }
-    }
-
-    /// Polls the pending async handler, if any; `Ready` once there is none.
-    fn poll_pending(&mut self, ctx: &mut Context<Self>, task: &mut task::Context<'_>) -> Poll<()> {
-        let Some(pending) = self.pending.as_mut() else {
-            return Poll::Ready(());
-        };
-        let result = contain(self.socket.id(), Rc::clone(&self.out) as _, || {
-            pending.as_mut().poll(task)
-        });
-        match result {
-            Ok(Poll::Pending) => return Poll::Pending,
-            Ok(Poll::Ready(())) => {
-                self.pending = None;
-                // The handler is done with its message (S19).
-                self.inbound.release_delivered();
-                // The idle clock stood still while the handler ran.
-                if self.settings.idle_timeout.is_some() {
-                    self.last_seen = Instant::now();
-                }
-                self.after_event(ctx);
-                self.end_departure(ctx);
-            }
-            Err(panic) => {
-                self.pending = None;
-                self.on_panic(ctx, panic);
-            }
-        }
-        Poll::Ready(())
     }
 
     fn on_panic(&mut self, ctx: &mut Context<Self>, message: String) {
