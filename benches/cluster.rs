@@ -1,4 +1,4 @@
-//! Cluster bench: time for one broadcast of a `ClusterGroup` to reach N
+//! Cluster bench: time for one broadcast of a `Group` to reach N
 //! sockets when all N are on one node, against N split over two nodes
 //! (N/2 each) that share the group through Redis.
 //!
@@ -13,7 +13,7 @@
 //! CLUSTER_BENCH_ROLE=node) running one actix worker; the client (the load
 //! bench's RFC 6455 client, benches/load/client.rs) runs here on one tokio
 //! thread. One client socket on node 1 sends `broadcast`; node 1 calls
-//! `ClusterGroup::broadcast` with 128 bytes: its own members get it
+//! `Group::broadcast` with 128 bytes: its own members get it
 //! directly, node 2's through one PUBLISH. The time is from sending the
 //! command until the last of the N sockets has the payload. Both layouts go
 //! through the same Redis (a one-node group publishes too), so the ratio
@@ -38,12 +38,12 @@ use std::{
 
 use actix_web::{web, App, HttpServer, Responder};
 use actix_ws_listener::{
-    CloseCode, Cluster, ClusterGroup, Config, Listener, Message, Socket, WebSocketUpgrade,
+    CloseCode, Cluster, Config, Group, Listener, Message, Socket, WebSocketUpgrade,
 };
 
 /// A node's listener: joins the group; `broadcast` broadcasts the payload,
 /// anything else is echoed (the client's connect step echoes once).
-struct Member(ClusterGroup);
+struct Member(Group);
 
 impl Listener for Member {
     fn on_open(&mut self, socket: &Socket) {
@@ -64,7 +64,7 @@ impl Listener for Member {
     }
 }
 
-async fn ws(upgrade: WebSocketUpgrade, room: web::Data<ClusterGroup>) -> impl Responder {
+async fn ws(upgrade: WebSocketUpgrade, room: web::Data<Group>) -> impl Responder {
     upgrade.listen(Member(room.get_ref().clone()))
 }
 

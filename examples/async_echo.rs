@@ -61,7 +61,7 @@ async fn main() -> std::io::Result<()> {
         App::new().route(
             "/ws",
             web::get().to(move |upgrade: WebSocketUpgrade| async move {
-                upgrade.listen_async(DelayedEcho { delay, echoed: 0 })
+                upgrade.listen(DelayedEcho { delay, echoed: 0 })
             }),
         )
     })

@@ -20,7 +20,8 @@
 //! Scale out: with `REDIS_URL` set, the room is a `ClusterGroup` shared
 //!        through Redis (examples build with the crate's `redis` feature), so
 //!        chat processes on several ports (or machines) are one room;
-//!        `N online` counts this process:
+//!        `N online` counts this process. No Redis at `REDIS_URL`: the chat
+//!        says so in one line and exits with status 1:
 //!        REDIS_URL=redis://127.0.0.1:6379/ BIND=127.0.0.1:8080 cargo run --release --example chat
 //!        REDIS_URL=redis://127.0.0.1:6379/ BIND=127.0.0.1:8081 cargo run --release --example chat
 //!        (a build without the feature ignores REDIS_URL with a warning).
@@ -29,15 +30,15 @@
 //!        works offline), or from a terminal:
 //!        websocat 'ws://127.0.0.1:8080/ws?name=alice'
 
-use std::time::Duration;
+use std::{process::ExitCode, time::Duration};
 
 use actix_web::{middleware::Logger, web, App, HttpResponse, HttpServer, Responder};
-use actix_ws_listener::{
-    run_with_graceful_shutdown, Broadcast, CloseCode, Compression, Group, Listener, Message,
-    Socket, WebSocketUpgrade,
-};
 #[cfg(feature = "redis")]
-use actix_ws_listener::{Cluster, ClusterBroadcast, ClusterGroup};
+use actix_ws_listener::Cluster;
+use actix_ws_listener::{
+    run_with_graceful_shutdown, CloseCode, Compression, Group, Listener, Message, Socket,
+    WebSocketUpgrade,
+};
 use serde::Deserialize;
 
 /// The page, served at `/`.
@@ -49,94 +50,58 @@ const MAX_NAME: usize = 24;
 /// One connection's state: who is talking, and the room they talk in.
 struct Chatter {
     name: String,
-    room: Room,
+    room: Group,
 }
 
-/// The room: this process's sockets, and with `REDIS_URL` (feature `redis`)
-/// every other chat process's too.
-#[derive(Clone)]
-enum Room {
-    Local(Group),
-    #[cfg(feature = "redis")]
-    Shared(ClusterGroup),
-}
-
-impl Room {
-    /// The room of this process: shared through Redis when `REDIS_URL` is set.
-    async fn open() -> std::io::Result<Room> {
-        match std::env::var("REDIS_URL") {
-            Ok(url) => Room::shared(&url).await,
-            Err(_) => Ok(Room::Local(Group::new())),
-        }
-    }
-
-    #[cfg(feature = "redis")]
-    async fn shared(url: &str) -> std::io::Result<Room> {
-        let cluster = Cluster::connect(url).await.map_err(std::io::Error::other)?;
-        let room = cluster.group("chat").await.map_err(std::io::Error::other)?;
-        log::info!(
-            "room shared through Redis at {url} (node {:032x})",
-            cluster.node_id()
-        );
-        Ok(Room::Shared(room))
-    }
-
-    #[cfg(not(feature = "redis"))]
-    async fn shared(url: &str) -> std::io::Result<Room> {
-        log::warn!(
-            "REDIS_URL={url} is ignored: this build has no `redis` feature (add --features redis); the room stays in this process"
-        );
-        Ok(Room::Local(Group::new()))
-    }
-
-    fn insert(&self, socket: &Socket) {
-        match self {
-            Room::Local(group) => group.insert(socket),
-            #[cfg(feature = "redis")]
-            Room::Shared(group) => group.insert(socket),
-        };
-    }
-
-    fn remove(&self, socket: &Socket) {
-        match self {
-            Room::Local(group) => group.remove(socket),
-            #[cfg(feature = "redis")]
-            Room::Shared(group) => group.remove(socket),
-        };
-    }
-
-    /// Members in this process.
-    fn len(&self) -> usize {
-        match self {
-            Room::Local(group) => group.len(),
-            #[cfg(feature = "redis")]
-            Room::Shared(group) => group.len(),
-        }
-    }
-
-    /// Everyone, or everyone but `skip`; reports this process's delivery.
-    fn broadcast(&self, skip: Option<&Socket>, line: String) -> Broadcast {
-        match (self, skip) {
-            (Room::Local(group), Some(skip)) => group.broadcast_except(skip, line),
-            (Room::Local(group), None) => group.broadcast(line),
-            #[cfg(feature = "redis")]
-            (Room::Shared(group), Some(skip)) => published(group.broadcast_except(skip, line)),
-            #[cfg(feature = "redis")]
-            (Room::Shared(group), None) => published(group.broadcast(line)),
-        }
+/// The room of this process: with `REDIS_URL` (and the `redis` feature,
+/// which the examples build with) a group named `chat` shared through
+/// Redis with every other chat process, otherwise a group of this process
+/// alone. Either way a `Group`: the rest of the program does not care.
+async fn open_room() -> Result<Group, String> {
+    match std::env::var("REDIS_URL") {
+        Ok(url) => shared_room(&url).await,
+        Err(_) => Ok(Group::new()),
     }
 }
 
-/// Warns when Redis did not take a line (only this process's members got it).
 #[cfg(feature = "redis")]
-fn published(report: ClusterBroadcast) -> Broadcast {
-    let local = report.local;
-    actix_web::rt::spawn(async move {
-        if let Err(error) = report.published().await {
-            log::warn!("a line reached only this process: {error}");
-        }
-    });
-    local
+async fn shared_room(url: &str) -> Result<Group, String> {
+    let advice = |error| format!("{error}; start redis-server there or unset REDIS_URL");
+    let cluster = Cluster::connect(url).await.map_err(advice)?;
+    let room = cluster.group("chat").await.map_err(advice)?;
+    log::info!(
+        "room shared through Redis (node {:032x})",
+        cluster.node_id()
+    );
+    Ok(room)
+}
+
+#[cfg(not(feature = "redis"))]
+async fn shared_room(url: &str) -> Result<Group, String> {
+    log::warn!(
+        "REDIS_URL={url} is ignored: this build has no `redis` feature (add --features redis); the room stays in this process"
+    );
+    Ok(Group::new())
+}
+
+/// Everyone, or everyone but `skip`; returns how many of this process's
+/// members missed the line because they are not reading. For a shared room,
+/// warns when Redis did not take the line (only this process heard it).
+fn say(room: &Group, skip: Option<&Socket>, line: String) -> usize {
+    let report = match skip {
+        Some(skip) => room.broadcast_except(skip, line),
+        None => room.broadcast(line),
+    };
+    let missed = report.backpressured;
+    #[cfg(feature = "redis")]
+    if room.name().is_some() {
+        actix_web::rt::spawn(async move {
+            if let Err(error) = report.published().await {
+                log::warn!("a line reached only this process: {error}");
+            }
+        });
+    }
+    missed
 }
 
 impl Listener for Chatter {
@@ -146,8 +111,7 @@ impl Listener for Chatter {
         }
         self.room.insert(socket);
         log::info!("{} joined ({} online)", self.name, self.room.len());
-        self.room
-            .broadcast(Some(socket), format!("* {} joined", self.name));
+        say(&self.room, Some(socket), format!("* {} joined", self.name));
         tell(
             socket,
             format!("* welcome, {} ({} online)", self.name, self.room.len()),
@@ -171,9 +135,9 @@ impl Listener for Chatter {
             tell(socket, "* unknown command; try /name NEW");
         } else {
             // One String for everyone: the group shares it, it is not copied per member.
-            let report = self.room.broadcast(None, format!("{}: {text}", self.name));
-            if report.backpressured > 0 {
-                log::warn!("{} slow clients missed a message", report.backpressured);
+            let missed = say(&self.room, None, format!("{}: {text}", self.name));
+            if missed > 0 {
+                log::warn!("{missed} slow clients missed a message");
             }
         }
     }
@@ -185,7 +149,7 @@ impl Listener for Chatter {
             self.name,
             self.room.len()
         );
-        self.room.broadcast(None, format!("* {} left", self.name));
+        say(&self.room, None, format!("* {} left", self.name));
     }
 }
 
@@ -194,8 +158,11 @@ impl Chatter {
         match clean_name(requested) {
             Some(name) if name != self.name => {
                 let old = std::mem::replace(&mut self.name, name);
-                self.room
-                    .broadcast(Some(socket), format!("* {old} is now {}", self.name));
+                say(
+                    &self.room,
+                    Some(socket),
+                    format!("* {old} is now {}", self.name),
+                );
                 tell(socket, format!("* you are now {}", self.name));
             }
             Some(_) => {
@@ -241,7 +208,7 @@ struct JoinQuery {
 async fn ws(
     upgrade: WebSocketUpgrade,
     query: web::Query<JoinQuery>,
-    room: web::Data<Room>,
+    room: web::Data<Group>,
 ) -> impl Responder {
     let name = query
         .name
@@ -276,11 +243,18 @@ async fn index() -> HttpResponse {
 }
 
 #[actix_web::main]
-async fn main() -> std::io::Result<()> {
+async fn main() -> ExitCode {
     env_logger::init_from_env(env_logger::Env::default().default_filter_or("info"));
     let bind = std::env::var("BIND").unwrap_or_else(|_| "127.0.0.1:8080".to_owned());
-    let room = web::Data::new(Room::open().await?);
-    log::info!("chat on http://{bind}/ (WebSocket at ws://{bind}/ws?name=NAME)");
+    // Fails like a finished program: one line saying what, where, and what
+    // to do, then a non-zero exit.
+    let room = match open_room().await {
+        Ok(room) => web::Data::new(room),
+        Err(why) => {
+            eprintln!("chat: {why}");
+            return ExitCode::FAILURE;
+        }
+    };
     let server = HttpServer::new(move || {
         App::new()
             .wrap(Logger::default())
@@ -293,8 +267,20 @@ async fn main() -> std::io::Result<()> {
     .client_disconnect_timeout(Duration::ZERO)
     // run_with_graceful_shutdown takes SIGINT and SIGTERM: on either, every
     // WebSocket is closed with 1001 (and gets its on_close), then the server stops.
-    .disable_signals()
-    .bind(bind)?
-    .run();
-    run_with_graceful_shutdown(server).await
+    .disable_signals();
+    let server = match server.bind(&bind) {
+        Ok(server) => server,
+        Err(error) => {
+            eprintln!("chat: cannot listen on {bind}: {error}; choose another BIND");
+            return ExitCode::FAILURE;
+        }
+    };
+    log::info!("chat on http://{bind}/ (WebSocket at ws://{bind}/ws?name=NAME)");
+    match run_with_graceful_shutdown(server.run()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("chat: server failed: {error}");
+            ExitCode::FAILURE
+        }
+    }
 }

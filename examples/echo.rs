@@ -47,7 +47,7 @@ async fn ws(req: HttpRequest, payload: web::Payload) -> actix_web::Result<HttpRe
             .content_type("text/plain; charset=utf-8")
             .body("This endpoint expects a WebSocket connection: try websocat ws://HOST/ws\n"));
     }
-    Ok(upgrade(&req, payload, Echo)?)
+    Ok(upgrade(&req, payload, Echo)?.into_response())
 }
 
 #[actix_web::main]

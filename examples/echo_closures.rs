@@ -15,25 +15,27 @@ async fn ws(upgrade: Option<WebSocketUpgrade>) -> HttpResponse {
             .content_type("text/plain; charset=utf-8")
             .body("This endpoint expects a WebSocket connection: try websocat ws://HOST/ws\n");
     };
-    upgrade.listen(
-        listener()
-            .on_open(|socket| {
-                if let Err(error) = socket.send("I will echo your messages") {
-                    log::debug!("ws {}: greeting not sent: {error}", socket.id());
-                }
-            })
-            .on_message(|socket, message| {
-                let done = if message.as_text() == Some("exit") {
-                    socket.close()
-                } else {
-                    socket.send(message)
-                };
-                // The client left or stopped reading: nothing more to do.
-                if let Err(error) = done {
-                    log::debug!("ws {}: {error}", socket.id());
-                }
-            }),
-    )
+    upgrade
+        .listen(
+            listener()
+                .on_open(|socket| {
+                    if let Err(error) = socket.send("I will echo your messages") {
+                        log::debug!("ws {}: greeting not sent: {error}", socket.id());
+                    }
+                })
+                .on_message(|socket, message| {
+                    let done = if message.as_text() == Some("exit") {
+                        socket.close()
+                    } else {
+                        socket.send(message)
+                    };
+                    // The client left or stopped reading: nothing more to do.
+                    if let Err(error) = done {
+                        log::debug!("ws {}: {error}", socket.id());
+                    }
+                }),
+        )
+        .into_response()
 }
 
 #[actix_web::main]

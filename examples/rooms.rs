@@ -217,7 +217,7 @@ impl Listener for Session {
     fn on_open(&mut self, socket: &Socket) {
         // Register with the server, the way an actix-web-actors session
         // does in `started`.
-        let Some(address) = Address::<Session>::of(socket) else {
+        let Ok(address) = Address::<Session>::of(socket) else {
             return;
         };
         self.server.do_send(Connect {

@@ -9,12 +9,14 @@
 
 use bytes::Bytes;
 
-use crate::{CloseCode, Error, Message, Socket};
+use crate::{
+    close::CloseCode, error::Error, listener::answer_ping, message::Message, socket::Socket,
+};
 
 /// A listener that can await inside its event methods: a database call, a
-/// request to another service, a rate limiter. Start it with
-/// [`WebSocketUpgrade::listen_async`](crate::WebSocketUpgrade::listen_async)
-/// or [`upgrade_async`](crate::upgrade_async).
+/// request to another service, a rate limiter. Start it as a plain one, with
+/// [`WebSocketUpgrade::listen`](crate::WebSocketUpgrade::listen) or
+/// [`upgrade`](crate::upgrade()).
 ///
 /// The connection calls it exactly as it calls a [`Listener`](crate::Listener)
 /// (`on_open` once and first, `on_close` once and last) and handles **one
@@ -69,7 +71,7 @@ use crate::{CloseCode, Error, Message, Socket};
 /// }
 ///
 /// async fn ws(upgrade: WebSocketUpgrade) -> impl Responder {
-///     upgrade.listen_async(SlowEcho { answered: 0 })
+///     upgrade.listen(SlowEcho { answered: 0 })
 /// }
 ///
 /// #[actix_web::main]
@@ -95,9 +97,7 @@ pub trait AsyncListener: 'static {
     /// A ping arrived. The default answers with a pong carrying the same
     /// payload, as RFC 6455 requires.
     async fn on_ping(&mut self, socket: &Socket, data: Bytes) {
-        if let Err(error) = socket.pong_with(data) {
-            log::debug!("ws {}: pong not sent: {error}", socket.id());
-        }
+        answer_ping(socket, data);
     }
 
     /// A pong arrived.

@@ -1,6 +1,7 @@
 //! What a socket asks its connection to do ([`Command`]), how `send_async`
-//! reports back ([`Completion`]), and the byte accounting that bounds
-//! outbound memory (S9, [`Counters`]).
+//! reports back ([`Completion`]), and the [`Link`] every socket shares with
+//! its connection: mailbox, open flag and the byte accounting that bounds
+//! outbound memory (S9).
 //!
 //! This module is the one place both sides of the outbound path depend on:
 //! [`Socket`](crate::Socket) builds commands and routes them here, the
@@ -49,9 +50,6 @@ pub(crate) enum Command {
     Close(CloseCode, String),
     /// Fail the connection (backpressure under `BackpressurePolicy::Close`).
     Fail(Error),
-    /// Work for the listener itself (a timer to start or cancel), typed by
-    /// the listener and opaque here; no frame.
-    Listener(Box<dyn Any + Send>),
 }
 
 impl Command {
@@ -84,14 +82,14 @@ impl Command {
             Command::Send(message, _, _) => frame::header_len(message.len()) + message.len(),
             Command::Ping(data) | Command::Pong(data) => 2 + data.len(),
             Command::Close(_, reason) => 4 + reason.len(),
-            Command::Fail(_) | Command::Listener(_) => 0,
+            Command::Fail(_) => 0,
         }
     }
 }
 
 /// The commands sent to one connection and not yet taken, in order.
 ///
-/// Unbounded on purpose: the bytes counted in [`Counters`] (frame plus
+/// Unbounded on purpose: the bytes counted in [`Link`] (frame plus
 /// [`COMMAND_OVERHEAD`] per entry) are what bound it. It lives inside the
 /// counters every socket already shares, so a connection pays for no
 /// channel of its own.
@@ -119,10 +117,10 @@ impl Mailbox {
 /// The connection's end of its mailbox: a stream of commands that never
 /// ends while the connection runs. Dropping it closes the mailbox and drops
 /// what is still in it (their completions fail).
-pub(crate) struct Commands(Arc<Counters>);
+pub(crate) struct Commands(Arc<Link>);
 
 impl Commands {
-    pub(crate) fn new(counters: Arc<Counters>) -> Commands {
+    pub(crate) fn new(counters: Arc<Link>) -> Commands {
         Commands(counters)
     }
 }
@@ -171,7 +169,8 @@ type Fail = Box<dyn FnOnce(SendError) + Send>;
 /// The two callbacks of a `send_async`: exactly one of them runs, once.
 ///
 /// Dropping a completion that has not run calls `fail` with
-/// [`SendError::Closed`]: that is how sends lost with a dead connection (in
+/// [`SendError::Closed`] (without the message, long since framed): that is
+/// how sends lost with a dead connection (in
 /// its mailbox or its buffer) are reported.
 pub(crate) struct Completion {
     succeed: Option<Succeed>,
@@ -211,19 +210,20 @@ impl Completion {
 
 impl Drop for Completion {
     fn drop(&mut self) {
-        self.run_fail(SendError::Closed);
+        self.run_fail(SendError::Closed(None));
     }
 }
 
-/// The state every socket of a connection shares with the connection: its
-/// id, whether it is open, and the S9 byte count.
+/// What every socket of a connection shares with the connection, the link
+/// between them: its id, whether it is open, its mailbox of commands, its
+/// actor's address, and the S9 byte count.
 ///
 /// `queued` counts the bytes of every frame reserved by a socket (or written
 /// by the connection itself) and not yet handed to the HTTP writer, plus
 /// [`COMMAND_OVERHEAD`] per command still in the mailbox. Sockets
-/// [`reserve`](Counters::reserve); the outbound buffer
-/// [`release`](Counters::release)s as the writer takes bytes.
-pub(crate) struct Counters {
+/// [`reserve`](Link::reserve); the outbound buffer
+/// [`release`](Link::release)s as the writer takes bytes.
+pub(crate) struct Link {
     id: u64,
     /// False from the moment a close is requested, or the connection ends.
     open: AtomicBool,
@@ -238,20 +238,51 @@ pub(crate) struct Counters {
     mailbox: Mutex<Mailbox>,
     /// The connection's [`Commands`] stream, waiting for a command.
     waker: AtomicWaker,
-    /// The connection's actor address, typed by its listener, for
-    /// [`Address::of`](crate::Address::of); opaque here.
-    address: Box<dyn Any + Send + Sync>,
+    /// The connection's actor address, for
+    /// [`Address::of`](crate::Address::of).
+    address: ActorAddress,
 }
 
-impl Counters {
-    /// Counters of a new connection whose actor address is `address`; its
+/// A connection's actor address as its sockets carry it. Its type names
+/// the listener, and a socket does not (it is one type for every listener),
+/// so the address is erased here and recovered by the one caller that asks
+/// for a listener type: [`Address::of`](crate::Address::of), which reports
+/// the type it found when it is not the one asked for.
+pub(crate) struct ActorAddress {
+    address: Box<dyn Any + Send + Sync>,
+    /// `std::any::type_name` of the connection's listener.
+    listener: &'static str,
+}
+
+impl ActorAddress {
+    /// The address of a connection whose listener's type is named `listener`.
+    pub(crate) fn new<A: Any + Send + Sync>(address: A, listener: &'static str) -> ActorAddress {
+        ActorAddress {
+            address: Box::new(address),
+            listener,
+        }
+    }
+
+    /// The address, if it is an `A`.
+    pub(crate) fn get<A: Any>(&self) -> Option<&A> {
+        self.address.downcast_ref()
+    }
+
+    /// The name of the connection's listener type.
+    pub(crate) fn listener(&self) -> &'static str {
+        self.listener
+    }
+}
+
+impl Link {
+    /// Link of a new connection whose actor address is `address`; its
     /// commands come out of [`Commands::new`] on them.
     pub(crate) fn new(
-        address: Box<dyn Any + Send + Sync>,
+        address: ActorAddress,
         max_outbound: usize,
         close_on_backpressure: bool,
-    ) -> Arc<Counters> {
-        Arc::new(Counters {
+    ) -> Arc<Link> {
+        Arc::new(Link {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             open: AtomicBool::new(true),
             queued: AtomicUsize::new(0),
@@ -283,9 +314,9 @@ impl Counters {
         Ok(())
     }
 
-    /// The connection's actor address, as given to [`Counters::new`].
-    pub(crate) fn address(&self) -> &(dyn Any + Send + Sync) {
-        &*self.address
+    /// The connection's actor address, as given to [`Link::new`].
+    pub(crate) fn address(&self) -> &ActorAddress {
+        &self.address
     }
 
     pub(crate) fn id(&self) -> u64 {
@@ -321,6 +352,7 @@ impl Counters {
             // bigger than the limit could never be sent otherwise.
             if queued > 0 && queued.saturating_add(bytes) > self.max_outbound {
                 return Err(SendError::Backpressure {
+                    message: None,
                     queued,
                     limit: self.max_outbound,
                 });
@@ -372,9 +404,13 @@ impl Counters {
 
     /// Queues a data or control command: refused when closed or over the
     /// limit, and then handed back.
+    #[allow(
+        clippy::result_large_err,
+        reason = "crate-internal and inlined into Socket's methods: the refused command comes back by value, as a box would cost an allocation per refusal"
+    )]
     pub(crate) fn submit(&self, command: Command) -> Result<(), (SendError, Command)> {
         if !self.is_open() {
-            return Err((SendError::Closed, command));
+            return Err((SendError::Closed(None), command));
         }
         let len = command.frame_len();
         if let Err(error) = self.reserve(len) {
@@ -387,24 +423,20 @@ impl Counters {
         Ok(())
     }
 
-    /// Queues work for the listener (a timer to start or cancel); `false`
-    /// when the connection is gone. Never written straight into the
-    /// outbound buffer: only the connection can run it.
-    pub(crate) fn submit_listener(&self, work: Box<dyn Any + Send>) -> bool {
-        self.charge(COMMAND_OVERHEAD);
-        self.in_mailbox.fetch_add(1, Ordering::AcqRel);
-        if self.post(Command::Listener(work)).is_err() {
-            self.release(COMMAND_OVERHEAD);
-            self.in_mailbox.fetch_sub(1, Ordering::AcqRel);
-            return false;
-        }
-        true
+    /// Wakes the connection's reader: work for it arrived outside the
+    /// mailbox (a timer of its listener's).
+    pub(crate) fn wake(&self) {
+        self.waker.wake();
     }
+
+    /// Bytes charged for one entry of listener work waiting for the
+    /// connection, as for a command in the mailbox.
+    pub(crate) const ENTRY: usize = COMMAND_OVERHEAD;
 
     /// Queues a close command; only the first close of a connection is sent.
     pub(crate) fn submit_close(&self, command: Command) -> Result<(), SendError> {
         if !self.claim_close() {
-            return Err(SendError::Closed);
+            return Err(SendError::Closed(None));
         }
         let len = command.frame_len();
         self.charge(len);
@@ -474,11 +506,11 @@ impl Drop for CallbackScope {
 }
 
 #[cfg(test)]
-impl Counters {
-    /// Counters whose connection never runs: for unit tests of the
+impl Link {
+    /// Link whose connection never runs: for unit tests of the
     /// outbound side, which must not need an actor.
-    pub(crate) fn detached(max_outbound: usize) -> Arc<Counters> {
-        Counters::new(Box::new(()), max_outbound, false)
+    pub(crate) fn detached(max_outbound: usize) -> Arc<Link> {
+        Link::new(ActorAddress::new((), "()"), max_outbound, false)
     }
 }
 
@@ -488,11 +520,12 @@ mod tests {
 
     #[test]
     fn reservations_stop_at_the_limit_but_an_empty_queue_takes_one_frame() {
-        let counters = Counters::detached(100);
+        let counters = Link::detached(100);
         assert_eq!(counters.reserve(500), Ok(()));
         assert_eq!(
             counters.reserve(1),
             Err(SendError::Backpressure {
+                message: None,
                 queued: 500,
                 limit: 100
             })
@@ -507,11 +540,11 @@ mod tests {
 
     #[test]
     fn only_the_first_close_is_sent() {
-        let counters = Counters::detached(100);
+        let counters = Link::detached(100);
         let close = || Command::close(CloseCode::NORMAL, String::new()).unwrap();
         assert_eq!(counters.submit_close(close()), Ok(()));
         assert!(!counters.is_open());
-        assert_eq!(counters.submit_close(close()), Err(SendError::Closed));
+        assert_eq!(counters.submit_close(close()), Err(SendError::Closed(None)));
     }
 
     #[test]

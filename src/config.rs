@@ -1,11 +1,13 @@
 //! Per-connection limits, timeouts and policies, with their defaults.
 //!
-//! This module owns [`Config`]. It holds plain data only; the connection
-//! reads it when it starts and never changes it.
+//! This module owns [`Config`]. It holds plain data only (no live handles:
+//! a registry reaches a connection through the upgrade, not through here);
+//! the connection reads it when it starts and never changes it. It depends
+//! on nothing above it.
 
 use std::time::Duration;
 
-use crate::{Compression, Connections};
+use crate::deflate::Compression;
 
 /// What a connection does when a send would push its outbound buffer past
 /// [`Config::max_outbound_buffer`].
@@ -24,10 +26,11 @@ pub enum BackpressurePolicy {
 /// Settings for the connections of one upgrade route.
 ///
 /// A plain struct with [`Default`]; every setting states its default and why.
-/// Set it for the whole app with `App::app_data(config)`, which the
-/// extractor picks up, and adjust it for one route with
+/// Set it for the whole app (or a scope, or a resource) with
+/// `app_data(config)`, which the extractor picks up, and adjust it for one
+/// handler with
 /// [`WebSocketUpgrade::configure`](crate::WebSocketUpgrade::configure),
-/// which keeps the app's other settings.
+/// which starts from those settings and keeps what it does not change.
 ///
 /// ```
 /// use std::time::Duration;
@@ -150,9 +153,6 @@ pub struct Config {
     /// Turn it on where bandwidth costs more than that. See [`Compression`]
     /// for the policy.
     pub compression: Option<Compression>,
-    /// An extra registry this route's connections join, besides
-    /// [`Connections::global`]. Default `None`.
-    pub connections: Option<Connections>,
 }
 
 impl Default for Config {
@@ -170,7 +170,6 @@ impl Default for Config {
             keepalive: None,
             idle_timeout: None,
             allowed_origins: None,
-            connections: None,
             compression: None,
         }
     }
@@ -223,22 +222,6 @@ impl Config {
         self
     }
 
-    /// Did nothing in this release but keep code written against 0.1's
-    /// first releases building: the crate no longer installs signal
-    /// handlers. Run the server with
-    /// [`run_with_graceful_shutdown`](crate::run_with_graceful_shutdown)
-    /// to close WebSockets with 1001 on SIGINT/SIGTERM, or call
-    /// [`Connections::close_all`] next to your own `ServerHandle::stop`.
-    #[deprecated(
-        since = "0.2.0",
-        note = "the crate takes no signals: use run_with_graceful_shutdown or Connections::close_all"
-    )]
-    #[must_use]
-    pub fn shutdown_on_signals(self, enabled: bool) -> Self {
-        let _ = enabled;
-        self
-    }
-
     /// Sets [`Config::max_queued_messages`].
     #[must_use]
     pub fn max_queued_messages(mut self, messages: usize) -> Self {
@@ -271,14 +254,6 @@ impl Config {
     #[must_use]
     pub fn idle_timeout(mut self, timeout: Duration) -> Self {
         self.idle_timeout = Some(timeout);
-        self
-    }
-
-    /// Makes connections join `connections` too ([`Config::connections`]),
-    /// to count or close them apart from the others.
-    #[must_use]
-    pub fn connections(mut self, connections: Connections) -> Self {
-        self.connections = Some(connections);
         self
     }
 

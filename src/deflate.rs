@@ -6,7 +6,8 @@
 //! `zlib-rs` backend). Inflation is bounded: it stops as soon as a message's
 //! decompressed size passes the limit, so a compression bomb cannot make it
 //! hold more than the limit plus one output chunk. It does not know frames:
-//! the connection decides which payloads go through it.
+//! the inbound assembler and the outbound buffer decide which payloads go
+//! through it.
 
 use flate2::{Compress, Decompress, FlushCompress, FlushDecompress, Status};
 

@@ -1,11 +1,14 @@
-//! Why a connection failed ([`Error`]) and why a send failed ([`SendError`]).
+//! Why a connection failed ([`Error`]), why a send failed ([`SendError`])
+//! and, with the `json` feature, why a value did not convert (`JsonError`).
 //!
 //! This module owns both error types and the close code each failure leads
-//! to. It must not decide when they happen; the connection does.
+//! to. It must not decide when they happen: the inbound assembler (protocol
+//! and limit errors), the connection (timeouts, panics) and the socket
+//! (send errors) do.
 
 use std::fmt;
 
-use crate::CloseCode;
+use crate::{close::CloseCode, message::Message};
 
 /// Why a connection failed. Given to [`Listener::on_error`](crate::Listener::on_error),
 /// which runs before `on_close`.
@@ -211,15 +214,45 @@ impl fmt::Display for ProtocolError {
 impl std::error::Error for ProtocolError {}
 
 /// Why a socket operation was refused. Socket operations never panic.
+///
+/// A refused [`Socket::send`](crate::Socket::send) hands its message back,
+/// as `std::sync::mpsc::TrySendError` and tokio's `TrySendError` do, so the
+/// caller can retry it later, queue it elsewhere or drop it on purpose:
+///
+/// ```no_run
+/// use actix_ws_listener::{Message, SendError, Socket};
+///
+/// fn send_or_keep(socket: &Socket, message: Message, later: &mut Vec<Message>) {
+///     match socket.send(message) {
+///         Ok(()) => {}
+///         // The client is slow: keep the message and try again later.
+///         Err(SendError::Backpressure { message: Some(message), .. }) => later.push(message),
+///         // The client left (or anything else): nothing to do.
+///         Err(error) => log::debug!("ws {}: not sent: {error}", socket.id()),
+///     }
+/// }
+/// ```
+///
+/// The message is an `Option` because one type serves every socket
+/// operation: pings, pongs and closes have no [`Message`] to give back, and a
+/// [`Socket::send_async`](crate::Socket::send_async) whose connection ends
+/// after the message was queued reports `Closed(None)`: by then the message
+/// was turned into a frame (compressed, maybe), and keeping a second
+/// reference to every queued message until it is written would hold its
+/// memory twice as long.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum SendError {
     /// The connection is closing or closed (`close` was called, a close
-    /// frame arrived, or the connection ended).
-    Closed,
+    /// frame arrived, or the connection ended). Carries the refused message
+    /// when there is one to give back.
+    Closed(Option<Message>),
     /// Queueing this frame would exceed `max_outbound_buffer`: the peer is
     /// not reading fast enough.
     Backpressure {
+        /// The refused message, for `send`, `send_async` and `send_json`;
+        /// `None` for pings and pongs.
+        message: Option<Message>,
         /// Bytes already queued and not yet handed to the writer.
         queued: usize,
         /// The configured `max_outbound_buffer`.
@@ -231,17 +264,63 @@ pub enum SendError {
     ReasonTooLong(usize),
     /// A ping or pong payload was longer than 125 bytes.
     ControlTooLong(usize),
-    /// `send_json` could not serialize the value; the serializer's message.
+    /// `send_json` could not serialize the value; nothing was sent.
     #[cfg(feature = "json")]
     #[cfg_attr(docsrs, doc(cfg(feature = "json")))]
-    Serialize(String),
+    Serialize(JsonError),
+}
+
+impl SendError {
+    /// The refused message, when the error carries one.
+    pub fn message(&self) -> Option<&Message> {
+        match self {
+            SendError::Closed(message) | SendError::Backpressure { message, .. } => {
+                message.as_ref()
+            }
+            _ => None,
+        }
+    }
+
+    /// Takes the refused message back, when the error carries one.
+    pub fn into_message(self) -> Option<Message> {
+        match self {
+            SendError::Closed(message) | SendError::Backpressure { message, .. } => message,
+            _ => None,
+        }
+    }
+
+    /// True when the connection is closing or closed: retrying on this
+    /// socket cannot succeed.
+    pub fn is_closed(&self) -> bool {
+        matches!(self, SendError::Closed(_))
+    }
+
+    /// True when the peer is not reading fast enough: a later retry may
+    /// succeed.
+    pub fn is_backpressure(&self) -> bool {
+        matches!(self, SendError::Backpressure { .. })
+    }
+
+    /// This error carrying `message` as the refused one (for the refusals
+    /// that hand a message back).
+    pub(crate) fn with_message(self, message: Option<Message>) -> SendError {
+        match self {
+            SendError::Closed(_) => SendError::Closed(message),
+            SendError::Backpressure { queued, limit, .. } => SendError::Backpressure {
+                message,
+                queued,
+                limit,
+            },
+            other => other,
+        }
+    }
 }
 
 impl fmt::Display for SendError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            SendError::Closed => f.write_str("socket is closed"),
-            SendError::Backpressure { queued, limit } => write!(
+            SendError::Closed(_) => f.write_str("socket is closed"),
+            SendError::Backpressure { queued, limit, .. } => write!(
                 f,
                 "outbound buffer full: {queued} bytes queued, limit {limit}"
             ),
@@ -253,9 +332,105 @@ impl fmt::Display for SendError {
                 write!(f, "control payload of {len} bytes exceeds 125 bytes")
             }
             #[cfg(feature = "json")]
-            SendError::Serialize(error) => write!(f, "cannot serialize message: {error}"),
+            SendError::Serialize(error) => write!(f, "cannot send: {error}"),
         }
     }
 }
 
-impl std::error::Error for SendError {}
+impl std::error::Error for SendError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            #[cfg(feature = "json")]
+            SendError::Serialize(error) => Some(error),
+            _ => None,
+        }
+    }
+}
+
+/// A message that could not be turned into or out of JSON.
+///
+/// Cheap to clone (the serializer's error is shared). Two errors are equal
+/// when they are of the same kind and say the same thing (message, line
+/// and column).
+#[cfg(feature = "json")]
+#[cfg_attr(docsrs, doc(cfg(feature = "json")))]
+#[derive(Clone, Debug)]
+pub struct JsonError {
+    kind: JsonErrorKind,
+    source: std::sync::Arc<serde_json::Error>,
+}
+
+#[cfg(feature = "json")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum JsonErrorKind {
+    Serialize,
+    Binary,
+    Parse,
+}
+
+#[cfg(feature = "json")]
+impl JsonError {
+    pub(crate) fn new(kind: JsonErrorKind, source: serde_json::Error) -> JsonError {
+        JsonError {
+            kind,
+            source: std::sync::Arc::new(source),
+        }
+    }
+
+    /// True when the error came from serializing a value (`Message::json`,
+    /// `Socket::send_json`), false when parsing a message.
+    pub fn is_serialize(&self) -> bool {
+        self.kind == JsonErrorKind::Serialize
+    }
+
+    /// Line of the input (1-based) where parsing failed; 0 when serializing.
+    pub fn line(&self) -> usize {
+        self.source.line()
+    }
+
+    /// Column of the input (1-based) where parsing failed; 0 when serializing.
+    pub fn column(&self) -> usize {
+        self.source.column()
+    }
+
+    /// True when the input was not JSON at all (a syntax error or cut-off
+    /// input), false when it was JSON of the wrong shape or when serializing.
+    pub fn is_syntax(&self) -> bool {
+        // serde_json classifies some serializer errors (a non-string map
+        // key) as syntax errors; there was no input then.
+        self.kind != JsonErrorKind::Serialize && (self.source.is_syntax() || self.source.is_eof())
+    }
+}
+
+#[cfg(feature = "json")]
+impl fmt::Display for JsonError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.kind {
+            JsonErrorKind::Serialize => {
+                write!(f, "cannot serialize value as JSON: {}", self.source)
+            }
+            JsonErrorKind::Binary => write!(f, "binary message is not JSON text: {}", self.source),
+            JsonErrorKind::Parse => write!(f, "message is not the expected JSON: {}", self.source),
+        }
+    }
+}
+
+#[cfg(feature = "json")]
+impl std::error::Error for JsonError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&*self.source)
+    }
+}
+
+#[cfg(feature = "json")]
+impl PartialEq for JsonError {
+    fn eq(&self, other: &JsonError) -> bool {
+        self.kind == other.kind
+            && self.line() == other.line()
+            && self.column() == other.column()
+            && self.source.to_string() == other.source.to_string()
+    }
+}
+
+#[cfg(feature = "json")]
+impl Eq for JsonError {}

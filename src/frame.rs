@@ -2,7 +2,8 @@
 //! at header time, in-place unmasking, and encoding of server frames.
 //!
 //! This module owns the wire format only. It does not assemble messages,
-//! validate UTF-8 or decide what to do with a frame; the connection does.
+//! validate UTF-8 or decide what to do with a frame; the inbound assembler
+//! (`inbound.rs`) does.
 
 use bytes::{BufMut, BytesMut};
 

@@ -2,18 +2,26 @@
 //! report of what happened to it ([`Broadcast`]).
 //!
 //! This module owns group membership and the rule that a member found closed
-//! during a broadcast leaves the group. It sends only through [`Socket::send`],
-//! so it inherits the socket's promises (never panics, bounded outbound
-//! memory, per-connection order) and must not touch frames, mailboxes or
-//! listeners itself.
+//! during a broadcast leaves the group. It sends only through the socket's
+//! own send path (`Socket::send_shared`, [`Socket::send`] with a payload
+//! compressed once for members that share it), so it inherits the socket's
+//! promises (never panics, bounded outbound memory, per-connection order)
+//! and must not touch frames, mailboxes or listeners itself. A group opened
+//! through a [`Cluster`](crate::Cluster) also reaches the other nodes, through
+//! the `Fanout` the cluster gives it; this module never knows the broker.
 
 use std::{
     collections::HashSet,
     fmt,
-    sync::{Arc, Mutex, MutexGuard},
+    sync::{Arc, Mutex, MutexGuard, Weak},
 };
 
-use crate::{command::SharedPayload, Message, SendError, Socket};
+#[cfg(feature = "redis")]
+use crate::{
+    cluster_error::ClusterError,
+    fanout::{Fanout, Pending},
+};
+use crate::{command::SharedPayload, error::SendError, message::Message, socket::Socket};
 
 /// A set of sockets that receive the same messages: a chat room, the
 /// subscribers of a topic, every client of a dashboard.
@@ -86,16 +94,57 @@ use crate::{command::SharedPayload, Message, SendError, Socket};
 ///         .await
 /// }
 /// ```
+///
+/// # Across processes
+///
+/// With the `redis` feature, [`Cluster::group`](crate::Cluster::group)
+/// opens a named group that is also a `Group`: the same methods, the same
+/// report, and every broadcast also reaches the members that the other
+/// processes hold in the group of that name. Membership stays per process
+/// ([`Group::len`] counts this process's members). Code written against a
+/// `Group` works unchanged with either.
 #[derive(Clone, Default)]
 pub struct Group {
-    members: Arc<Mutex<HashSet<Socket>>>,
+    inner: Arc<Inner>,
+}
+
+/// What the handles of one group share.
+#[derive(Default)]
+struct Inner {
+    members: Mutex<HashSet<Socket>>,
+    /// The other nodes, for a group opened through a cluster.
+    #[cfg(feature = "redis")]
+    fanout: Option<Box<dyn Fanout>>,
+}
+
+/// A group that does not keep its members alive: the cluster's registry of
+/// open groups holds these, so that dropping the last [`Group`] handle
+/// closes the group (and its `Fanout` unsubscribes).
+#[cfg(feature = "redis")]
+#[derive(Clone)]
+pub(crate) struct WeakGroup(Weak<Inner>);
+
+#[cfg(feature = "redis")]
+impl WeakGroup {
+    /// The group, if a handle of it is still alive.
+    pub(crate) fn upgrade(&self) -> Option<Group> {
+        self.0.upgrade().map(|inner| Group { inner })
+    }
+
+    /// True while a handle of the group is alive.
+    pub(crate) fn is_alive(&self) -> bool {
+        self.0.strong_count() > 0
+    }
 }
 
 /// What a broadcast did: how many members it was queued for, how many
 /// refused it for backpressure, how many were found closed (and removed).
 ///
-/// The three counts add up to the number of members the broadcast was
-/// addressed to.
+/// The three counts add up to the number of this process's members the
+/// broadcast was addressed to. For a group opened through a
+/// [`Cluster`](crate::Cluster), `published()` (feature `redis`) waits for
+/// the broker to accept the copy for the other processes; dropping the
+/// report does not cancel that publish.
 ///
 /// ```no_run
 /// # fn demo(group: actix_ws_listener::Group) {
@@ -106,7 +155,7 @@ pub struct Group {
 /// log::debug!("tick sent to {} clients, {} had left", report.sent, report.closed);
 /// # }
 /// ```
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Debug, Default)]
 #[non_exhaustive]
 pub struct Broadcast {
     /// Members the message was queued for: the promise of [`Socket::send`]
@@ -124,6 +173,9 @@ pub struct Broadcast {
     /// Members whose socket was closing or closed ([`SendError::Closed`]);
     /// they have been removed from the group.
     pub closed: usize,
+    /// The copy for the other nodes: `None` for a local group.
+    #[cfg(feature = "redis")]
+    published: Option<Pending>,
 }
 
 impl Broadcast {
@@ -136,6 +188,33 @@ impl Broadcast {
     /// ```
     pub fn total(&self) -> usize {
         self.sent + self.backpressured + self.closed
+    }
+
+    /// Waits until the broker accepted the copy for the other nodes (every
+    /// node subscribed at that moment will deliver it), or it failed. A
+    /// local group's broadcast has no such copy: `Ok` at once.
+    ///
+    /// ```no_run
+    /// # async fn demo(room: actix_ws_listener::Group) {
+    /// if let Err(error) = room.broadcast("hello").published().await {
+    ///     log::warn!("only this process's members got it: {error}");
+    /// }
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    /// [`ClusterError::Backlog`] when the publish queue was full,
+    /// [`ClusterError::Unreachable`], [`ClusterError::Refused`] or
+    /// [`ClusterError::Timeout`] when Redis failed or did not answer,
+    /// [`ClusterError::Stopped`] when the cluster stopped first.
+    #[cfg(feature = "redis")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+    pub async fn published(self) -> Result<(), ClusterError> {
+        match self.published {
+            None => Ok(()),
+            Some(Ok(answer)) => answer.await.map_err(|_| ClusterError::Stopped)?,
+            Some(Err(refused)) => Err(refused),
+        }
     }
 }
 
@@ -150,6 +229,40 @@ impl Group {
     /// ```
     pub fn new() -> Group {
         Group::default()
+    }
+
+    /// A group whose broadcasts also go to the other nodes through
+    /// `fanout`.
+    #[cfg(feature = "redis")]
+    pub(crate) fn with_fanout(fanout: Box<dyn Fanout>) -> Group {
+        Group {
+            inner: Arc::new(Inner {
+                members: Mutex::default(),
+                fanout: Some(fanout),
+            }),
+        }
+    }
+
+    /// A handle that does not keep the group open.
+    #[cfg(feature = "redis")]
+    pub(crate) fn downgrade(&self) -> WeakGroup {
+        WeakGroup(Arc::downgrade(&self.inner))
+    }
+
+    /// The name it was opened with through
+    /// [`Cluster::group`](crate::Cluster::group); `None` for a group of
+    /// this process alone ([`Group::new`]).
+    ///
+    /// ```
+    /// # use actix_ws_listener::Group;
+    /// assert_eq!(Group::new().name(), None);
+    /// ```
+    pub fn name(&self) -> Option<&str> {
+        #[cfg(feature = "redis")]
+        if let Some(fanout) = &self.inner.fanout {
+            return Some(fanout.name());
+        }
+        None
     }
 
     /// Adds a socket; returns `false` if it was already a member (by
@@ -243,7 +356,9 @@ impl Group {
     /// }
     /// ```
     pub fn broadcast(&self, message: impl Into<Message>) -> Broadcast {
-        self.send_to_members(message.into(), None)
+        let message = message.into();
+        let report = self.send_to_members(&message, None);
+        self.publish(report, &message, None)
     }
 
     /// Sends one message to every member except `skip` (usually the sender),
@@ -263,7 +378,29 @@ impl Group {
     /// }
     /// ```
     pub fn broadcast_except(&self, skip: &Socket, message: impl Into<Message>) -> Broadcast {
-        self.send_to_members(message.into(), Some(skip))
+        let message = message.into();
+        let report = self.send_to_members(&message, Some(skip));
+        self.publish(report, &message, Some(skip))
+    }
+
+    /// Delivers a broadcast that came from another node to this process's
+    /// members only (the excluded socket, if any, lives on the origin).
+    #[cfg(feature = "redis")]
+    pub(crate) fn deliver(&self, message: &Message) -> Broadcast {
+        self.send_to_members(message, None)
+    }
+
+    /// Hands the message to the other nodes, for a clustered group.
+    #[cfg_attr(not(feature = "redis"), allow(unused_variables, clippy::unused_self))]
+    fn publish(&self, report: Broadcast, message: &Message, skip: Option<&Socket>) -> Broadcast {
+        #[cfg(feature = "redis")]
+        if let Some(fanout) = &self.inner.fanout {
+            return Broadcast {
+                published: Some(fanout.publish(message, skip.map(Socket::id))),
+                ..report
+            };
+        }
+        report
     }
 
     /// A snapshot of the members, for sending to them one by one (a
@@ -284,7 +421,7 @@ impl Group {
         self.lock().iter().cloned().collect()
     }
 
-    fn send_to_members(&self, message: Message, skip: Option<&Socket>) -> Broadcast {
+    fn send_to_members(&self, message: &Message, skip: Option<&Socket>) -> Broadcast {
         let mut report = Broadcast::default();
         // Members that compress without context takeover share one
         // compressed payload; the others compress in their own context.
@@ -326,7 +463,8 @@ impl Group {
     fn lock(&self) -> MutexGuard<'_, HashSet<Socket>> {
         // No code that can panic runs under this lock while the set is
         // inconsistent, so a poisoned lock still holds a valid set.
-        self.members
+        self.inner
+            .members
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
@@ -335,6 +473,7 @@ impl Group {
 impl fmt::Debug for Group {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Group")
+            .field("name", &self.name())
             .field("members", &self.len())
             .finish()
     }
@@ -345,7 +484,7 @@ mod tests {
     use super::*;
     use futures::Stream;
 
-    use crate::command::{Command, Commands, Counters};
+    use crate::command::{Command, Commands, Link};
 
     /// Stands in for connections: keeps each member's command channel open
     /// and counts the messages queued on it. Nothing ever writes, so what
@@ -355,7 +494,7 @@ mod tests {
 
     impl Members {
         fn socket(&mut self, max_outbound: usize) -> Socket {
-            let counters = Counters::new(Box::new(()), max_outbound, false);
+            let counters = Link::detached(max_outbound);
             self.0.push(Commands::new(Arc::clone(&counters)));
             Socket::new(counters)
         }
@@ -380,7 +519,8 @@ mod tests {
     fn group_is_send_sync_and_cheap_to_clone() {
         fn assert_send_sync<T: Send + Sync + Clone + 'static>() {}
         assert_send_sync::<Group>();
-        assert_send_sync::<Broadcast>();
+        fn assert_send<T: Send + 'static>() {}
+        assert_send::<Broadcast>();
     }
 
     #[test]

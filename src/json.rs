@@ -2,64 +2,17 @@
 //! in Rust's idiom.
 //!
 //! This module owns the conversions between `serde` types and text
-//! messages, and [`JsonError`], which says what was wrong. Without the
+//! messages; [`JsonError`], which says what was wrong, lives with the
+//! other error types in `error.rs`. Without the
 //! feature none of it is compiled, so it costs nothing.
-
-use std::fmt;
 
 use serde::{de::DeserializeOwned, Serialize};
 
-use crate::{Message, SendError, Socket};
-
-/// A message that could not be turned into or out of JSON.
-#[derive(Debug)]
-pub struct JsonError {
-    kind: JsonErrorKind,
-    source: serde_json::Error,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum JsonErrorKind {
-    Serialize,
-    Binary,
-    Parse,
-}
-
-impl JsonError {
-    /// Line of the input (1-based) where parsing failed; 0 when serializing.
-    pub fn line(&self) -> usize {
-        self.source.line()
-    }
-
-    /// Column of the input (1-based) where parsing failed; 0 when serializing.
-    pub fn column(&self) -> usize {
-        self.source.column()
-    }
-
-    /// True when the input was not JSON at all (a syntax error or cut-off
-    /// input), false when it was JSON of the wrong shape or when serializing.
-    pub fn is_syntax(&self) -> bool {
-        self.source.is_syntax() || self.source.is_eof()
-    }
-}
-
-impl fmt::Display for JsonError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.kind {
-            JsonErrorKind::Serialize => {
-                write!(f, "cannot serialize value as JSON: {}", self.source)
-            }
-            JsonErrorKind::Binary => write!(f, "binary message is not JSON text: {}", self.source),
-            JsonErrorKind::Parse => write!(f, "message is not the expected JSON: {}", self.source),
-        }
-    }
-}
-
-impl std::error::Error for JsonError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        Some(&self.source)
-    }
-}
+use crate::{
+    error::{JsonError, JsonErrorKind, SendError},
+    message::Message,
+    socket::Socket,
+};
 
 #[cfg_attr(docsrs, doc(cfg(feature = "json")))]
 impl Message {
@@ -79,10 +32,7 @@ impl Message {
     pub fn json<T: Serialize + ?Sized>(value: &T) -> Result<Message, JsonError> {
         serde_json::to_string(value)
             .map(Message::from)
-            .map_err(|source| JsonError {
-                kind: JsonErrorKind::Serialize,
-                source,
-            })
+            .map_err(|source| JsonError::new(JsonErrorKind::Serialize, source))
     }
 
     /// Parses the message as JSON into `T`. Binary messages are parsed too
@@ -103,13 +53,13 @@ impl Message {
     /// When the payload is not JSON, or not JSON of `T`'s shape; the error
     /// gives the reason, line and column.
     pub fn parse_json<T: DeserializeOwned>(&self) -> Result<T, JsonError> {
-        serde_json::from_slice(self.as_bytes()).map_err(|source| JsonError {
-            kind: if self.is_binary() {
+        serde_json::from_slice(self.as_bytes()).map_err(|source| {
+            let kind = if self.is_binary() {
                 JsonErrorKind::Binary
             } else {
                 JsonErrorKind::Parse
-            },
-            source,
+            };
+            JsonError::new(kind, source)
         })
     }
 }
@@ -119,11 +69,11 @@ impl Socket {
     /// Serializes `value` and sends it as a JSON text message.
     ///
     /// # Errors
-    /// [`SendError::Serialize`] when serialization fails; otherwise as
-    /// [`Socket::send`].
+    /// [`SendError::Serialize`] with the serializer's [`JsonError`] when
+    /// serialization fails (nothing is sent); otherwise as [`Socket::send`],
+    /// which hands the serialized message back when it is refused.
     pub fn send_json<T: Serialize + ?Sized>(&self, value: &T) -> Result<(), SendError> {
-        let message =
-            Message::json(value).map_err(|error| SendError::Serialize(error.to_string()))?;
+        let message = Message::json(value).map_err(SendError::Serialize)?;
         self.send(message)
     }
 }
@@ -149,6 +99,32 @@ mod tests {
 
         let error = Message::from(vec![0xFFu8]).parse_json::<u32>().unwrap_err();
         assert!(error.to_string().starts_with("binary message"), "{error}");
+    }
+
+    #[test]
+    fn send_json_errors_are_typed_and_a_refused_message_comes_back() {
+        let counters = crate::command::Link::detached(16);
+        let socket = Socket::new(counters);
+        let mut map = HashMap::new();
+        map.insert(vec![1u8], 1);
+        match socket.send_json(&map) {
+            Err(SendError::Serialize(error)) => {
+                assert!(error.is_serialize());
+                assert!(!error.is_syntax());
+                assert_eq!(error, error.clone());
+            }
+            other => panic!("expected a serialize error, got {other:?}"),
+        }
+        // The first frame takes an empty queue; the second is over 16 bytes.
+        assert_eq!(socket.send_json(&"first"), Ok(()));
+        let refused = socket.send_json(&[1, 2, 3]).unwrap_err();
+        assert!(refused.is_backpressure(), "{refused:?}");
+        assert_eq!(refused.into_message(), Some(Message::from("[1,2,3]")));
+        socket.link().mark_closed();
+        assert_eq!(
+            socket.send_json(&"late"),
+            Err(SendError::Closed(Some(Message::from("\"late\""))))
+        );
     }
 
     #[test]

@@ -59,7 +59,7 @@
 //! | `websocket-request?` | [`is_websocket_request`] |
 //! | `upgrade-request?` | [`is_upgrade_request`] |
 //! | `request-protocols` | [`requested_protocols`] |
-//! | `{::ws/listener L, ::ws/protocol P}` | [`WebSocketUpgrade`]`.protocol(P).listen(L)` (`.listen_async(L)` for an [`AsyncListener`]), or [`upgrade()`] |
+//! | `{::ws/listener L, ::ws/protocol P}` | [`WebSocketUpgrade`]`.protocol(P).listen(L)` (a [`Listener`] or an [`AsyncListener`]), or [`upgrade()`] |
 //! | `Listener` protocol / a listener map | [`Listener`] on a struct / [`listener()`] with closures |
 //! | `on-open`, `on-message`, `on-ping`, `on-pong`, `on-error`, `on-close` | [`Listener::on_open`] … [`Listener::on_close`] |
 //! | `send`, `send` with `succeed`/`fail` | [`Socket::send`], [`Socket::send_async`], [`Socket::send_and_wait`] |
@@ -105,7 +105,7 @@
 //! }
 //!
 //! async fn ws(upgrade: WebSocketUpgrade) -> impl Responder {
-//!     upgrade.listen_async(Lookup)
+//!     upgrade.listen(Lookup)
 //! }
 //! ```
 //!
@@ -134,37 +134,44 @@
 //!
 //! # Features
 //!
-//! - `test-util` (off by default): [`test::TestServer`] and
-//!   [`test::TestClient`], to test a listener over real TCP in a few lines.
+//! - `test-util` (off by default): `test::TestServer` and
+//!   `test::TestClient`, to test a listener over real TCP in a few lines.
 //! - `json` (off by default): `Message::json`, `Message::parse_json` and
 //!   `Socket::send_json` for typed messages with `serde`, and `JsonError`,
 //!   which says what was wrong with a message.
-//! - `redis` (off by default): `Cluster` and `ClusterGroup`, named groups
+//! - `redis` (off by default): `Cluster`, whose named groups are `Group`s
 //!   that span processes through Redis pub/sub: a broadcast reaches every
 //!   member on every node, one `PUBLISH` per broadcast (see `Cluster` for
-//!   the wire shape and the delivery guarantees).
+//!   the wire format and the delivery guarantees).
 #![forbid(unsafe_code)]
 #![deny(missing_docs, unreachable_pub)]
 #![warn(rust_2018_idioms)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod address;
+mod admission;
 mod async_listener;
 mod close;
 #[cfg(feature = "redis")]
 mod cluster;
+#[cfg(feature = "redis")]
+mod cluster_error;
 mod command;
 mod config;
 mod connection;
+mod contain;
 mod deflate;
 mod driver;
 mod error;
+#[cfg(feature = "redis")]
+mod fanout;
 mod frame;
 mod group;
 mod inbound;
 #[cfg(feature = "json")]
 mod json;
 mod listener;
+mod listening;
 mod message;
 mod outbound;
 mod registry;
@@ -173,26 +180,30 @@ mod reuseport;
 mod shutdown;
 mod socket;
 #[cfg(feature = "test-util")]
+mod test_frame;
+#[cfg(feature = "test-util")]
 mod test_util;
 mod upgrade;
 mod utf8;
 
-pub use address::{Address, Timer};
+pub use address::{Address, NotThisListener, Timer, TrySendError};
 pub use async_listener::AsyncListener;
 pub use close::CloseCode;
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
-pub use cluster::{
-    Cluster, ClusterBroadcast, ClusterConfig, ClusterError, ClusterGroup, ClusterStats,
-};
+pub use cluster::{Cluster, ClusterConfig, ClusterStats};
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub use cluster_error::ClusterError;
 pub use config::{BackpressurePolicy, Config};
 pub use deflate::Compression;
-pub use error::{Error, ProtocolError, SendError};
-pub use group::{Broadcast, Group};
 #[cfg(feature = "json")]
 #[cfg_attr(docsrs, doc(cfg(feature = "json")))]
-pub use json::JsonError;
+pub use error::JsonError;
+pub use error::{Error, ProtocolError, SendError};
+pub use group::{Broadcast, Group};
 pub use listener::{listener, FnListener, Handles, Listener};
+pub use listening::{AsyncKind, Listen, Listening, SyncKind};
 pub use message::Message;
 pub use registry::Connections;
 #[cfg(unix)]
@@ -200,8 +211,8 @@ pub use reuseport::reuse_port_listener;
 pub use shutdown::run_with_graceful_shutdown;
 pub use socket::Socket;
 pub use upgrade::{
-    is_upgrade_request, is_websocket_request, requested_protocols, upgrade, upgrade_async,
-    UpgradeError, WebSocketUpgrade,
+    is_upgrade_request, is_websocket_request, requested_protocols, upgrade, UpgradeError,
+    WebSocketUpgrade,
 };
 
 /// A kit for testing listeners over real TCP (feature `test-util`): a
@@ -209,6 +220,7 @@ pub use upgrade::{
 #[cfg(feature = "test-util")]
 #[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
 pub mod test {
+    pub use crate::test_frame::{opcode, Frame, DEFAULT_MASK};
     pub use crate::test_util::{Received, TestClient, TestServer, TIMEOUT};
 }
 

@@ -6,7 +6,7 @@
 
 use bytes::Bytes;
 
-use crate::{CloseCode, Error, Message, Socket};
+use crate::{close::CloseCode, error::Error, message::Message, socket::Socket};
 
 /// What happens on a WebSocket connection, one method per event: Ring's
 /// `Listener` protocol.
@@ -33,12 +33,18 @@ use crate::{CloseCode, Error, Message, Socket};
 ///
 /// impl Listener for Counter {
 ///     fn on_open(&mut self, socket: &Socket) {
-///         let _ = socket.send("hello");
+///         if let Err(error) = socket.send("hello") {
+///             log::debug!("ws {}: greeting not sent: {error}", socket.id());
+///         }
 ///     }
 ///
 ///     fn on_message(&mut self, socket: &Socket, message: Message) {
 ///         self.received += 1;
-///         let _ = socket.send(format!("message #{}: {} bytes", self.received, message.len()));
+///         let answer = format!("message #{}: {} bytes", self.received, message.len());
+///         // Err: the client left (its on_close follows) or stopped reading.
+///         if socket.send(answer).is_err() {
+///             log::debug!("ws {}: answer not sent", socket.id());
+///         }
 ///     }
 ///
 ///     fn on_close(&mut self, _socket: &Socket, code: CloseCode, reason: &str) {
@@ -60,7 +66,7 @@ pub trait Listener: 'static {
     /// A ping arrived. The default answers with a pong carrying the same
     /// payload, as RFC 6455 requires; override it to answer differently.
     fn on_ping(&mut self, socket: &Socket, data: Bytes) {
-        let _ = socket.pong_with(data);
+        answer_ping(socket, data);
     }
 
     /// A pong arrived (an answer to our ping, or unsolicited).
@@ -83,6 +89,16 @@ pub trait Listener: 'static {
     }
 }
 
+/// The default `on_ping` of every kind of listener (S3): a pong with the
+/// ping's payload. A pong that cannot go out means the connection is closing
+/// or the client is not reading; the close or the backpressure already
+/// deals with that, so it is only logged.
+pub(crate) fn answer_ping(socket: &Socket, data: Bytes) {
+    if let Err(error) = socket.pong_with(data) {
+        log::debug!("ws {}: pong not sent: {error}", socket.id());
+    }
+}
+
 /// A boxed listener is a listener, so one handler can choose among several
 /// kinds at run time. Every callback, `on_ping` included, goes to the boxed
 /// listener.
@@ -94,7 +110,9 @@ pub trait Listener: 'static {
 /// struct Echo;
 /// impl Listener for Echo {
 ///     fn on_message(&mut self, socket: &Socket, message: Message) {
-///         let _ = socket.send(message);
+///         if let Err(error) = socket.send(message) {
+///             log::debug!("ws {}: echo not sent: {error}", socket.id());
+///         }
 ///     }
 /// }
 ///
@@ -152,8 +170,15 @@ type OnClose = Box<dyn FnMut(&Socket, CloseCode, &str)>;
 /// async fn echo(upgrade: WebSocketUpgrade) -> impl Responder {
 ///     upgrade.listen(
 ///         listener()
-///             .on_open(|socket| { let _ = socket.send("I will echo your messages"); })
-///             .on_message(|socket, message| { let _ = socket.send(message); }),
+///             .on_open(|socket| {
+///                 if socket.send("I will echo your messages").is_err() {
+///                     log::debug!("ws {}: greeting not sent", socket.id());
+///                 }
+///             })
+///             .on_message(|socket, message| {
+///                 // Err: the client left or stopped reading; nothing to do.
+///                 socket.send(message).ok();
+///             }),
 ///     )
 /// }
 /// ```
@@ -236,9 +261,7 @@ impl Listener for FnListener {
     fn on_ping(&mut self, socket: &Socket, data: Bytes) {
         match &mut self.on_ping {
             Some(f) => f(socket, data),
-            None => {
-                let _ = socket.pong_with(data);
-            }
+            None => answer_ping(socket, data),
         }
     }
 
@@ -291,7 +314,7 @@ impl Listener for FnListener {
 /// impl Listener for Session {
 ///     fn on_open(&mut self, socket: &Socket) {
 ///         // Give a room actor the session's recipient.
-///         if let Some(address) = Address::<Session>::of(socket) {
+///         if let Ok(address) = Address::<Session>::of(socket) {
 ///             let recipient: actix::Recipient<ChatLine> = address.recipient();
 ///             // room.do_send(Join(recipient));
 ///             # drop(recipient);

@@ -1,7 +1,8 @@
 //! The unit a listener receives and a socket sends: a whole WebSocket message.
 //!
 //! This module owns [`Message`] and its conversions. It knows nothing about
-//! frames: fragmentation, masking and UTF-8 streaming live in the connection.
+//! frames: fragmentation, masking and UTF-8 streaming live in the inbound
+//! assembler (`inbound.rs`, `frame.rs`, `utf8.rs`).
 
 use bytes::Bytes;
 use bytestring::ByteString;

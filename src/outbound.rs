@@ -4,7 +4,7 @@
 //! This module owns the encoding of commands into frames (and their
 //! compression), the moment a `send_async` succeeds (when the writer takes
 //! the chunk that ends its frame) and the wake-up of a reader paused on a
-//! full queue (S15). The byte count itself lives in [`Counters`]. It must
+//! full queue (S15). The byte count itself lives in [`Link`]. It must
 //! not run listener callbacks or decide when a connection closes.
 
 use std::{
@@ -22,7 +22,7 @@ use bytes::{Bytes, BytesMut};
 use futures::Stream;
 
 use crate::{
-    command::{Command, Completion, Counters, SharedPayload, Sink},
+    command::{Command, Completion, Link, SharedPayload, Sink},
     deflate::{Agreed, Deflater},
     frame::{self, OpCode},
     CloseCode, Message, SendError,
@@ -66,12 +66,12 @@ pub(crate) struct Outbound {
     deflate: Option<Agreed>,
     deflater: Option<Box<Deflater>>,
     compressed: Vec<u8>,
-    counters: Arc<Counters>,
+    counters: Arc<Link>,
 }
 
 impl Outbound {
     pub(crate) fn new(
-        counters: Arc<Counters>,
+        counters: Arc<Link>,
         deflate: Option<Agreed>,
         resume_below: usize,
         track_drain: bool,
@@ -125,7 +125,7 @@ impl Outbound {
         if self.state != State::Open {
             self.counters.release(len);
             if let Command::Send(_, Some(completion), _) = command {
-                completion.fail(SendError::Closed);
+                completion.fail(SendError::Closed(None));
             }
             return;
         }
@@ -141,7 +141,7 @@ impl Outbound {
             }
             Command::Ping(data) => self.encode(OpCode::Ping, false, &data),
             Command::Pong(data) => self.encode(OpCode::Pong, false, &data),
-            Command::Fail(_) | Command::Listener(_) => {}
+            Command::Fail(_) => {}
             Command::Close(code, reason) => self.encode_close(code, reason),
         }
         self.wake();
@@ -386,15 +386,15 @@ mod tests {
     use super::*;
     use crate::{deflate, Compression};
 
-    fn outbound(deflate: Option<Agreed>) -> (Outbound, Arc<Counters>) {
-        let counters = Counters::detached(1 << 20);
+    fn outbound(deflate: Option<Agreed>) -> (Outbound, Arc<Link>) {
+        let counters = Link::detached(1 << 20);
         (
             Outbound::new(Arc::clone(&counters), deflate, 0, false),
             counters,
         )
     }
 
-    fn send(out: &mut Outbound, counters: &Counters, message: &str) {
+    fn send(out: &mut Outbound, counters: &Link, message: &str) {
         let command = Command::Send(Message::from(message), None, None);
         counters.charge(command.frame_len());
         out.apply(command);

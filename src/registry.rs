@@ -16,23 +16,30 @@ use std::{
     },
 };
 
-use crate::{CloseCode, Socket};
+use crate::{close::CloseCode, socket::Socket};
 
 /// A set of live connections, with counters an operator can read.
 ///
-/// Every connection joins [`Connections::global`]. Give a route its own
-/// registry with [`Config::connections`](crate::Config::connections) to
-/// count or close that route's connections alone. Cloning shares the set.
+/// Every connection joins [`Connections::global`]. To count or close some
+/// connections apart from the others, put a registry in `app_data` (a
+/// `Connections` or a `web::Data<Connections>`) of the app, a scope or a
+/// resource: connections upgraded there join it too. Cloning shares the set.
 ///
 /// ```no_run
-/// use actix_ws_listener::{CloseCode, Config, Connections};
+/// use actix_web::{web, App};
+/// use actix_ws_listener::{listener, CloseCode, Connections, WebSocketUpgrade};
 ///
-/// let connections = Connections::new();
-/// let config = Config::default().connections(connections.clone());
-/// // ... App::new().app_data(config.clone()) ...
-/// log::info!("{} open, {} ever opened", connections.len(), connections.total_opened());
+/// let chat = Connections::new();
+/// let app = App::new().service(
+///     web::resource("/chat")
+///         .app_data(chat.clone())
+///         .route(web::get().to(|upgrade: WebSocketUpgrade| async move {
+///             upgrade.listen(listener())
+///         })),
+/// );
+/// log::info!("{} open, {} ever opened", chat.len(), chat.total_opened());
 /// // Before a programmatic `ServerHandle::stop(true)`:
-/// let closing = connections.close_all(CloseCode::GOING_AWAY, "server shutting down");
+/// let closing = chat.close_all(CloseCode::GOING_AWAY, "server shutting down");
 /// log::info!("closing {closing} connections with 1001");
 /// ```
 #[derive(Clone, Default)]

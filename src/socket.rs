@@ -4,7 +4,7 @@
 //! operations never panic, `is_open` turns false the moment `close` is
 //! called on any clone, and every `send_async` ends in exactly one of its two
 //! callbacks. It builds commands and hands them to the connection's
-//! [`Counters`]; it never frames bytes and never sees the outbound buffer.
+//! [`Link`]; it never frames bytes and never sees the outbound buffer.
 
 use std::{
     fmt,
@@ -17,7 +17,7 @@ use bytes::Bytes;
 use futures::channel::oneshot;
 
 use crate::{
-    command::{Command, Completion, Counters, SharedPayload},
+    command::{Command, Completion, Link, SharedPayload},
     CloseCode, Message, SendError,
 };
 
@@ -52,48 +52,48 @@ use crate::{
 /// ```
 #[derive(Clone)]
 pub struct Socket {
-    // A trait object rather than `Arc<Counters>`: clippy's `mutable_key_type`
-    // looks through an `Arc<Counters>` at its atomics and would flag every
+    // A trait object rather than `Arc<Link>`: clippy's `mutable_key_type`
+    // looks through an `Arc<Link>` at its atomics and would flag every
     // `HashSet<Socket>` in users' code, although `Hash` and `Eq` read only
     // the id, which never changes.
-    counters: Arc<dyn CountersHandle>,
+    link: Arc<dyn LinkHandle>,
 }
 
-/// How a [`Socket`] reaches its connection's [`Counters`].
-trait CountersHandle: Send + Sync {
-    fn get(&self) -> &Counters;
+/// How a [`Socket`] reaches its connection's [`Link`].
+trait LinkHandle: Send + Sync {
+    fn get(&self) -> &Link;
 }
 
-impl CountersHandle for Counters {
-    fn get(&self) -> &Counters {
+impl LinkHandle for Link {
+    fn get(&self) -> &Link {
         self
     }
 }
 
 impl Socket {
-    pub(crate) fn new(counters: Arc<Counters>) -> Socket {
-        Socket { counters }
+    pub(crate) fn new(link: Arc<Link>) -> Socket {
+        Socket { link }
     }
 
-    pub(crate) fn counters(&self) -> &Counters {
-        self.counters.get()
+    pub(crate) fn link(&self) -> &Link {
+        self.link.get()
     }
 
     /// The connection's id, unique within the process.
     pub fn id(&self) -> u64 {
-        self.counters().id()
+        self.link().id()
     }
 
     /// True until the connection starts closing: `false` right after
     /// `close`/`close_with` on any clone, after a close frame arrives, and
     /// after the connection ends. Ring's `open?`.
     pub fn is_open(&self) -> bool {
-        self.counters().is_open()
+        self.link().is_open()
     }
 
     /// Bytes queued for this connection and not yet handed to its HTTP writer.
     pub fn buffered_amount(&self) -> usize {
-        self.counters().queued()
+        self.link().queued()
     }
 
     /// Queues a text or binary message. Ring's `send`.
@@ -105,7 +105,8 @@ impl Socket {
     /// # Errors
     /// [`SendError::Closed`] once the socket is closing or closed;
     /// [`SendError::Backpressure`] when the message would take the bytes
-    /// queued for this connection past `max_outbound_buffer`.
+    /// queued for this connection past `max_outbound_buffer`. Both hand the
+    /// message back ([`SendError::into_message`]).
     pub fn send(&self, message: impl Into<Message>) -> Result<(), SendError> {
         self.submit(Command::Send(message.into(), None, None))
     }
@@ -128,8 +129,8 @@ impl Socket {
     /// not promise that the bytes reached the peer's TCP stack, let alone
     /// the application: the connection may still die with them in the
     /// kernel's buffers. `fail` runs with the reason when the message cannot
-    /// be queued, or when the connection ends before the frame is handed
-    /// over. The callbacks may run on any thread, may call socket operations
+    /// be queued (the error hands the message back), or when the connection
+    /// ends before the frame is handed over (`SendError::Closed(None)`). The callbacks may run on any thread, may call socket operations
     /// (chaining the next send from `succeed` is fine), and a panic in them is
     /// caught and logged.
     ///
@@ -138,7 +139,11 @@ impl Socket {
     /// let next = socket.clone();
     /// socket.send_async(
     ///     "first",
-    ///     move || { let _ = next.send("second"); },
+    ///     move || {
+    ///         if let Err(error) = next.send("second") {
+    ///             log::debug!("second was not sent: {error}");
+    ///         }
+    ///     },
     ///     |error| log::warn!("first was not sent: {error}"),
     /// );
     /// # }
@@ -150,11 +155,11 @@ impl Socket {
     {
         let completion = Completion::new(Box::new(succeed), Box::new(fail));
         // On refusal the command (and so the completion) comes back to us.
-        if let Err((error, Command::Send(_, Some(completion), _))) = self
-            .counters()
+        if let Err((error, Command::Send(message, Some(completion), _))) = self
+            .link()
             .submit(Command::Send(message.into(), Some(completion), None))
         {
-            completion.fail(error);
+            completion.fail(error.with_message(Some(message)));
         }
     }
 
@@ -185,7 +190,7 @@ impl Socket {
                 }
             },
         );
-        async move { rx.await.unwrap_or(Err(SendError::Closed)) }
+        async move { rx.await.unwrap_or(Err(SendError::Closed(None))) }
     }
 
     /// Sends a ping with an empty payload.
@@ -239,8 +244,14 @@ impl Socket {
     /// ```no_run
     /// # fn demo(socket: actix_ws_listener::Socket) {
     /// use actix_ws_listener::CloseCode;
-    /// let _ = socket.close_with(CloseCode::POLICY_VIOLATION, "slow down");
-    /// let _ = socket.close_with(4000, "application-defined");
+    /// // An Err here means the connection is already closing: nothing to do.
+    /// if socket.close_with(CloseCode::POLICY_VIOLATION, "slow down").is_err() {
+    ///     log::debug!("ws {}: already closing", socket.id());
+    /// }
+    /// // Application codes (4000-4999) are plain numbers.
+    /// if let Err(error) = socket.close_with(4000, "application-defined") {
+    ///     log::debug!("ws {}: {error}", socket.id());
+    /// }
     /// # }
     /// ```
     ///
@@ -253,12 +264,17 @@ impl Socket {
         code: impl Into<CloseCode>,
         reason: impl Into<String>,
     ) -> Result<(), SendError> {
-        self.counters()
+        self.link()
             .submit_close(Command::close(code.into(), reason.into())?)
     }
 
     fn submit(&self, command: Command) -> Result<(), SendError> {
-        self.counters().submit(command).map_err(|(error, _)| error)
+        self.link()
+            .submit(command)
+            .map_err(|(error, command)| match command {
+                Command::Send(message, ..) => error.with_message(Some(message)),
+                _ => error,
+            })
     }
 }
 

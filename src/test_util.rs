@@ -37,7 +37,11 @@ use actix_web::{dev::ServerHandle, web, App, HttpResponse, HttpServer};
 use bytes::Bytes;
 use bytestring::ByteString;
 
-use crate::{AsyncListener, CloseCode, Config, Listener, Message, WebSocketUpgrade};
+use crate::test_frame::{self, Head};
+use crate::{
+    close::CloseCode, config::Config, listening::Listen, message::Message,
+    upgrade::WebSocketUpgrade,
+};
 
 /// How long [`TestServer`] waits for its server to start and
 /// [`TestClient::recv`] waits for a frame.
@@ -95,40 +99,23 @@ impl TestServer {
     }
 
     /// Starts an app whose `GET /ws` runs a listener made by `make` (once
-    /// per connection), with the default [`Config`].
-    pub fn listen<L, F>(make: F) -> TestServer
+    /// per connection): a [`Listener`](crate::Listener) or an
+    /// [`AsyncListener`](crate::AsyncListener), with the default [`Config`].
+    pub fn listen<L, K, F>(make: F) -> TestServer
     where
-        L: Listener,
+        L: Listen<K>,
         F: Fn() -> L + Send + Sync + 'static,
     {
         TestServer::listen_with(Config::default(), make)
     }
 
     /// As [`TestServer::listen`], with `config`.
-    pub fn listen_with<L, F>(config: Config, make: F) -> TestServer
+    pub fn listen_with<L, K, F>(config: Config, make: F) -> TestServer
     where
-        L: Listener,
+        L: Listen<K>,
         F: Fn() -> L + Send + Sync + 'static,
     {
-        TestServer::serve_ws(config, move |upgrade| upgrade.listen(make()))
-    }
-
-    /// As [`TestServer::listen`], for an [`AsyncListener`].
-    pub fn listen_async<L, F>(make: F) -> TestServer
-    where
-        L: AsyncListener,
-        F: Fn() -> L + Send + Sync + 'static,
-    {
-        TestServer::listen_async_with(Config::default(), make)
-    }
-
-    /// As [`TestServer::listen_async`], with `config`.
-    pub fn listen_async_with<L, F>(config: Config, make: F) -> TestServer
-    where
-        L: AsyncListener,
-        F: Fn() -> L + Send + Sync + 'static,
-    {
-        TestServer::serve_ws(config, move |upgrade| upgrade.listen_async(make()))
+        TestServer::serve_ws(config, move |upgrade| upgrade.listen(make()).into())
     }
 
     /// An app whose `GET /ws` answers with `start(upgrade)`.
@@ -353,26 +340,19 @@ impl TestClient {
     }
 
     fn write_frame(&mut self, opcode: u8, payload: &[u8]) -> io::Result<()> {
-        let mut frame = Vec::with_capacity(payload.len() + 14);
-        frame.push(0x80 | opcode);
-        match payload.len() {
-            len @ 0..=125 => frame.push(0x80 | len as u8),
-            len @ 126..=0xFFFF => {
-                frame.push(0x80 | 126);
-                frame.extend_from_slice(&(len as u16).to_be_bytes());
-            }
-            len => {
-                frame.push(0x80 | 127);
-                frame.extend_from_slice(&(len as u64).to_be_bytes());
-            }
-        }
         // xorshift: masks need not be secret here, only varied.
         self.seed ^= self.seed << 13;
         self.seed ^= self.seed >> 7;
         self.seed ^= self.seed << 17;
-        let mask = (self.seed as u32).to_be_bytes();
-        frame.extend_from_slice(&mask);
-        frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+        let head = Head {
+            fin: true,
+            rsv: 0,
+            opcode,
+            len: payload.len() as u64,
+            mask: Some((self.seed as u32).to_be_bytes()),
+        };
+        let mut frame = Vec::with_capacity(payload.len() + 14);
+        test_frame::encode(head, payload, &mut frame);
         self.stream.write_all(&frame)
     }
 

@@ -16,9 +16,13 @@ use actix_web::{
 };
 
 use crate::{
+    address::Address,
+    admission::Admission,
+    config::Config,
     connection, deflate,
-    driver::{AsyncDriver, Driver, SyncDriver},
-    Address, AsyncListener, Config, Listener,
+    driver::Driver,
+    listening::{Listen, Listening},
+    registry::Connections,
 };
 
 /// True when `req` asks for a WebSocket: its `Upgrade` header lists
@@ -41,7 +45,7 @@ use crate::{
 ///             log::debug!("echo not sent: {error}");
 ///         }
 ///     });
-///     Ok(upgrade(&req, payload, echo)?)
+///     Ok(upgrade(&req, payload, echo)?.into_response())
 /// }
 /// ```
 pub fn is_websocket_request(req: &HttpRequest) -> bool {
@@ -196,52 +200,43 @@ fn is_valid_key(key: &[u8]) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || *b == b'+' || *b == b'/')
 }
 
-/// Upgrades `req` and starts a connection driven by `listener`, with the
-/// app's [`Config`] (from `app_data`) or the default. For handlers that
-/// already hold the request and payload; [`WebSocketUpgrade`] is the
-/// extractor form.
+/// Upgrades `req` and starts a connection driven by `listener` (a
+/// [`Listener`](crate::Listener) or an [`AsyncListener`](crate::AsyncListener)),
+/// with the app's [`Config`] (from `app_data`) or the default. For handlers
+/// that already hold the request and payload; [`WebSocketUpgrade`] is the
+/// extractor form. To choose a subprotocol on this path, build the upgrade
+/// with [`WebSocketUpgrade::new`]:
+/// `WebSocketUpgrade::new(&req, payload)?.protocol("chat").listen(listener)`.
 ///
 /// # Errors
 /// [`UpgradeError`] (a 4xx response) when `req` is not a valid WebSocket
 /// upgrade or its origin is not allowed.
-pub fn upgrade<L: Listener>(
+pub fn upgrade<L, K>(
     req: &HttpRequest,
     payload: web::Payload,
     listener: L,
-) -> Result<HttpResponse, UpgradeError> {
-    upgrade_with(req, payload, Box::new(SyncDriver(listener)))
-}
-
-/// [`upgrade`] with an [`AsyncListener`], whose event methods may await.
-///
-/// # Errors
-/// As [`upgrade`].
-pub fn upgrade_async<L: AsyncListener>(
-    req: &HttpRequest,
-    payload: web::Payload,
-    listener: L,
-) -> Result<HttpResponse, UpgradeError> {
-    upgrade_with(req, payload, Box::new(AsyncDriver::new(listener)))
-}
-
-fn upgrade_with<L: 'static>(
-    req: &HttpRequest,
-    payload: web::Payload,
-    driver: Box<dyn Driver<L>>,
-) -> Result<HttpResponse, UpgradeError> {
-    let config = app_config(req);
-    verify(req, &config)?;
-    Ok(respond(req, payload, None, &[], config, driver).0)
+) -> Result<Listening<L>, UpgradeError>
+where
+    L: Listen<K>,
+{
+    Ok(WebSocketUpgrade::new(req, payload)?.listen(listener))
 }
 
 fn app_config(req: &HttpRequest) -> Config {
-    req.app_data::<Config>()
-        .or_else(|| {
-            req.app_data::<web::Data<Config>>()
-                .map(|data| data.as_ref())
-        })
-        .cloned()
-        .unwrap_or_default()
+    app_data::<Config>(req).cloned().unwrap_or_default()
+}
+
+/// What the connection joins besides its config: the registry in `app_data`.
+fn admission(req: &HttpRequest) -> Admission {
+    Admission {
+        registry: app_data::<Connections>(req).cloned(),
+    }
+}
+
+/// A `T` or a `web::Data<T>` from the request's `app_data`.
+fn app_data<T: 'static>(req: &HttpRequest) -> Option<&T> {
+    req.app_data::<T>()
+        .or_else(|| req.app_data::<web::Data<T>>().map(|data| data.as_ref()))
 }
 
 /// The 101 response and the started connection's address.
@@ -290,8 +285,8 @@ fn respond<L: 'static>(
         protocol,
         deflate
     );
-    let (addr, socket, body) = connection::start(driver, config, deflate, payload);
-    (response.streaming(body), Address::new(addr, socket))
+    let (edge, socket, body) = connection::start(driver, config, admission(req), deflate, payload);
+    (response.streaming(body), Address::new(&edge, socket))
 }
 
 /// Extractor for a WebSocket upgrade: Ring's `{::ws/listener L}` response
@@ -324,7 +319,7 @@ fn respond<L: 'static>(
 ///
 /// async fn ws(upgrade: Option<WebSocketUpgrade>) -> HttpResponse {
 ///     match upgrade {
-///         Some(upgrade) => upgrade.protocols(["echo.v1"]).listen(Echo),
+///         Some(upgrade) => upgrade.protocols(["echo.v1"]).listen(Echo).into_response(),
 ///         None => HttpResponse::Ok().body("connect with a WebSocket client"),
 ///     }
 /// }
@@ -371,30 +366,20 @@ impl WebSocketUpgrade {
         &self.req
     }
 
-    /// Replaces this route's settings, as in 0.1's first releases: kept so
-    /// that code written against it still builds. Since the app's origin
-    /// check runs at extraction it can no longer drop an app-wide
-    /// `allowed_origins`, but it still drops every other app setting.
-    #[deprecated(
-        since = "0.2.0",
-        note = "use `configure` (keeps the app's settings) or `replace_config` (drops them on purpose)"
-    )]
-    #[must_use]
-    pub fn config(self, config: Config) -> Self {
-        self.replace_config(config)
-    }
-
     /// The settings this upgrade's connection will start with: the app's
     /// (from `app_data`, a `Config` or `web::Data<Config>`, else
-    /// [`Config::default`]), as changed by [`WebSocketUpgrade::configure`]
-    /// or [`WebSocketUpgrade::replace_config`].
-    pub fn current_config(&self) -> &Config {
+    /// [`Config::default`]), as changed by [`WebSocketUpgrade::configure`].
+    pub fn config(&self) -> &Config {
         &self.config
     }
 
     /// Adjusts this route's settings, starting from the current ones (the
     /// app's, until changed here), so what the app set and `f` leaves alone
-    /// (`allowed_origins`, a registry, compression) still applies.
+    /// (`allowed_origins`, compression, timeouts) still applies. The one way
+    /// to set a route's config, as in axum: a route starts from the app's
+    /// settings and changes what it names, so a setting added to the app
+    /// later is never silently dropped by a route that replaced the whole
+    /// config.
     ///
     /// ```no_run
     /// use actix_web::Responder;
@@ -417,83 +402,19 @@ impl WebSocketUpgrade {
         self
     }
 
-    /// Replaces this route's settings with `config`, dropping everything the
-    /// app set: limits, timeouts, compression, registry. Prefer
-    /// [`WebSocketUpgrade::configure`], which keeps the app's settings; use
-    /// this only when the route must not inherit them.
-    ///
-    /// The one thing it cannot undo is the app's origin check, which ran at
-    /// extraction: a request from an origin the app refuses never gets here.
-    /// If `config` restricts origins too and refuses this request's,
-    /// [`WebSocketUpgrade::listen`] answers 403 and no connection starts.
-    #[must_use]
-    pub fn replace_config(self, config: Config) -> Self {
-        self.configure(|_| config)
-    }
-
-    /// Starts the connection with `listener` and returns the 101 response.
+    /// Starts the connection with `listener`, a [`Listener`](crate::Listener)
+    /// or an [`AsyncListener`](crate::AsyncListener), and returns the 101
+    /// response with the listener's [`Address`] ([`Listening`]).
     ///
     /// If the settings were changed after extraction and now refuse the
-    /// request's origin (S13), the response is a 403 instead and no
-    /// connection starts.
-    pub fn listen<L: Listener>(self, listener: L) -> HttpResponse {
-        self.start(Box::new(SyncDriver(listener))).0
-    }
-
-    /// [`WebSocketUpgrade::listen`], and the listener's [`Address`]
-    /// (`None` when the response is a 403 and no connection started): the
-    /// counterpart of actix-web-actors' `WsResponseBuilder::start_with_addr`,
-    /// for a handler that registers the connection with another actor.
-    ///
-    /// ```no_run
-    /// use actix::{Actor, Context, Handler, Message, Recipient};
-    /// use actix_web::{web, HttpResponse};
-    /// use actix_ws_listener::{Handles, Listener, Socket, WebSocketUpgrade};
-    ///
-    /// #[derive(Message)]
-    /// #[rtype(result = "()")]
-    /// struct Notice(String);
-    ///
-    /// /// Some actor that keeps every session's recipient.
-    /// struct Board(Vec<Recipient<Notice>>);
-    /// impl Actor for Board { type Context = Context<Self>; }
-    ///
-    /// #[derive(Message)]
-    /// #[rtype(result = "()")]
-    /// struct Join(Recipient<Notice>);
-    /// impl Handler<Join> for Board {
-    ///     type Result = ();
-    ///     fn handle(&mut self, Join(who): Join, _: &mut Context<Self>) { self.0.push(who); }
-    /// }
-    ///
-    /// struct Session;
-    /// impl Listener for Session {}
-    /// impl Handles<Notice> for Session {
-    ///     fn handle(&mut self, socket: &Socket, Notice(text): Notice) {
-    ///         if socket.send(text).is_err() { log::debug!("notice not sent"); }
-    ///     }
-    /// }
-    ///
-    /// async fn ws(upgrade: WebSocketUpgrade, board: web::Data<actix::Addr<Board>>) -> HttpResponse {
-    ///     let (response, address) = upgrade.listen_with_address(Session);
-    ///     if let Some(address) = address {
-    ///         board.do_send(Join(address.recipient()));
-    ///     }
-    ///     response
-    /// }
-    /// ```
-    pub fn listen_with_address<L: Listener>(
-        self,
-        listener: L,
-    ) -> (HttpResponse, Option<Address<L>>) {
-        self.start(Box::new(SyncDriver(listener)))
-    }
-
-    /// Starts the connection with an [`AsyncListener`], whose event methods
-    /// may await, and returns the 101 response. As [`WebSocketUpgrade::listen`]
-    /// otherwise.
-    pub fn listen_async<L: AsyncListener>(self, listener: L) -> HttpResponse {
-        self.start(Box::new(AsyncDriver::new(listener))).0
+    /// request's origin (S13), the response is a 403 instead, no connection
+    /// starts and there is no address.
+    pub fn listen<L, K>(self, listener: L) -> Listening<L>
+    where
+        L: Listen<K>,
+    {
+        let (response, address) = self.start(listener.into_driver());
+        Listening::new(response, address)
     }
 
     fn start<L: 'static>(self, driver: Box<dyn Driver<L>>) -> (HttpResponse, Option<Address<L>>) {
@@ -525,21 +446,46 @@ impl fmt::Debug for WebSocketUpgrade {
     }
 }
 
+impl WebSocketUpgrade {
+    /// The upgrade of `req`, for a handler that holds the request and its
+    /// payload instead of extracting a `WebSocketUpgrade`: the same builder,
+    /// with the app's [`Config`] (from `app_data`) or the default.
+    ///
+    /// ```no_run
+    /// use actix_web::{web, HttpRequest, Responder};
+    /// use actix_ws_listener::{listener, UpgradeError, WebSocketUpgrade};
+    ///
+    /// async fn chat(req: HttpRequest, payload: web::Payload) -> Result<impl Responder, UpgradeError> {
+    ///     Ok(WebSocketUpgrade::new(&req, payload)?.protocol("chat.v1").listen(listener()))
+    /// }
+    /// ```
+    ///
+    /// # Errors
+    /// [`UpgradeError`] (a 4xx response) when `req` is not a valid WebSocket
+    /// upgrade or its origin is not allowed.
+    pub fn new(req: &HttpRequest, payload: web::Payload) -> Result<Self, UpgradeError> {
+        WebSocketUpgrade::of(req, payload.into_inner())
+    }
+
+    fn of(req: &HttpRequest, payload: Payload) -> Result<Self, UpgradeError> {
+        let config = app_config(req);
+        verify(req, &config).map(|()| WebSocketUpgrade {
+            req: req.clone(),
+            payload,
+            protocol: None,
+            supported: Vec::new(),
+            config,
+            config_changed: false,
+        })
+    }
+}
+
 impl FromRequest for WebSocketUpgrade {
     type Error = UpgradeError;
     type Future = Ready<Result<Self, Self::Error>>;
 
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
-        let config = app_config(req);
-        let result = verify(req, &config).map(|()| WebSocketUpgrade {
-            req: req.clone(),
-            payload: payload.take(),
-            protocol: None,
-            supported: Vec::new(),
-            config,
-            config_changed: false,
-        });
-        std::future::ready(result)
+        std::future::ready(WebSocketUpgrade::of(req, payload.take()))
     }
 }
 

@@ -128,13 +128,10 @@ fn s4_messages_queued_before_the_peer_close_are_delivered() {
 #[test]
 fn s4_server_close_with_code_and_reason_is_seen_by_awc() {
     let events = Events::new();
-    let server = serve({
-        let events = events.clone();
-        move || {
-            events.record(listener().on_open(|socket| {
-                socket.close_with(4000, "bye").unwrap();
-            }))
-        }
+    let server = serve_recorded(&events, |_| {
+        listener().on_open(|socket| {
+            socket.close_with(4000, "bye").unwrap();
+        })
     });
     let url = server.url("/ws");
     run_client(async move {
@@ -158,13 +155,10 @@ fn s4_server_close_with_code_and_reason_is_seen_by_awc() {
 #[test]
 fn s4_server_close_gives_on_close_the_code_the_server_sent() {
     let events = Events::new();
-    let server = serve({
-        let events = events.clone();
-        move || {
-            events.record(listener().on_open(|socket| {
-                socket.close_with(4000, "bye").unwrap();
-            }))
-        }
+    let server = serve_recorded(&events, |_| {
+        listener().on_open(|socket| {
+            socket.close_with(4000, "bye").unwrap();
+        })
     });
     let mut client = server.connect();
     let socket = events.wait_open();
@@ -183,13 +177,10 @@ fn s4_server_close_gives_on_close_the_code_the_server_sent() {
 fn s4_server_close_ends_tcp_after_close_timeout_when_the_peer_never_answers() {
     let events = Events::new();
     let config = test_config().close_timeout(Duration::from_millis(300));
-    let server = serve_with(config, {
-        let events = events.clone();
-        move || {
-            events.record(listener().on_open(|socket| {
-                socket.close_with(4002, "no answer expected").unwrap();
-            }))
-        }
+    let server = serve_recorded_with(config, &events, |_| {
+        listener().on_open(|socket| {
+            socket.close_with(4002, "no answer expected").unwrap();
+        })
     });
     let mut client = server.connect();
     let socket = events.wait_open();
@@ -202,15 +193,12 @@ fn s4_server_close_ends_tcp_after_close_timeout_when_the_peer_never_answers() {
 #[test]
 fn s4_messages_after_the_server_close_are_not_delivered() {
     let events = Events::new();
-    let server = serve({
-        let events = events.clone();
-        move || {
-            events.record(listener().on_message(|socket, message: Message| {
-                if message.as_text() == Some("close") {
-                    socket.close().unwrap();
-                }
-            }))
-        }
+    let server = serve_recorded(&events, |_| {
+        listener().on_message(|socket, message: Message| {
+            if message.as_text() == Some("close") {
+                socket.close().unwrap();
+            }
+        })
     });
     let mut client = server.connect();
     let socket = events.wait_open();
@@ -238,7 +226,7 @@ fn s4_sends_queued_before_close_go_out_before_the_close_frame() {
                 socket.send(format!("before {i}")).unwrap();
             }
             socket.close_with(4003, "after the sends").unwrap();
-            assert_eq!(socket.send("after"), Err(SendError::Closed));
+            assert!(socket.send("after").is_err_and(|e| e.is_closed()));
         })
     });
     let mut client = server.connect();
@@ -253,13 +241,10 @@ fn s4_sends_queued_before_close_go_out_before_the_close_frame() {
 #[test]
 fn s4_close_without_arguments_sends_1000_normal_closure_as_ring_does() {
     let events = Events::new();
-    let server = serve({
-        let events = events.clone();
-        move || {
-            events.record(listener().on_message(|socket, _| {
-                socket.close().unwrap();
-            }))
-        }
+    let server = serve_recorded(&events, |_| {
+        listener().on_message(|socket, _| {
+            socket.close().unwrap();
+        })
     });
     let mut client = server.connect();
     let socket = events.wait_open();
@@ -278,30 +263,26 @@ fn s4_close_without_arguments_sends_1000_normal_closure_as_ring_does() {
 #[test]
 fn s4_close_with_an_invalid_code_or_a_long_reason_returns_err_and_leaves_the_socket_open() {
     let events = Events::new();
-    let server = serve({
-        let events = events.clone();
-        move || {
-            let events = events.clone();
-            listener().on_open(move |socket| {
-                let results = [
-                    socket.close_with(1005, ""),
-                    socket.close_with(1006, ""),
-                    socket.close_with(1015, ""),
-                    socket.close_with(999, ""),
-                    socket.close_with(0, ""),
-                    socket.close_with(5000, ""),
-                    socket.close_with(4000, "r".repeat(124)),
-                ];
-                events.note(socket, format!("{results:?}"));
-                events.note(socket, format!("open: {}", socket.is_open()));
-                // The socket still works and the valid close still goes out.
-                let _ = socket.send("still open");
-                events.note(
-                    socket,
-                    format!("valid: {:?}", socket.close_with(4000, "r".repeat(123))),
-                );
-            })
-        }
+    let server = serve_recorded(&events, |events| {
+        listener().on_open(move |socket| {
+            let results = [
+                socket.close_with(1005, ""),
+                socket.close_with(1006, ""),
+                socket.close_with(1015, ""),
+                socket.close_with(999, ""),
+                socket.close_with(0, ""),
+                socket.close_with(5000, ""),
+                socket.close_with(4000, "r".repeat(124)),
+            ];
+            events.note(socket, format!("{results:?}"));
+            events.note(socket, format!("open: {}", socket.is_open()));
+            // The socket still works and the valid close still goes out.
+            let _ = socket.send("still open");
+            events.note(
+                socket,
+                format!("valid: {:?}", socket.close_with(4000, "r".repeat(123))),
+            );
+        })
     });
     let mut client = server.connect();
     assert_eq!(client.recv(), Incoming::Text("still open".into()));
@@ -329,21 +310,17 @@ fn s4_close_with_an_invalid_code_or_a_long_reason_returns_err_and_leaves_the_soc
 #[test]
 fn s4_close_twice_returns_closed_the_second_time() {
     let events = Events::new();
-    let server = serve({
-        let events = events.clone();
-        move || {
-            let events = events.clone();
-            listener().on_open(move |socket| {
-                let first = socket.close_with(4000, "first");
-                let second = socket.close_with(4001, "second");
-                let third = socket.clone().close();
-                events.note(socket, format!("{first:?} {second:?} {third:?}"));
-            })
-        }
+    let server = serve_recorded(&events, |events| {
+        listener().on_open(move |socket| {
+            let first = socket.close_with(4000, "first");
+            let second = socket.close_with(4001, "second");
+            let third = socket.clone().close();
+            events.note(socket, format!("{first:?} {second:?} {third:?}"));
+        })
     });
     let mut client = server.connect();
     assert_eq!(client.recv_close(), (4000, "first".to_owned()));
-    events.wait_note("Ok(()) Err(Closed) Err(Closed)");
+    events.wait_note("Ok(()) Err(Closed(None)) Err(Closed(None))");
 }
 
 // --- S4: invalid close payloads -----------------------------------------------

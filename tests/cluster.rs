@@ -5,13 +5,12 @@
 #![cfg(feature = "redis")]
 
 mod common;
-mod common_cluster;
 
-use actix_ws_listener::{Cluster, ClusterConfig, ClusterError, ClusterGroup};
-use common_cluster::*;
+use actix_ws_listener::{Cluster, ClusterConfig, ClusterError, Group};
+use common::cluster::*;
 
 /// Two nodes, each with its own handle on group "room" and a server.
-async fn two_nodes(redis: &Redis, config: ClusterConfig) -> [(Cluster, ClusterGroup, Node); 2] {
+async fn two_nodes(redis: &Redis, config: ClusterConfig) -> [(Cluster, Group, Node); 2] {
     let mut nodes = Vec::new();
     for _ in 0..2 {
         let cluster = Cluster::connect_with(&redis.url(), config.clone())
@@ -124,14 +123,14 @@ async fn s18_delivery_resumes_by_itself_after_a_redis_restart() {
     // During the outage: the publish fails and says so; local members still
     // get the line.
     let report = room_a.broadcast("during the outage");
-    assert_eq!(report.local.sent, 1);
+    assert_eq!(report.sent, 1);
     assert!(report.published().await.is_err(), "Redis is down");
     assert_eq!(a1.recv().await, Line::Text("during the outage".into()));
 
     redis.start_again();
     // Probe until B's member hears one: resubscription is the event waited
     // for; the probes are the only way to observe it from outside.
-    let deadline = std::time::Instant::now() + DEADLINE;
+    let deadline = std::time::Instant::now() + TIMEOUT;
     let mut sent = 0;
     let first = loop {
         assert!(
@@ -247,10 +246,13 @@ async fn s18_publish_failures_are_reported_and_local_members_still_get_the_line(
     let mut member = node.join().await;
     redis.stop();
     let report = room.broadcast("local only");
-    assert_eq!(report.local.sent, 1);
+    assert_eq!(report.sent, 1);
     let error = report.published().await.expect_err("Redis is down");
     assert!(
-        matches!(error, ClusterError::Broker(_) | ClusterError::Timeout),
+        matches!(
+            error,
+            ClusterError::Unreachable { .. } | ClusterError::Timeout { .. }
+        ),
         "{error:?}"
     );
     assert_eq!(member.recv().await, Line::Text("local only".into()));
@@ -283,4 +285,49 @@ async fn s18_two_chat_processes_share_one_room() {
     // Each once: a duplicate "alice: hello" would come before "bob: hi".
     assert_eq!(alice.recv().await, Line::Text("bob: hi".into()));
     assert_eq!(bob.recv().await, Line::Text("bob: hi".into()));
+}
+
+/// Runs the chat example to its end with `env`; returns its exit status and
+/// what it wrote to stderr.
+fn run_chat_to_failure(env: &[(&str, &str)]) -> (std::process::ExitStatus, String) {
+    let chat = build_example("chat");
+    let mut command = std::process::Command::new(chat);
+    command
+        .env_remove("REDIS_URL")
+        .env("RUST_LOG", "info")
+        .stdin(std::process::Stdio::null());
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    let output = command.output().expect("run the chat example");
+    (
+        output.status,
+        String::from_utf8_lossy(&output.stderr).trim().to_owned(),
+    )
+}
+
+#[test]
+fn chat_at_no_redis_says_so_in_one_line_and_exits_non_zero() {
+    // A port nobody listens on: the connection is refused.
+    let url = format!("redis://127.0.0.1:{}/", free_port());
+    let bind = format!("127.0.0.1:{}", free_port());
+    let (status, stderr) = run_chat_to_failure(&[("REDIS_URL", &url), ("BIND", &bind)]);
+    assert!(!status.success(), "{status}: {stderr}");
+    assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
+    assert!(stderr.contains(&url), "names the URL: {stderr}");
+    assert!(
+        stderr.contains("start redis-server") && stderr.contains("unset REDIS_URL"),
+        "says what to do: {stderr}"
+    );
+}
+
+#[test]
+fn chat_on_a_taken_port_says_so_in_one_line_and_exits_non_zero() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let bind = taken.local_addr().expect("address").to_string();
+    let (status, stderr) = run_chat_to_failure(&[("BIND", &bind)]);
+    assert!(!status.success(), "{status}: {stderr}");
+    assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
+    assert!(stderr.contains(&bind), "names the address: {stderr}");
+    assert!(stderr.contains("choose another BIND"), "{stderr}");
 }

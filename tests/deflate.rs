@@ -45,8 +45,7 @@ fn inflate(data: &[u8]) -> Vec<u8> {
 }
 
 fn serve_deflate(events: &Events) -> TestServer {
-    let events = events.clone();
-    serve_with(deflate_config(), move || events.record(Echo))
+    serve_recorded_with(deflate_config(), events, |_| Echo)
 }
 
 #[test]
@@ -207,10 +206,7 @@ fn rsv1_on_a_continuation_or_control_frame_closes_with_1002() {
 fn a_compression_bomb_closes_with_1009_before_it_is_inflated() {
     let events = Events::new();
     let config = deflate_config().max_message_size(1 << 20);
-    let server = serve_with(config, {
-        let events = events.clone();
-        move || events.record(Echo)
-    });
+    let server = serve_recorded_with(config, &events, |_| Echo);
     let mut client = RawClient::connect_with(server.addr(), "/ws", OFFER);
     let conn = events.wait_open().id();
     // 64 MiB of zeros in well under 100 KiB on the wire.

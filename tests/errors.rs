@@ -130,10 +130,7 @@ fn s7_invalid_utf8_closes_with_1007_and_on_error_says_so() {
 fn s7_frame_over_max_frame_size_closes_with_1009_from_its_header() {
     let events = Events::new();
     let config = test_config().max_frame_size(1024);
-    let server = serve_with(config, {
-        let events = events.clone();
-        move || events.record(Echo)
-    });
+    let server = serve_recorded_with(config, &events, |_| Echo);
     let mut client = server.connect();
     let socket = events.wait_open();
     // Only the header of a 1 GiB frame is ever sent.
@@ -155,10 +152,7 @@ fn s7_frame_over_max_frame_size_closes_with_1009_from_its_header() {
 fn s7_a_frame_of_exactly_max_frame_size_is_accepted() {
     let events = Events::new();
     let config = test_config().max_frame_size(1024);
-    let server = serve_with(config, {
-        let events = events.clone();
-        move || events.record(Echo)
-    });
+    let server = serve_recorded_with(config, &events, |_| Echo);
     let mut client = server.connect();
     client.send_binary(&[9u8; 1024]);
     assert_eq!(client.recv_binary(), vec![9u8; 1024]);
@@ -168,10 +162,7 @@ fn s7_a_frame_of_exactly_max_frame_size_is_accepted() {
 fn s7_fragments_adding_up_past_max_message_size_close_with_1009() {
     let events = Events::new();
     let config = test_config().max_message_size(1000);
-    let server = serve_with(config, {
-        let events = events.clone();
-        move || events.record(Echo)
-    });
+    let server = serve_recorded_with(config, &events, |_| Echo);
     let mut client = server.connect();
     let socket = events.wait_open();
     client.send(FrameSpec::new(OP_BINARY, vec![1u8; 600]).fin(false));
@@ -194,14 +185,13 @@ fn s7_fragments_adding_up_past_max_message_size_close_with_1009() {
 // --- S10: isolation -------------------------------------------------------------
 
 fn panicking_echo(events: &Events) -> TestServer {
-    let events = events.clone();
-    serve(move || {
-        events.record(listener().on_message(|socket, message: Message| {
+    serve_recorded(events, |_| {
+        listener().on_message(|socket, message: Message| {
             if message.as_text() == Some("panic") {
                 panic!("listener panicked on purpose");
             }
             let _ = socket.send(message);
-        }))
+        })
     })
 }
 
@@ -247,21 +237,16 @@ fn s10_a_panicking_on_message_closes_only_its_connection_with_1011() {
 #[test]
 fn s10_a_panic_in_on_close_or_on_error_does_not_hurt_the_server() {
     let events = Events::new();
-    let server = serve({
-        let events = events.clone();
-        move || {
-            events.record(
-                listener()
-                    .on_message(|socket, message: Message| {
-                        if message.as_text() == Some("panic") {
-                            panic!("first panic");
-                        }
-                        let _ = socket.send(message);
-                    })
-                    .on_error(|_, _| panic!("on_error panics too"))
-                    .on_close(|_, _, _| panic!("on_close panics too")),
-            )
-        }
+    let server = serve_recorded(&events, |_| {
+        listener()
+            .on_message(|socket, message: Message| {
+                if message.as_text() == Some("panic") {
+                    panic!("first panic");
+                }
+                let _ = socket.send(message);
+            })
+            .on_error(|_, _| panic!("on_error panics too"))
+            .on_close(|_, _, _| panic!("on_close panics too"))
     });
     let mut victim = server.connect();
     let victim_socket = events.wait_open();

@@ -65,10 +65,7 @@ struct Flood {
 /// server's socket for that client.
 fn recorded_echo(config: &Config) -> (TestServer, Events, RawClient, Socket) {
     let events = Events::new();
-    let server = serve_with(config.clone(), {
-        let events = events.clone();
-        move || events.record(Echo)
-    });
+    let server = serve_recorded_with(config.clone(), &events, |_| Echo);
     let client = server.connect();
     let socket = events.wait_open();
     (server, events, client, socket)
@@ -124,10 +121,7 @@ fn s15_a_client_that_reads_nothing_gets_every_echo_back_in_order() {
 fn s15_demand_holds_for_permessage_deflate_connections() {
     let events = Events::new();
     let config = test_config().compression(Compression::default());
-    let server = serve_with(config.clone(), {
-        let events = events.clone();
-        move || events.record(Echo)
-    });
+    let server = serve_recorded_with(config.clone(), &events, |_| Echo);
     let mut client = RawClient::connect_with(
         server.addr(),
         "/ws",
@@ -160,7 +154,7 @@ fn s15_demand_holds_for_permessage_deflate_connections() {
         } else {
             frame.payload
         };
-        assert_eq!(payload, noisy(i).payload, "echo {i}");
+        assert_eq!(payload, noisy(i).payload(), "echo {i}");
         assert!(socket.buffered_amount() <= queue_bound(&config));
     }
     flood.thread.join().expect("writer thread");
@@ -186,7 +180,18 @@ where
     L: AsyncListener,
     F: Fn() -> L + Send + Sync + 'static,
 {
-    TestServer::listen_async_with(config, make)
+    TestServer::listen_with(config, make)
+}
+
+/// As [`serve_async`], with `make` given a handle on `events` for each
+/// connection (async listeners here record their own events).
+fn serve_async_noting<L, F>(config: Config, events: &Events, make: F) -> TestServer
+where
+    L: AsyncListener,
+    F: Fn(&Events) -> L + Send + Sync + 'static,
+{
+    let events = events.clone();
+    serve_async(config, move || make(&events))
 }
 
 type OnHandle = Box<dyn FnMut(usize, &Socket)>;
@@ -273,10 +278,9 @@ fn s16_a_flooding_client_is_held_back_by_tcp_while_handlers_are_pending() {
 #[test]
 fn s16_1000_messages_through_an_async_handler_with_random_delays_keep_their_order() {
     let events = Events::new();
-    let server = serve_async(test_config(), {
-        let events = events.clone();
-        // 0–2 ms, scrambled by message number.
-        move || SlowEcho::new(&events, |n| Duration::from_micros((n as u64 * 7919) % 2000))
+    // 0–2 ms, scrambled by message number.
+    let server = serve_async_noting(test_config(), &events, |events| {
+        SlowEcho::new(events, |n| Duration::from_micros((n as u64 * 7919) % 2000))
     });
     let mut client = server.connect();
     events.wait_open();
@@ -298,9 +302,8 @@ fn s16_1000_messages_through_an_async_handler_with_random_delays_keep_their_orde
 #[test]
 fn s16_a_client_that_leaves_during_a_pending_handler_gets_one_on_close_after_it() {
     let events = Events::new();
-    let server = serve_async(test_config(), {
-        let events = events.clone();
-        move || SlowEcho::new(&events, |_| Duration::from_millis(300))
+    let server = serve_async_noting(test_config(), &events, |events| {
+        SlowEcho::new(events, |_| Duration::from_millis(300))
     });
     let mut client = server.connect();
     let conn = events.wait_open().id();
@@ -325,9 +328,8 @@ fn s16_a_client_that_leaves_during_a_pending_handler_gets_one_on_close_after_it(
 fn s16_a_server_close_during_a_pending_handler_drops_it_at_close_timeout() {
     let events = Events::new();
     let config = test_config().close_timeout(Duration::from_millis(200));
-    let server = serve_async(config, {
-        let events = events.clone();
-        move || SlowEcho::new(&events, |_| Duration::from_secs(60))
+    let server = serve_async_noting(config, &events, |events| {
+        SlowEcho::new(events, |_| Duration::from_secs(60))
     });
     let mut client = server.connect();
     let socket = events.wait_open();
@@ -389,9 +391,8 @@ fn s16_on_error_then_on_close_after_a_panic_in_an_async_handler() {
         }
     }
     let events = Events::new();
-    let server = serve_async(test_config(), {
-        let events = events.clone();
-        move || Recording(SlowEcho::new(&events, |_| Duration::ZERO))
+    let server = serve_async_noting(test_config(), &events, |events| {
+        Recording(SlowEcho::new(events, |_| Duration::ZERO))
     });
     let mut client = server.connect();
     let conn = events.wait_open().id();
@@ -411,11 +412,23 @@ fn s15_keepalive_pings_go_out_while_reading_is_paused() {
     let (_server, _events, mut client, socket) = recorded_echo(&config);
     let flood = flood(&client, 1024, binary_frame);
     wait_paused(&socket, &config);
-    // The stimulus is time itself: 30 keepalive periods with the client
-    // still not reading. No echo is produced while reading is paused, so
-    // pings queued then arrive as a run with no echo between them; while
-    // reading, pings mix with the echoes of a 64 MiB flood.
-    std::thread::sleep(Duration::from_millis(300));
+    // While reading is paused no echo is produced and the kernel's buffers
+    // are full, so the queue for the client can only grow by what the
+    // keepalive timer adds: wait until it has grown by five pings. A ping
+    // counts 2 bytes in the buffer and up to 2 + 64 (the mailbox's
+    // per-command charge) on its way there, so growing by five times that
+    // means at least five pings were queued while paused. They reach the
+    // client as a run with no echo between them.
+    const PING_CHARGE: usize = 2 + 64;
+    let mut lowest = socket.buffered_amount();
+    wait_until(
+        "five keepalive pings queued while reading is paused",
+        || {
+            let queued = socket.buffered_amount();
+            lowest = lowest.min(queued);
+            queued - lowest >= 5 * PING_CHARGE
+        },
+    );
     let (mut echoes, mut run, mut longest_run) = (0, 0, 0);
     while echoes < 1024 {
         match client.recv() {

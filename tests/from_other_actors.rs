@@ -84,7 +84,7 @@ fn serve_sessions(events: &Events, slot: &Slot<Session>) -> TestServer {
                 let (events, slot) = (events.clone(), slot.clone());
                 async move {
                     let session = Session { events, seen: 0 };
-                    let (response, address) = upgrade.listen_with_address(session);
+                    let (response, address) = upgrade.listen(session).into_parts();
                     *slot.lock().unwrap_or_else(|e| e.into_inner()) = address;
                     response
                 }
@@ -148,7 +148,7 @@ fn s17_a_message_after_close_is_refused_and_never_handled() {
     // The connection ended: send is refused, try_send too once the actor
     // is gone, and the listener never sees either.
     assert_eq!(run_client(address.send(Say(1))), Err(MailboxError::Closed));
-    wait_until("the connection's actor stops", || !address.connected());
+    wait_until("the connection's actor stops", || !address.is_connected());
     assert!(address.try_send(Say(2)).is_err());
     address.do_send(Say(3));
     assert!(
@@ -195,7 +195,7 @@ fn s17_typed_messages_wait_for_a_pending_async_handler() {
                 "/ws",
                 web::get().to(move |upgrade: WebSocketUpgrade| {
                     let events = events.clone();
-                    async move { upgrade.listen_async(SlowSession { events }) }
+                    async move { upgrade.listen(SlowSession { events }) }
                 }),
             );
         }
@@ -223,7 +223,7 @@ struct Ticker {
 impl Listener for Ticker {
     fn on_open(&mut self, socket: &Socket) {
         self.events.push(socket.id(), Event::Open(socket.clone()));
-        let Some(address) = Address::<Ticker>::of(socket) else {
+        let Ok(address) = Address::<Ticker>::of(socket) else {
             panic!("a listener finds its own address in on_open");
         };
         address.run_interval(Duration::from_millis(10), |ticker: &mut Ticker, socket| {
@@ -250,13 +250,9 @@ impl Listener for Ticker {
 #[test]
 fn s17_timers_run_on_the_listener_and_end_with_the_connection() {
     let events = Events::new();
-    let server = serve({
-        let events = events.clone();
-        move || Ticker {
-            events: events.clone(),
-            ticks: 0,
-        }
-    });
+    // Not wrapped by `Events::record`: `Address::<Ticker>::of` needs the
+    // listener itself.
+    let server = serve_noting(&events, |events| Ticker { events, ticks: 0 });
     let mut client = server.connect();
     let socket = events.wait_open();
     events.wait_note("tick 3");
@@ -301,7 +297,7 @@ fn s17_a_panic_in_a_typed_message_handler_closes_its_connection_with_1011() {
         address = actix_ws_listener::Connections::global()
             .sockets()
             .iter()
-            .find_map(Address::<Fragile>::of);
+            .find_map(|socket| Address::<Fragile>::of(socket).ok());
         address.is_some()
     });
     let address = address.expect("address");

@@ -212,7 +212,7 @@ fn s5_a_thread_sending_while_the_client_drops_gets_errors_not_panics() {
                 match socket.send(format!("{i}")) {
                     Ok(()) => {}
                     Err(SendError::Backpressure { .. }) => thread::yield_now(),
-                    Err(SendError::Closed) => return i,
+                    Err(SendError::Closed(_)) => return i,
                     Err(other) => panic!("unexpected error {other:?}"),
                 }
                 if i == 0 {
@@ -231,7 +231,7 @@ fn s5_a_thread_sending_while_the_client_drops_gets_errors_not_panics() {
     assert_eq!(code, CloseCode::ABNORMAL);
     // The thread stops by itself once sends report Closed.
     sender.join().expect("the sending thread panicked");
-    assert_eq!(socket.send("after"), Err(SendError::Closed));
+    assert!(socket.send("after").is_err_and(|e| e.is_closed()));
     assert!(!socket.is_open());
 }
 
@@ -249,7 +249,11 @@ fn close_from_another_thread_reaches_the_client_and_on_close() {
     });
     assert_eq!(
         closer.join().unwrap(),
-        (Ok(()), false, Err(SendError::Closed))
+        (
+            Ok(()),
+            false,
+            Err(SendError::Closed(Some("too late".into())))
+        )
     );
     assert_eq!(client.recv_text(), "last words");
     assert_eq!(client.recv_close(), (4005, "closed elsewhere".to_owned()));

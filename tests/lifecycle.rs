@@ -27,13 +27,10 @@ fn s1_on_open_and_on_close_run_once_after_peer_close() {
 #[test]
 fn s1_on_open_and_on_close_run_once_after_server_close() {
     let events = Events::new();
-    let server = serve({
-        let events = events.clone();
-        move || {
-            events.record(listener().on_message(|socket, _| {
-                let _ = socket.close_with(4000, "server says bye");
-            }))
-        }
+    let server = serve_recorded(&events, |_| {
+        listener().on_message(|socket, _| {
+            let _ = socket.close_with(4000, "server says bye");
+        })
     });
     let mut client = server.connect();
     let socket = events.wait_open();
@@ -100,16 +97,13 @@ fn s1_on_close_gets_1006_after_tcp_drop_in_the_middle_of_a_fragmented_message() 
 #[test]
 fn s1_on_open_and_on_close_run_once_after_listener_panic() {
     let events = Events::new();
-    let server = serve({
-        let events = events.clone();
-        move || {
-            events.record(listener().on_message(|socket, message: Message| {
-                if message.as_text() == Some("panic") {
-                    panic!("listener exploded on purpose");
-                }
-                let _ = socket.send(message);
-            }))
-        }
+    let server = serve_recorded(&events, |_| {
+        listener().on_message(|socket, message: Message| {
+            if message.as_text() == Some("panic") {
+                panic!("listener exploded on purpose");
+            }
+            let _ = socket.send(message);
+        })
     });
     let mut client = server.connect();
     let socket = events.wait_open();
@@ -130,9 +124,8 @@ fn s1_on_open_and_on_close_run_once_after_listener_panic() {
 #[test]
 fn s1_panic_in_on_open_still_runs_on_close_once() {
     let events = Events::new();
-    let server = serve({
-        let events = events.clone();
-        move || events.record(listener().on_open(|_| panic!("on_open exploded on purpose")))
+    let server = serve_recorded(&events, |_| {
+        listener().on_open(|_| panic!("on_open exploded on purpose"))
     });
     let mut client = server.connect();
     let socket = events.wait_open();
@@ -190,13 +183,10 @@ fn s1_on_open_runs_before_a_message_sent_with_the_handshake() {
 #[test]
 fn s1_on_close_runs_once_when_the_listener_closes_in_on_open() {
     let events = Events::new();
-    let server = serve({
-        let events = events.clone();
-        move || {
-            events.record(listener().on_open(|socket| {
-                let _ = socket.close();
-            }))
-        }
+    let server = serve_recorded(&events, |_| {
+        listener().on_open(|socket| {
+            let _ = socket.close();
+        })
     });
     let mut client = server.connect();
     let socket = events.wait_open();
@@ -235,7 +225,10 @@ fn s1_no_callback_runs_after_on_close_even_when_the_peer_keeps_talking() {
     );
     // The socket outlives the connection; using it is an error, not a panic.
     assert!(!socket.is_open());
-    assert_eq!(socket.send("late"), Err(SendError::Closed));
+    assert_eq!(
+        socket.send("late"),
+        Err(SendError::Closed(Some("late".into())))
+    );
 }
 
 #[test]

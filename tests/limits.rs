@@ -29,10 +29,7 @@ fn s8_a_frame_declaring_1_gib_is_refused_from_its_header_with_1009() {
 #[test]
 fn s8_a_fragmented_message_is_cut_off_when_its_running_size_passes_the_limit() {
     let events = Events::new();
-    let server = serve_with(limited(1000, 2500), {
-        let events = events.clone();
-        move || events.record(Echo)
-    });
+    let server = serve_recorded_with(limited(1000, 2500), &events, |_| Echo);
     let mut client = server.connect();
     let conn = events.wait_open().id();
     client.send(FrameSpec::new(OP_BINARY, vec![1; 1000]).fin(false));
@@ -57,10 +54,7 @@ fn s8_a_fragmented_message_is_cut_off_when_its_running_size_passes_the_limit() {
 #[test]
 fn s8_a_single_frame_over_max_message_size_closes_1009() {
     let events = Events::new();
-    let server = serve_with(limited(10_000, 100), {
-        let events = events.clone();
-        move || events.record(Echo)
-    });
+    let server = serve_recorded_with(limited(10_000, 100), &events, |_| Echo);
     let mut client = server.connect();
     let conn = events.wait_open().id();
     client.write(
@@ -85,10 +79,7 @@ fn s8_text_and_binary_messages_have_their_own_limits() {
     let config = test_config()
         .max_text_message_size(5)
         .max_binary_message_size(8);
-    let server = serve_with(config, {
-        let events = events.clone();
-        move || events.record(Echo)
-    });
+    let server = serve_recorded_with(config, &events, |_| Echo);
     let mut client = server.connect();
     let conn = events.wait_open().id();
     client.send_binary(&[7u8; 8]);

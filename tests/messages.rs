@@ -261,10 +261,7 @@ fn s2_text_truncated_in_the_middle_of_a_character_closes_with_1007() {
 #[test]
 fn s3_default_on_ping_answers_pong_with_the_same_payload() {
     let events = Events::new();
-    let server = serve({
-        let events = events.clone();
-        move || events.record(Quiet)
-    });
+    let server = serve_recorded(&events, |_| Quiet);
     let mut client = server.connect();
     client.send_ping(b"are you there?");
     assert_eq!(client.recv(), Incoming::Pong(b"are you there?".to_vec()));
@@ -295,17 +292,12 @@ fn s3_closure_listener_without_on_ping_still_answers_pings() {
 #[test]
 fn s3_a_custom_on_ping_replaces_the_automatic_pong() {
     let events = Events::new();
-    let server = serve({
-        let events = events.clone();
-        move || {
-            events.record(
-                listener()
-                    .on_ping(|socket, data: Bytes| {
-                        let _ = socket.send(format!("saw ping {}", data.len()));
-                    })
-                    .on_message(|s, m| drop(s.send(m))),
-            )
-        }
+    let server = serve_recorded(&events, |_| {
+        listener()
+            .on_ping(|socket, data: Bytes| {
+                let _ = socket.send(format!("saw ping {}", data.len()));
+            })
+            .on_message(|s, m| drop(s.send(m)))
     });
     let mut client = server.connect();
     client.send_ping(b"1234");

@@ -89,15 +89,10 @@ fn s9_the_close_policy_closes_a_stalled_connection_with_1008() {
         .max_outbound_buffer(256 * 1024)
         .backpressure(BackpressurePolicy::Close)
         .close_timeout(Duration::from_millis(200));
-    let server = serve_with(config, {
-        let events = events.clone();
-        move || {
-            events.record(Flood {
-                events: events.clone(),
-                refused: Arc::default(),
-                peak: Arc::default(),
-            })
-        }
+    let server = serve_recorded_with(config, &events, |events| Flood {
+        events,
+        refused: Arc::default(),
+        peak: Arc::default(),
     });
     let _client = server.connect();
     let conn = events.wait_open().id();
@@ -121,7 +116,7 @@ fn s1_s9_two_thousand_abrupt_drops_each_match_one_on_open_with_one_on_close() {
             self.1.fetch_add(1, Ordering::SeqCst);
         }
     }
-    let server = serve_with(test_config().connections(connections.clone()), {
+    let server = serve_registered(test_config(), &connections, {
         let (opens, closes) = (opens.clone(), closes.clone());
         move || Count(opens.clone(), closes.clone())
     });
@@ -157,7 +152,7 @@ fn s10_a_panicking_listener_under_load_only_closes_its_own_connections() {
         }
     }
     let connections = Connections::new();
-    let server = serve_with(test_config().connections(connections.clone()), || Touchy);
+    let server = serve_registered(test_config(), &connections, || Touchy);
     let mut clients: Vec<RawClient> = (0..200).map(|_| server.connect()).collect();
     for round in 0..5 {
         for (i, client) in clients.iter_mut().enumerate() {
@@ -185,10 +180,11 @@ fn s10_a_panicking_listener_under_load_only_closes_its_own_connections() {
 #[test]
 fn s12_keepalive_pings_each_connection_every_period() {
     let events = Events::new();
-    let server = serve_with(test_config().keepalive(Duration::from_millis(50)), {
-        let events = events.clone();
-        move || events.record(Quiet)
-    });
+    let server = serve_recorded_with(
+        test_config().keepalive(Duration::from_millis(50)),
+        &events,
+        |_| Quiet,
+    );
     let mut client = server.connect();
     let conn = events.wait_open().id();
     for _ in 0..3 {
@@ -210,10 +206,7 @@ fn s12_idle_timeout_closes_a_silent_client_with_on_error_then_on_close() {
     let config = test_config()
         .idle_timeout(Duration::from_millis(200))
         .close_timeout(Duration::from_millis(200));
-    let server = serve_with(config, {
-        let events = events.clone();
-        move || events.record(Quiet)
-    });
+    let server = serve_recorded_with(config, &events, |_| Quiet);
     let mut client = server.connect();
     let conn = events.wait_open().id();
     assert_eq!(client.recv_close().0, 1001);
@@ -228,10 +221,7 @@ fn s12_traffic_and_pongs_keep_a_connection_alive() {
     let config = test_config()
         .keepalive(Duration::from_millis(40))
         .idle_timeout(Duration::from_millis(300));
-    let server = serve_with(config, {
-        let events = events.clone();
-        move || events.record(Echo)
-    });
+    let server = serve_recorded_with(config, &events, |_| Echo);
     let mut client = server.connect();
     // Answering pings for well over the idle timeout keeps it open.
     let mut pings = 0;
@@ -258,10 +248,7 @@ fn s12_traffic_and_pongs_keep_a_connection_alive() {
 fn s13_an_upgrade_from_a_foreign_origin_gets_403_and_starts_nothing() {
     let events = Events::new();
     let config = test_config().allowed_origins(["https://chat.example"]);
-    let server = serve_with(config, {
-        let events = events.clone();
-        move || events.record(Quiet)
-    });
+    let server = serve_recorded_with(config, &events, |_| Quiet);
     let evil = http_request(
         server.addr(),
         &handshake_request(server.addr(), "/ws", "Origin: https://evil.example\r\n"),

@@ -24,29 +24,25 @@ use common::*;
 #[test]
 fn s5_is_open_is_false_right_after_close_inside_on_open() {
     let events = Events::new();
-    let server = serve({
-        let events = events.clone();
-        move || {
-            let events = events.clone();
-            listener().on_open(move |socket| {
-                let clone = socket.clone();
-                events.note(socket, format!("before: {}", socket.is_open()));
-                socket.close().unwrap();
-                // Still inside on_open: the close frame cannot have been
-                // written yet.
-                events.note(socket, format!("after: {}", socket.is_open()));
-                events.note(socket, format!("clone after: {}", clone.is_open()));
-                events.note(socket, format!("send: {:?}", socket.send("too late")));
-                events.note(socket, format!("ping: {:?}", clone.ping()));
-                events.note(socket, format!("pong: {:?}", clone.pong()));
-                events.note(socket, format!("close: {:?}", clone.close()));
-            })
-        }
+    let server = serve_recorded(&events, |events| {
+        listener().on_open(move |socket| {
+            let clone = socket.clone();
+            events.note(socket, format!("before: {}", socket.is_open()));
+            socket.close().unwrap();
+            // Still inside on_open: the close frame cannot have been
+            // written yet.
+            events.note(socket, format!("after: {}", socket.is_open()));
+            events.note(socket, format!("clone after: {}", clone.is_open()));
+            events.note(socket, format!("send: {:?}", socket.send("too late")));
+            events.note(socket, format!("ping: {:?}", clone.ping()));
+            events.note(socket, format!("pong: {:?}", clone.pong()));
+            events.note(socket, format!("close: {:?}", clone.close()));
+        })
     });
     let mut client = server.connect();
     assert_eq!(client.recv_close(), (1000, "Normal Closure".to_owned()));
     client.answer_close(1000);
-    events.wait_note("close: Err(Closed)");
+    events.wait_note("close: Err(Closed(None))");
     let conn = events.snapshot()[0].conn;
     assert_eq!(
         events.notes(conn),
@@ -54,10 +50,10 @@ fn s5_is_open_is_false_right_after_close_inside_on_open() {
             "before: true",
             "after: false",
             "clone after: false",
-            "send: Err(Closed)",
-            "ping: Err(Closed)",
-            "pong: Err(Closed)",
-            "close: Err(Closed)",
+            "send: Err(Closed(Some(Text(\"too late\"))))",
+            "ping: Err(Closed(None))",
+            "pong: Err(Closed(None))",
+            "close: Err(Closed(None))",
         ]
     );
 }
@@ -101,14 +97,26 @@ fn s5_every_operation_on_a_closed_socket_returns_an_error_and_does_not_panic() {
     client.drop_tcp();
     events.wait_close(socket.id());
 
-    assert_eq!(socket.send("text"), Err(SendError::Closed));
-    assert_eq!(socket.send(vec![1u8, 2, 3]), Err(SendError::Closed));
-    assert_eq!(socket.ping(), Err(SendError::Closed));
-    assert_eq!(socket.ping_with(&b"x"[..]), Err(SendError::Closed));
-    assert_eq!(socket.pong(), Err(SendError::Closed));
-    assert_eq!(socket.pong_with(&b"x"[..]), Err(SendError::Closed));
-    assert_eq!(socket.close(), Err(SendError::Closed));
-    assert_eq!(socket.close_with(4000, "late"), Err(SendError::Closed));
+    // A refused send hands its message back; control frames have none.
+    assert_eq!(
+        socket.send("text"),
+        Err(SendError::Closed(Some(Message::from("text"))))
+    );
+    assert_eq!(
+        socket
+            .send(vec![1u8, 2, 3])
+            .map_err(SendError::into_message),
+        Err(Some(Message::from(vec![1u8, 2, 3])))
+    );
+    assert_eq!(socket.ping(), Err(SendError::Closed(None)));
+    assert_eq!(socket.ping_with(&b"x"[..]), Err(SendError::Closed(None)));
+    assert_eq!(socket.pong(), Err(SendError::Closed(None)));
+    assert_eq!(socket.pong_with(&b"x"[..]), Err(SendError::Closed(None)));
+    assert_eq!(socket.close(), Err(SendError::Closed(None)));
+    assert_eq!(
+        socket.close_with(4000, "late"),
+        Err(SendError::Closed(None))
+    );
 
     let (tx, rx) = mpsc::channel();
     let tx2 = tx.clone();
@@ -120,39 +128,35 @@ fn s5_every_operation_on_a_closed_socket_returns_an_error_and_does_not_panic() {
     assert_eq!(
         rx.recv_timeout(TIMEOUT)
             .expect("send_async ran no callback"),
-        Ok(SendError::Closed),
-        "send_async on a closed socket must call fail"
+        Ok(SendError::Closed(Some(Message::from("late")))),
+        "send_async on a closed socket must call fail with the message"
     );
     assert_eq!(
         run_client(socket.send_and_wait("late")),
-        Err(SendError::Closed)
+        Err(SendError::Closed(Some(Message::from("late"))))
     );
 }
 
 #[test]
 fn s5_send_from_a_callback_after_close_returns_closed() {
     let events = Events::new();
-    let server = serve({
-        let events = events.clone();
-        move || {
-            let events = events.clone();
-            listener().on_message(move |socket, _| {
-                socket.close_with(4000, "closing").unwrap();
-                let (tx, rx) = mpsc::channel();
-                socket.send_async("x", || {}, move |e| tx.send(e).unwrap());
-                // fail may run later, on another thread: wait for it here.
-                let fail = rx.recv_timeout(TIMEOUT);
-                events.note(
-                    socket,
-                    format!("send: {:?}, fail: {fail:?}", socket.send("x")),
-                );
-            })
-        }
+    let server = serve_recorded(&events, |events| {
+        listener().on_message(move |socket, _| {
+            socket.close_with(4000, "closing").unwrap();
+            let (tx, rx) = mpsc::channel();
+            socket.send_async("x", || {}, move |e| tx.send(e).unwrap());
+            // fail may run later, on another thread: wait for it here.
+            let fail = rx.recv_timeout(TIMEOUT);
+            events.note(
+                socket,
+                format!("send: {:?}, fail: {fail:?}", socket.send("x")),
+            );
+        })
     });
     let mut client = server.connect();
     client.send_text("go");
     assert_eq!(client.recv_close().0, 4000);
-    events.wait_note("send: Err(Closed), fail: Ok(Closed)");
+    events.wait_note("send: Err(Closed(Some(Text(\"x\")))), fail: Ok(Closed(Some(Text(\"x\"))))");
 }
 
 #[test]
@@ -216,7 +220,7 @@ fn s5_send_and_wait_resolves_once_the_frame_is_handed_to_the_writer() {
     socket.close().unwrap();
     assert_eq!(
         run_client(socket.send_and_wait("after close")),
-        Err(SendError::Closed)
+        Err(SendError::Closed(Some(Message::from("after close"))))
     );
 }
 
@@ -263,17 +267,16 @@ fn exactly_one_callback_per_send(from_listener: bool) {
 
     let events = Events::new();
     let config = test_config().close_timeout(Duration::from_secs(1));
-    let server = serve_with(config, {
-        let events = events.clone();
+    let server = serve_recorded_with(config, &events, {
         let issue_all = issue_all.clone();
-        move || {
+        move |_| {
             let done = done_tx.lock().unwrap().clone();
             let issue_all = issue_all.clone();
-            events.record(listener().on_message(move |socket, _| {
+            listener().on_message(move |socket, _| {
                 if from_listener {
                     issue_all(socket, done.clone());
                 }
-            }))
+            })
         }
     });
     // The client never reads: frames pile up in the kernel and the
@@ -381,15 +384,12 @@ fn s6_operations_from_a_callback_reach_the_wire_in_issue_order() {
 #[test]
 fn s6_operations_from_a_callback_come_after_everything_issued_earlier() {
     let events = Events::new();
-    let server = serve({
-        let events = events.clone();
-        move || {
-            events.record(listener().on_message(|socket, message: Message| {
-                if message.as_text() == Some("mark") {
-                    socket.send("reply from the callback").unwrap();
-                }
-            }))
-        }
+    let server = serve_recorded(&events, |_| {
+        listener().on_message(|socket, message: Message| {
+            if message.as_text() == Some("mark") {
+                socket.send("reply from the callback").unwrap();
+            }
+        })
     });
     let mut client = server.connect();
     let socket = events.wait_open();

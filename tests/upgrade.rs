@@ -12,8 +12,8 @@ use std::sync::{
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use actix_ws_listener::{
-    is_upgrade_request, is_websocket_request, requested_protocols, upgrade, Config, UpgradeError,
-    WebSocketUpgrade,
+    is_upgrade_request, is_websocket_request, requested_protocols, upgrade, Listening,
+    UpgradeError, WebSocketUpgrade,
 };
 use common::*;
 
@@ -65,7 +65,7 @@ fn upgrade_server(created: Arc<AtomicUsize>) -> TestServer {
                 let c = c.clone();
                 async move {
                     match upgrade {
-                        Some(upgrade) => upgrade.listen(c()),
+                        Some(upgrade) => upgrade.listen(c()).into_response(),
                         None => HttpResponse::Ok().body("plain HTTP here"),
                     }
                 }
@@ -79,6 +79,7 @@ fn upgrade_server(created: Arc<AtomicUsize>) -> TestServer {
                 async move {
                     if is_websocket_request(&req) {
                         upgrade(&req, payload, c())
+                            .map(Listening::into_response)
                             .unwrap_or_else(|e| actix_web::ResponseError::error_response(&e))
                     } else {
                         HttpResponse::Ok().body(format!(
@@ -413,9 +414,6 @@ fn per_route_server(events: &Events) -> TestServer {
         changed_route(cfg, "/configure", &events, |upgrade| {
             upgrade.configure(|config| config.max_message_size(16))
         });
-        changed_route(cfg, "/replace", &events, |upgrade| {
-            upgrade.replace_config(test_config().max_message_size(16))
-        });
         changed_route(cfg, "/admins", &events, |upgrade| {
             upgrade.configure(|config| config.allowed_origins(["https://admin.example"]))
         });
@@ -423,7 +421,7 @@ fn per_route_server(events: &Events) -> TestServer {
             "/inspect",
             web::get().to(|upgrade: WebSocketUpgrade| async move {
                 let upgrade = upgrade.configure(|config| config.max_message_size(16));
-                let config = upgrade.current_config();
+                let config = upgrade.config();
                 HttpResponse::Ok().body(format!(
                     "{:?} {} {}",
                     config.allowed_origins, config.max_text_message_size, config.max_frame_size
@@ -511,42 +509,4 @@ fn s13_origins_tightened_after_extraction_are_checked_before_any_connection_star
     let mut admin = RawClient::connect_with(server.addr(), "/admins", admin_origin);
     admin.send_text("in");
     assert_eq!(admin.recv_text(), "in");
-}
-
-#[test]
-fn s13_replace_config_replaces_the_limits_but_never_lifts_the_app_origin_check() {
-    let events = Events::new();
-    let server = per_route_server(&events);
-    // The replacement has no allowed_origins, but the app's ran at extraction.
-    assert_origin_refused(&server, &events, "/replace", EVIL);
-    let mut chat = RawClient::connect_with(server.addr(), "/replace", CHAT);
-    assert_message_limit_is_16(&mut chat);
-}
-
-/// Code written against the first 0.1 releases still builds: the
-/// deprecated `config(Config)` replaces the route's settings as it did,
-/// and `shutdown_on_signals` changes nothing (the crate takes no signals).
-#[test]
-#[allow(deprecated)]
-fn deprecated_config_replaces_the_settings_and_shutdown_on_signals_is_inert() {
-    let config = Config::default();
-    assert_eq!(
-        format!("{:?}", config.clone().shutdown_on_signals(false)),
-        format!("{config:?}")
-    );
-    let server = serve_app(|cfg| {
-        cfg.route(
-            "/ws",
-            web::get().to(|upgrade: WebSocketUpgrade| async move {
-                upgrade
-                    .config(Config::default().max_message_size(16))
-                    .listen(Echo)
-            }),
-        );
-    });
-    let mut client = server.connect();
-    client.send_text("sixteen bytes!!!");
-    assert_eq!(client.recv_text(), "sixteen bytes!!!");
-    client.send_text("seventeen bytes!!");
-    assert_eq!(client.recv_close().0, 1009);
 }

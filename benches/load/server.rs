@@ -9,7 +9,7 @@
 //!
 //! - A: this crate, a `Listener` doing `let _ = socket.send(message)`.
 //! - A2: this crate's async path, an `AsyncListener` with the same body (no
-//!   await inside): what `listen_async` costs against `listen`.
+//!   await inside): what an `AsyncListener` costs against a `Listener`.
 //! - B: the baseline users compare against: the canonical actix-web-actors
 //!   actor (`WebsocketContext` + `StreamHandler`, continuation frames
 //!   assembled by hand, 16 MiB frames).
@@ -151,7 +151,7 @@ impl AsyncListener for EchoA2 {
 }
 
 async fn echo_a2(upgrade: WebSocketUpgrade) -> impl Responder {
-    upgrade.listen_async(EchoA2)
+    upgrade.listen(EchoA2)
 }
 
 /// The crate's own broadcast set: one `Group` shared by every connection.

@@ -1,25 +1,17 @@
 //! The bytes one node publishes to Redis for one broadcast of a named
 //! group, and their decoding on the other nodes.
 //!
-//! This module owns the wire shape of S18 (documented in the `cluster`
-//! module and the README) and nothing else: plain data in, plain data out,
-//! no broker, no sockets, no runtime. A payload that does not decode is
+//! This module implements the wire format of S18, documented once, in the
+//! "Wire format" section of [`Cluster`](crate::Cluster)'s docs (its tests
+//! pin that layout), and nothing else: plain data in, plain data out, no
+//! broker, no sockets, no runtime. A payload that does not decode is
 //! reported, never panicked on: any process that can publish to the channel
 //! can send us anything.
-//!
-//! ```text
-//! offset  size  field
-//! 0       1     version: 1
-//! 1       1     kind: 1 text, 2 binary (the WebSocket opcodes)
-//! 2       16    origin node id, big-endian
-//! 18      8     excluded socket id, big-endian (0: none)
-//! 26      ..    the message payload, as the WebSocket message carries it
-//! ```
 
 use bytes::{BufMut, Bytes, BytesMut};
 use bytestring::ByteString;
 
-use crate::Message;
+use crate::message::Message;
 
 /// The only version this build writes and reads.
 const VERSION: u8 = 1;

@@ -7,6 +7,8 @@
 //! - [`raw`]: a raw WebSocket client that speaks frames byte by byte (so
 //!   tests can break every rule of RFC 6455);
 //! - [`client`]: helpers for awc, a real async client;
+//! - [`cluster`]: a real `redis-server` and cluster nodes (feature `redis`),
+//!   used as `common::cluster::*` (not re-exported: its client is its own);
 //! - [`process`]: an example program run as a separate process;
 //! - [`wait`]: [`TIMEOUT`] and [`wait_until`].
 //!
@@ -16,6 +18,8 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod client;
+#[cfg(feature = "redis")]
+pub mod cluster;
 pub mod events;
 pub mod listeners;
 pub mod process;

@@ -1,6 +1,8 @@
 //! A raw WebSocket client over a blocking `TcpStream` that writes and reads
 //! frames byte by byte, so tests can break every rule of RFC 6455; and plain
-//! HTTP requests for upgrades that must be refused.
+//! HTTP requests for upgrades that must be refused. Frames are encoded by
+//! the test kit's [`FrameSpec`] (`actix_ws_listener::test::Frame`), the one
+//! client frame encoder of the crate, its tests and its benches.
 
 use std::{
     io::{self, Read, Write},
@@ -10,100 +12,23 @@ use std::{
 
 use super::TIMEOUT;
 
-pub const OP_CONTINUATION: u8 = 0x0;
-pub const OP_TEXT: u8 = 0x1;
-pub const OP_BINARY: u8 = 0x2;
-pub const OP_CLOSE: u8 = 0x8;
-pub const OP_PING: u8 = 0x9;
-pub const OP_PONG: u8 = 0xA;
+use actix_ws_listener::test::opcode;
+pub use actix_ws_listener::test::Frame as FrameSpec;
+
+pub const OP_CONTINUATION: u8 = opcode::CONTINUATION;
+pub const OP_TEXT: u8 = opcode::TEXT;
+pub const OP_BINARY: u8 = opcode::BINARY;
+pub const OP_CLOSE: u8 = opcode::CLOSE;
+pub const OP_PING: u8 = opcode::PING;
+pub const OP_PONG: u8 = opcode::PONG;
 
 /// The sample key of RFC 6455 §1.3 and its accept value.
 pub const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
 pub const ACCEPT: &str = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=";
 
-/// A client frame to encode: any opcode, FIN, RSV bits, declared length and
-/// mask, so tests can write frames no well-behaved client would.
-#[derive(Clone, Debug)]
-pub struct FrameSpec {
-    pub fin: bool,
-    /// The three RSV bits, as `0b000`..`0b111` (RSV1 is `0b100`).
-    pub rsv: u8,
-    pub opcode: u8,
-    pub payload: Vec<u8>,
-    /// A payload length to declare instead of the real one.
-    pub declared_len: Option<u64>,
-    /// `None` writes an unmasked frame (a protocol error from a client).
-    pub mask: Option<[u8; 4]>,
-}
-
-impl FrameSpec {
-    pub fn new(opcode: u8, payload: impl Into<Vec<u8>>) -> FrameSpec {
-        FrameSpec {
-            fin: true,
-            rsv: 0,
-            opcode,
-            payload: payload.into(),
-            declared_len: None,
-            mask: Some([0x37, 0xfa, 0x21, 0x3d]),
-        }
-    }
-
-    pub fn fin(mut self, fin: bool) -> FrameSpec {
-        self.fin = fin;
-        self
-    }
-
-    pub fn rsv(mut self, rsv: u8) -> FrameSpec {
-        self.rsv = rsv;
-        self
-    }
-
-    pub fn declared_len(mut self, len: u64) -> FrameSpec {
-        self.declared_len = Some(len);
-        self
-    }
-
-    pub fn unmasked(mut self) -> FrameSpec {
-        self.mask = None;
-        self
-    }
-
-    /// The frame's bytes on the wire.
-    pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(self.payload.len() + 14);
-        out.push(((self.fin as u8) << 7) | ((self.rsv & 0b111) << 4) | (self.opcode & 0x0F));
-        let mask_bit = if self.mask.is_some() { 0x80 } else { 0 };
-        let len = self.declared_len.unwrap_or(self.payload.len() as u64);
-        if len < 126 {
-            out.push(mask_bit | len as u8);
-        } else if len <= u64::from(u16::MAX) {
-            out.push(mask_bit | 126);
-            out.extend_from_slice(&(len as u16).to_be_bytes());
-        } else {
-            out.push(mask_bit | 127);
-            out.extend_from_slice(&len.to_be_bytes());
-        }
-        match self.mask {
-            Some(mask) => {
-                out.extend_from_slice(&mask);
-                out.extend(
-                    self.payload
-                        .iter()
-                        .enumerate()
-                        .map(|(i, b)| b ^ mask[i % 4]),
-                );
-            }
-            None => out.extend_from_slice(&self.payload),
-        }
-        out
-    }
-}
-
 /// A close frame payload: code (big endian) then reason.
 pub fn close_payload(code: u16, reason: &str) -> Vec<u8> {
-    let mut payload = code.to_be_bytes().to_vec();
-    payload.extend_from_slice(reason.as_bytes());
-    payload
+    FrameSpec::close(code, reason).payload().to_vec()
 }
 
 /// A frame from the server, as read off the wire.

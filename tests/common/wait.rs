@@ -5,9 +5,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-/// How long any wait lasts before the test fails: generous, so that a loaded
-/// 2-core machine never fails a correct test.
-pub const TIMEOUT: Duration = Duration::from_secs(10);
+/// How long any wait lasts before the test fails: the test kit's one
+/// deadline, generous so that a loaded 2-core machine never fails a correct
+/// test.
+pub use actix_ws_listener::test::TIMEOUT;
 
 /// Blocks until `condition` is true, checking it every few milliseconds;
 /// fails the test after [`TIMEOUT`] saying that `what` never happened.

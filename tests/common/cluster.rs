@@ -1,11 +1,10 @@
-//! Helpers for the S18 tests: a real `redis-server` on a free port (killed
-//! on drop), an actix-web node whose `/ws` route joins a `ClusterGroup`, an
-//! awc WebSocket client, and the chat example run as a separate process.
+//! Helpers for the S18 and S21 tests: a real `redis-server` on a free port
+//! (killed by its PID on drop), an actix-web node whose `/ws` route joins a
+//! clustered `Group`, an awc WebSocket client, and the chat example run as a
+//! separate process.
 //!
-//! Every wait has a generous deadline ([`DEADLINE`]) and fails with a
+//! Every wait has the shared deadline ([`TIMEOUT`]) and fails with a
 //! message saying what never happened; none is a timing assertion.
-
-#![allow(dead_code)]
 
 use std::{
     future::Future,
@@ -18,25 +17,19 @@ use std::{
 };
 
 use actix_web::{dev::ServerHandle, web, App, HttpServer};
-use actix_ws_listener::{
-    CloseCode, ClusterGroup, Config, Listener, Message, Socket, WebSocketUpgrade,
-};
+use actix_ws_listener::{CloseCode, Config, Group, Listener, Message, Socket, WebSocketUpgrade};
 use futures_util::{SinkExt, StreamExt};
 
-pub use crate::common::{build_example, free_port, ExampleProcess};
-
-/// How long any wait lasts before the test fails: generous, for a loaded
-/// 2-core machine and a Redis restart.
-pub const DEADLINE: Duration = Duration::from_secs(60);
+pub use super::{build_example, free_port, ExampleProcess, TIMEOUT};
 
 /// Polls `attempt` until it gives `Some`, failing the test after
-/// [`DEADLINE`] with `what`.
+/// [`TIMEOUT`] with `what`.
 pub async fn wait_for<T, F, Fut>(what: &str, mut attempt: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
 {
-    let deadline = Instant::now() + DEADLINE;
+    let deadline = Instant::now() + TIMEOUT;
     loop {
         if let Some(value) = attempt().await {
             return value;
@@ -99,7 +92,7 @@ impl Redis {
             .spawn()
             .expect("redis-server on PATH (scripts/test.sh installs it)");
         self.child = Some(child);
-        let deadline = Instant::now() + DEADLINE;
+        let deadline = Instant::now() + TIMEOUT;
         loop {
             let ping = redis::Client::open(self.url())
                 .and_then(|client| client.get_connection())
@@ -126,13 +119,13 @@ impl Drop for Redis {
 }
 
 // ---------------------------------------------------------------------------
-// A node: an actix-web server whose members join a ClusterGroup
+// A node: an actix-web server whose members join a Group
 // ---------------------------------------------------------------------------
 
 /// Joins the group on open (then sends `joined`); relays each message with
 /// `broadcast`, or `broadcast_except` the sender; leaves on close.
 struct Member {
-    room: ClusterGroup,
+    room: Group,
     except_sender: bool,
 }
 
@@ -163,11 +156,11 @@ pub struct Node {
 }
 
 impl Node {
-    pub fn start(room: ClusterGroup) -> Node {
+    pub fn start(room: Group) -> Node {
         Node::start_with(room, false)
     }
 
-    pub fn start_with(room: ClusterGroup, except_sender: bool) -> Node {
+    pub fn start_with(room: Group, except_sender: bool) -> Node {
         let (tx, rx) = mpsc::channel();
         thread::spawn(move || {
             actix_rt::System::new().block_on(async move {
@@ -198,7 +191,7 @@ impl Node {
                 let _ = server.await;
             })
         });
-        let (addr, handle) = rx.recv_timeout(DEADLINE).expect("node did not start");
+        let (addr, handle) = rx.recv_timeout(TIMEOUT).expect("node did not start");
         Node { addr, handle }
     }
 
@@ -256,9 +249,9 @@ impl Client {
             .expect("send");
     }
 
-    /// The next text or binary message; fails the test after [`DEADLINE`].
+    /// The next text or binary message; fails the test after [`TIMEOUT`].
     pub async fn recv(&mut self) -> Line {
-        self.try_recv(DEADLINE)
+        self.try_recv(TIMEOUT)
             .await
             .expect("no message before the deadline")
     }

@@ -1,0 +1,164 @@
+//! Opening a named group on a node ([`Cluster::group`]) and the per-group
+//! link that publishes its broadcasts and unsubscribes when the group's last
+//! handle is dropped.
+
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, oneshot};
+
+use super::{
+    envelope,
+    link::{Cluster, Inner},
+    stats::bump,
+    tasks::Publish,
+};
+use crate::{
+    cluster_error::ClusterError,
+    fanout::{Fanout, Pending},
+    group::Group,
+    message::Message,
+};
+
+impl Cluster {
+    /// Opens the named group on this node: subscribes this node to the
+    /// group's channel (returning once Redis confirmed it) and returns a
+    /// [`Group`] whose broadcasts also reach every other node's members of
+    /// that name. Opening a name that is already open here returns a handle
+    /// to the same group (same local members). The node stays subscribed
+    /// until the last handle of the group is dropped.
+    ///
+    /// Subscribing when the group is opened, rather than when its first
+    /// member joins, means a member never misses a broadcast because a
+    /// `SUBSCRIBE` is still on its way; a node with no member of a group it
+    /// keeps open still receives the group's traffic (and delivers it to
+    /// nobody).
+    ///
+    /// ```no_run
+    /// # async fn demo(cluster: actix_ws_listener::Cluster) -> Result<(), actix_ws_listener::ClusterError> {
+    /// let room = cluster.group("lobby").await?;
+    /// assert_eq!(room.name(), Some("lobby"));
+    /// room.broadcast("hello, every node").published().await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    /// [`ClusterError::Unreachable`], [`ClusterError::Refused`] or
+    /// [`ClusterError::Timeout`] when Redis did not confirm the
+    /// subscription; [`ClusterError::Stopped`] when the background thread
+    /// is gone.
+    pub async fn group(&self, name: &str) -> Result<Group, ClusterError> {
+        let channel = format!("{}{name}", self.inner.config.prefix);
+        let group = {
+            let mut groups = self.inner.shared.groups();
+            match groups.get(&channel).and_then(|weak| weak.upgrade()) {
+                Some(open) => open,
+                None => {
+                    let group = Group::with_fanout(Box::new(Channel {
+                        name: name.to_owned(),
+                        channel: channel.as_str().into(),
+                        cluster: Arc::clone(&self.inner),
+                    }));
+                    groups.insert(channel.clone(), group.downgrade());
+                    group
+                }
+            }
+        };
+        // Always confirmed, even for an open group: a concurrent opener may
+        // still be waiting for its SUBSCRIBE. Redis ignores a repeat.
+        let (mut manager, lock, timeout, shared) = (
+            self.inner.manager.clone(),
+            Arc::clone(&self.inner.subscriptions),
+            self.inner.config.publish_timeout,
+            Arc::clone(&self.inner.shared),
+        );
+        self.inner
+            .run(async move {
+                let _one_at_a_time = lock.lock().await;
+                shared.within(timeout, manager.subscribe(&channel)).await
+            })
+            .await?;
+        log::debug!(
+            "cluster node {:032x} subscribed to {}{name}",
+            self.inner.shared.node,
+            self.inner.config.prefix
+        );
+        Ok(group)
+    }
+}
+
+/// One named group's link to the other nodes: its channel, and the cluster
+/// that publishes on it.
+struct Channel {
+    name: String,
+    channel: Arc<str>,
+    cluster: Arc<Inner>,
+}
+
+impl Fanout for Channel {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn publish(&self, message: &Message, except: Option<u64>) -> Pending {
+        let cluster = &self.cluster;
+        let (done, outcome) = oneshot::channel();
+        let publish = Publish {
+            channel: Arc::clone(&self.channel),
+            payload: envelope::encode(cluster.shared.node, except, message),
+            done,
+        };
+        match cluster.publish.try_send(publish) {
+            Ok(()) => Ok(outcome),
+            Err(refused) => {
+                let error = match refused {
+                    mpsc::error::TrySendError::Full(_) => ClusterError::Backlog,
+                    mpsc::error::TrySendError::Closed(_) => ClusterError::Stopped,
+                };
+                let total = bump(&cluster.shared.counters.publish_failed);
+                log::debug!(
+                    "cluster: broadcast on {} not published: {error} ({total} failed so far)",
+                    self.channel
+                );
+                Err(error)
+            }
+        }
+    }
+}
+
+/// Runs when the group's last handle is dropped: forget it, and unsubscribe
+/// unless it was reopened meanwhile.
+impl Drop for Channel {
+    fn drop(&mut self) {
+        let shared = Arc::clone(&self.cluster.shared);
+        {
+            let mut groups = shared.groups();
+            if groups
+                .get(&*self.channel)
+                .is_some_and(|group| !group.is_alive())
+            {
+                groups.remove(&*self.channel);
+            }
+        }
+        let (mut manager, lock, channel) = (
+            self.cluster.manager.clone(),
+            Arc::clone(&self.cluster.subscriptions),
+            Arc::clone(&self.channel),
+        );
+        let timeout = self.cluster.config.publish_timeout;
+        drop(self.cluster.runtime.spawn(async move {
+            let _one_at_a_time = lock.lock().await;
+            // Reopened meanwhile: stay subscribed.
+            if shared.is_open(&channel) {
+                return;
+            }
+            match shared.within(timeout, manager.unsubscribe(&*channel)).await {
+                Ok(()) => log::debug!(
+                    "cluster node {:032x} unsubscribed from {channel}",
+                    shared.node
+                ),
+                Err(error) => log::debug!("cluster: unsubscribe from {channel}: {error}"),
+            }
+        }));
+    }
+}

@@ -1,0 +1,221 @@
+//! The tasks on a cluster's thread: connecting, publishing in batches,
+//! taking in what Redis pushes, delivering it to the local members, and the
+//! health check that keeps reconnection going.
+
+use std::{
+    sync::{Arc, Weak},
+    time::Duration,
+};
+
+use bytes::Bytes;
+use redis::{
+    aio::{ConnectionManager, ConnectionManagerConfig},
+    PushInfo, PushKind, Value,
+};
+use tokio::sync::{mpsc, oneshot};
+
+use super::{
+    config::ClusterConfig,
+    envelope::{self, Envelope},
+    link::Shared,
+    stats::{add, bump},
+};
+use crate::cluster_error::ClusterError;
+
+/// Most publishes sent to Redis in one pipeline (one write, one round trip).
+const PUBLISH_BATCH: usize = 256;
+
+/// One broadcast waiting to be published.
+pub(super) struct Publish {
+    pub(super) channel: Arc<str>,
+    pub(super) payload: Bytes,
+    pub(super) done: oneshot::Sender<Result<(), ClusterError>>,
+}
+
+/// What the background thread hands back once Redis answered.
+pub(super) struct Started {
+    pub(super) manager: ConnectionManager,
+    pub(super) runtime: tokio::runtime::Handle,
+    pub(super) publish: mpsc::Sender<Publish>,
+}
+
+/// On the cluster's thread: connects, then starts the publishing, delivery
+/// and health-check tasks.
+pub(super) async fn start(
+    client: redis::Client,
+    config: ClusterConfig,
+    shared: Arc<Shared>,
+) -> Result<Started, ClusterError> {
+    let (inbound_tx, inbound_rx) = mpsc::channel(config.inbound_capacity);
+    let receiver = Arc::clone(&shared);
+    let manager_config = ConnectionManagerConfig::new()
+        .set_push_sender(move |push: PushInfo| receive(&receiver, &inbound_tx, push))
+        .set_automatic_resubscription()
+        .set_max_delay(Duration::from_secs(1))
+        .set_connection_timeout(Some(config.publish_timeout))
+        .set_response_timeout(Some(config.publish_timeout));
+    let manager = ConnectionManager::new_with_config(client, manager_config)
+        .await
+        .map_err(|error| ClusterError::from_redis(&shared.url, &error))?;
+    let (publish_tx, publish_rx) = mpsc::channel(config.publish_capacity);
+    tokio::spawn(publish_loop(
+        publish_rx,
+        manager.clone(),
+        Arc::clone(&shared),
+        config.publish_timeout,
+    ));
+    tokio::spawn(deliver_loop(inbound_rx, Arc::clone(&shared)));
+    tokio::spawn(health_loop(
+        manager.clone(),
+        Arc::downgrade(&shared),
+        config.health_check,
+    ));
+    Ok(Started {
+        manager,
+        runtime: tokio::runtime::Handle::current(),
+        publish: publish_tx,
+    })
+}
+
+/// Called by the `redis` crate for every push, on the cluster's thread; must
+/// not block. Decodes, drops this node's own envelopes, and queues the rest
+/// for delivery without ever waiting: a full queue drops and counts.
+fn receive(
+    shared: &Shared,
+    inbound: &mpsc::Sender<(Arc<str>, Envelope)>,
+    push: PushInfo,
+) -> Result<(), ()> {
+    match push.kind {
+        PushKind::Message => {}
+        PushKind::Disconnection => {
+            log::debug!(
+                "cluster node {:032x} lost redis; reconnecting (broadcasts meanwhile are lost)",
+                shared.node
+            );
+            return Ok(());
+        }
+        _ => return Ok(()),
+    }
+    let mut data = push.data.into_iter();
+    let (Some(Value::BulkString(channel)), Some(Value::BulkString(payload))) =
+        (data.next(), data.next())
+    else {
+        bump(&shared.counters.malformed);
+        return Ok(());
+    };
+    let channel: Arc<str> = String::from_utf8_lossy(&channel).into();
+    if envelope::origin(&payload) == Some(shared.node) {
+        // Our own broadcast, echoed: its local members already have it.
+        return Ok(());
+    }
+    let envelope = match envelope::decode(Bytes::from(payload)) {
+        Ok(envelope) => envelope,
+        Err(why) => {
+            let total = bump(&shared.counters.malformed);
+            log::debug!(
+                "cluster: dropped a malformed payload on {channel} ({why:?}; {total} so far)"
+            );
+            return Ok(());
+        }
+    };
+    match inbound.try_send((Arc::clone(&channel), envelope)) {
+        Ok(()) => {
+            bump(&shared.counters.received);
+            Ok(())
+        }
+        Err(mpsc::error::TrySendError::Full(_)) => {
+            let total = bump(&shared.counters.dropped);
+            log::debug!(
+                "cluster node {:032x}: delivery queue full, dropped a broadcast on {channel} ({total} dropped so far)",
+                shared.node
+            );
+            Ok(())
+        }
+        // The delivery task is gone: the cluster is stopping.
+        Err(mpsc::error::TrySendError::Closed(_)) => Err(()),
+    }
+}
+
+/// Delivers queued envelopes to the local members of their group.
+async fn deliver_loop(mut inbound: mpsc::Receiver<(Arc<str>, Envelope)>, shared: Arc<Shared>) {
+    while let Some((channel, envelope)) = inbound.recv().await {
+        // Upgrade under the lock, use and drop outside it: dropping the last
+        // handle of a group takes the same lock.
+        let group = shared
+            .groups()
+            .get(&*channel)
+            .and_then(|weak| weak.upgrade());
+        let Some(group) = group else {
+            log::trace!("cluster: broadcast on {channel}, which is no longer open here");
+            continue;
+        };
+        // The excluded socket lives on the origin node; here everyone gets it.
+        let report = group.deliver(&envelope.message);
+        drop(group);
+        bump(&shared.counters.delivered);
+        log::trace!(
+            "cluster: broadcast from node {:032x} on {channel}: {report:?}",
+            envelope.origin
+        );
+    }
+}
+
+/// Publishes queued broadcasts in order, as many as are waiting in one
+/// pipeline, and tells each caller how it went.
+async fn publish_loop(
+    mut queue: mpsc::Receiver<Publish>,
+    mut manager: ConnectionManager,
+    shared: Arc<Shared>,
+    timeout: Duration,
+) {
+    let mut batch = Vec::with_capacity(PUBLISH_BATCH);
+    while queue.recv_many(&mut batch, PUBLISH_BATCH).await > 0 {
+        let mut pipe = redis::pipe();
+        for publish in &batch {
+            pipe.cmd("PUBLISH")
+                .arg(&*publish.channel)
+                .arg(&publish.payload[..])
+                .ignore();
+        }
+        let outcome = shared.within(timeout, pipe.exec_async(&mut manager)).await;
+        let counter = match &outcome {
+            Ok(()) => &shared.counters.published,
+            Err(error) => {
+                log::debug!(
+                    "cluster node {:032x}: {} broadcasts not published: {error}",
+                    shared.node,
+                    batch.len()
+                );
+                &shared.counters.publish_failed
+            }
+        };
+        add(counter, batch.len());
+        for publish in batch.drain(..) {
+            // A caller that dropped its report does not want the answer.
+            let _ = publish.done.send(outcome.clone());
+        }
+    }
+}
+
+/// Pings Redis every `period` while the cluster lives, so that a node that
+/// only listens reconnects (and resubscribes) after an outage.
+async fn health_loop(mut manager: ConnectionManager, shared: Weak<Shared>, period: Duration) {
+    let mut ticks = tokio::time::interval(period);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        let Some(shared) = shared.upgrade() else {
+            return;
+        };
+        let ping = redis::cmd("PING");
+        if let Err(error) = shared
+            .within(
+                period.max(Duration::from_secs(1)),
+                ping.exec_async(&mut manager),
+            )
+            .await
+        {
+            log::debug!("cluster node {:032x}: health check: {error}", shared.node);
+        }
+    }
+}

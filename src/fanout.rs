@@ -1,0 +1,28 @@
+//! What a [`Group`](crate::group::Group) needs from a broker to reach its
+//! members on other nodes: the [`Fanout`] a cluster plugs into a group.
+//!
+//! This module owns that seam and nothing else. A group keeps its local
+//! members and delivers to them itself; a group opened through a
+//! [`Cluster`](crate::Cluster) also holds a `Fanout`, which publishes each
+//! broadcast for the other nodes and unsubscribes when the group's last
+//! handle is dropped. The group never knows the broker; the cluster never
+//! holds the members.
+
+use tokio::sync::oneshot;
+
+use crate::{cluster_error::ClusterError, message::Message};
+
+/// The remote part of one broadcast: queued for the broker (and a receiver
+/// of the broker's answer), or refused at once.
+pub(crate) type Pending = Result<oneshot::Receiver<Result<(), ClusterError>>, ClusterError>;
+
+/// A group's link to the members of the other nodes.
+pub(crate) trait Fanout: Send + Sync + 'static {
+    /// The group's name on every node.
+    fn name(&self) -> &str;
+
+    /// Queues `message` for every other node, without waiting; `except` is
+    /// the socket of this node that must not get it
+    /// ([`Group::broadcast_except`](crate::group::Group::broadcast_except)).
+    fn publish(&self, message: &Message, except: Option<u64>) -> Pending;
+}
