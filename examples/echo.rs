@@ -7,6 +7,15 @@
 //!
 //! Compression (permessage-deflate) is on for clients that offer it.
 //!
+//! The S19 guard, from the environment (unset: the library's defaults, off):
+//! - `MAX_MESSAGES_PER_SECOND=200`: each connection is paced to 200
+//!   messages a second (bursts of a tenth of that), never dropped;
+//! - `MAX_CONNECTIONS_PER_IP=20`: the 21st connection from one address gets
+//!   429 with `Retry-After` until one of the 20 ends.
+//!
+//! The server-wide inbound budget is on by default (512 MiB); the log shows
+//! its use every 10 s while connections are open.
+//!
 //! Run:   cargo run --example echo            (BIND=127.0.0.1:8080 by default)
 //! Talk:  websocat ws://127.0.0.1:8080/ws     or   curl http://127.0.0.1:8080/ws
 
@@ -15,7 +24,7 @@ use std::time::Duration;
 use actix_web::{middleware::Logger, web, App, HttpRequest, HttpResponse, HttpServer};
 use actix_ws_listener::{
     is_websocket_request, run_with_graceful_shutdown, upgrade, Compression, Config, Listener,
-    Message, Socket,
+    Message, Socket, Stats,
 };
 
 struct Echo;
@@ -50,6 +59,18 @@ async fn ws(req: HttpRequest, payload: web::Payload) -> actix_web::Result<HttpRe
     Ok(upgrade(&req, payload, Echo)?.into_response())
 }
 
+/// A number from the environment; `None` when unset, a warning when not a number.
+fn env_number<T: std::str::FromStr>(name: &str) -> Option<T> {
+    let value = std::env::var(name).ok()?;
+    match value.trim().parse() {
+        Ok(number) => Some(number),
+        Err(_) => {
+            log::warn!("{name}={value:?} is not a number: ignored");
+            None
+        }
+    }
+}
+
 #[actix_web::main]
 async fn main() -> std::io::Result<()> {
     env_logger::init_from_env(env_logger::Env::default().default_filter_or("info"));
@@ -57,7 +78,25 @@ async fn main() -> std::io::Result<()> {
     log::info!("echo server on ws://{bind}/ws");
     // permessage-deflate for clients that offer it (browsers and most
     // libraries do); the rest of the settings are the defaults.
-    let config = Config::default().compression(Compression::default());
+    let mut config = Config::default().compression(Compression::default());
+    if let Some(rate) = env_number::<u32>("MAX_MESSAGES_PER_SECOND") {
+        config = config.max_messages_per_second(rate, (rate / 10).max(1));
+        log::info!("each connection paced to {rate} messages a second");
+    }
+    if let Some(cap) = env_number::<usize>("MAX_CONNECTIONS_PER_IP") {
+        config = config.max_connections_per_ip(cap);
+        log::info!("at most {cap} connections per client address");
+    }
+    actix_rt::spawn(async {
+        let mut every = actix_rt::time::interval(Duration::from_secs(10));
+        loop {
+            every.tick().await;
+            let stats = Stats::now();
+            if stats.connections > 0 || stats.inbound_bytes > 0 {
+                log::info!("{stats:?}");
+            }
+        }
+    });
     let server = HttpServer::new(move || {
         App::new()
             .app_data(config.clone())

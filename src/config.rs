@@ -23,6 +23,25 @@ pub enum BackpressurePolicy {
     Close,
 }
 
+/// Where the address that [`Config::max_connections_per_ip`] counts comes
+/// from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum ClientAddress {
+    /// The TCP peer's address (`HttpRequest::peer_addr`). The default: it is
+    /// the only address a client cannot choose. Behind a reverse proxy it
+    /// is the proxy's, so every client shares one count.
+    #[default]
+    Peer,
+    /// The client address a proxy wrote into `Forwarded` or
+    /// `X-Forwarded-For` (actix-web's `ConnectionInfo::realip_remote_addr`),
+    /// falling back to the peer's. Use it only behind a proxy you trust
+    /// that overwrites those headers: any client can send them, and a
+    /// client that writes a new address into each request would get a new
+    /// count for each connection.
+    Forwarded,
+}
+
 /// Settings for the connections of one upgrade route.
 ///
 /// A plain struct with [`Default`]; every setting states its default and why.
@@ -153,6 +172,39 @@ pub struct Config {
     /// Turn it on where bandwidth costs more than that. See [`Compression`]
     /// for the policy.
     pub compression: Option<Compression>,
+    /// Messages per second one connection may have handed to its listener
+    /// (S19). Default `None`: off.
+    ///
+    /// Over the rate the connection is paced, not dropped: it stops reading
+    /// until the next message is due, so TCP holds the client back, every
+    /// message it sent is delivered in order, and control frames already
+    /// read are answered. Up to [`Config::message_burst`] messages pass at
+    /// once after a quiet spell. Each message runs the listener (a database
+    /// write, say); this is how one client is kept from running it as often
+    /// as it likes.
+    pub max_messages_per_second: Option<u32>,
+    /// Messages a connection may send at once, beyond the rate, after a
+    /// quiet spell. Default 1 (with the rate off it does nothing).
+    pub message_burst: u32,
+    /// Connections the server may have open at once, over every route
+    /// (S19). Default `None`: no cap (the descriptor limit is the cap).
+    ///
+    /// Checked before the upgrade: past it the request gets **503 Service
+    /// Unavailable** with `Retry-After: 5` and no connection starts. A
+    /// connection that ends frees its place at once.
+    pub max_connections: Option<usize>,
+    /// Connections one client address may have open at once (S19). Default
+    /// `None`: no cap.
+    ///
+    /// Checked before the upgrade: past it the request gets **429 Too Many
+    /// Requests** with `Retry-After: 5` and no connection starts. Every
+    /// connection of the process counts, whatever its route; the address is
+    /// the TCP peer's unless [`Config::client_address`] says otherwise.
+    pub max_connections_per_ip: Option<usize>,
+    /// Which address [`Config::max_connections_per_ip`] counts. Default
+    /// [`ClientAddress::Peer`], the TCP peer's: headers can be forged by any
+    /// client; trust them only behind your own proxy.
+    pub client_address: ClientAddress,
 }
 
 impl Default for Config {
@@ -171,6 +223,11 @@ impl Default for Config {
             idle_timeout: None,
             allowed_origins: None,
             compression: None,
+            max_messages_per_second: None,
+            message_burst: 1,
+            max_connections: None,
+            max_connections_per_ip: None,
+            client_address: ClientAddress::Peer,
         }
     }
 }
@@ -261,6 +318,43 @@ impl Config {
     #[must_use]
     pub fn compression(mut self, compression: Compression) -> Self {
         self.compression = Some(compression);
+        self
+    }
+
+    /// Paces each connection to `per_second` messages a second, with bursts
+    /// of `burst` ([`Config::max_messages_per_second`],
+    /// [`Config::message_burst`]).
+    ///
+    /// ```
+    /// let config = actix_ws_listener::Config::default().max_messages_per_second(200, 20);
+    /// assert_eq!(config.max_messages_per_second, Some(200));
+    /// ```
+    #[must_use]
+    pub fn max_messages_per_second(mut self, per_second: u32, burst: u32) -> Self {
+        self.max_messages_per_second = Some(per_second);
+        self.message_burst = burst;
+        self
+    }
+
+    /// Caps the connections open at once ([`Config::max_connections`]).
+    #[must_use]
+    pub fn max_connections(mut self, connections: usize) -> Self {
+        self.max_connections = Some(connections);
+        self
+    }
+
+    /// Caps the connections one address may have open
+    /// ([`Config::max_connections_per_ip`]).
+    #[must_use]
+    pub fn max_connections_per_ip(mut self, connections: usize) -> Self {
+        self.max_connections_per_ip = Some(connections);
+        self
+    }
+
+    /// Sets [`Config::client_address`].
+    #[must_use]
+    pub fn client_address(mut self, source: ClientAddress) -> Self {
+        self.client_address = source;
         self
     }
 

@@ -30,9 +30,10 @@ use bytes::Bytes;
 use futures::Stream;
 
 pub(crate) use self::timers::{Timer, TimerQueue};
-use self::{reader::Reader, typed::Deferred};
+use self::{reader::Reader, typed::Waiting};
 use crate::{
     admission::Admission,
+    budget::Hold,
     close::CloseCode,
     command::{ActorAddress, Command, Commands, Link, Sink},
     config::{BackpressurePolicy, Config},
@@ -79,18 +80,29 @@ where
         config.idle_timeout.is_some(),
     )));
     let body = BodyStream(Rc::clone(&out));
-    ctx.spawn(Reader { payload, commands });
+    ctx.spawn(Reader {
+        payload,
+        commands,
+        pace: None,
+    });
     let connection = Connection {
         driver,
         socket: Socket::new(Arc::clone(&link)),
         link,
         out,
-        inbound: Inbound::new(Limits::of(&config), deflate),
+        inbound: Inbound::new(
+            Limits::of(&config),
+            deflate,
+            Hold::new(admission.budget.clone()),
+        ),
         settings: Settings::of(config),
         admission,
         phase: Phase::Open,
         pending: None,
-        deferred: VecDeque::new(),
+        waiting: VecDeque::new(),
+        waiting_work: 0,
+        held_bytes: 0,
+        refused: 0,
         timers: Vec::new(),
         timers_in: Arc::clone(&timers_in),
         last_seen: Instant::now(),
@@ -140,6 +152,11 @@ enum Phase {
     /// This side's close frame is out; messages are read and dropped while
     /// the timer gives the peer `close_timeout` to answer.
     Closing(SpawnHandle),
+    /// The peer is gone (its close answered, or TCP ended) while a handler
+    /// was pending (S20): nothing more is read, the handler's sends fail,
+    /// and `on_close` runs with this code and reason when the handler is
+    /// done or, at the latest, when the timer fires after `close_timeout`.
+    Departing(SpawnHandle, CloseCode, String),
     /// The connection failed: `on_error` is running, `on_close` is next.
     Failing,
     /// `on_close` has run: nothing else runs.
@@ -159,9 +176,16 @@ pub(crate) struct Connection<L: 'static> {
     phase: Phase,
     /// The async handler being awaited (S16).
     pending: Option<Pending>,
-    /// Typed messages and timer runs that arrived while a handler was
-    /// pending, in arrival order; at most `max_queued_messages` (S17).
-    deferred: VecDeque<Deferred<L>>,
+    /// What arrived while a handler was pending, in arrival order: typed
+    /// messages and timer runs (at most `max_queued_messages`, S17) and the
+    /// data frames read ahead of the handler (S20).
+    waiting: VecDeque<Waiting<L>>,
+    /// How many of `waiting` are typed messages or timer runs.
+    waiting_work: usize,
+    /// Bytes of the messages in `waiting`, for the read-ahead bound (S20).
+    held_bytes: usize,
+    /// Typed messages refused because the listener was done (S17).
+    refused: u64,
     /// The listener's timers, by id, until they end or are cancelled.
     timers: Vec<(u64, SpawnHandle)>,
     /// Requests to start or cancel them, from its [`Address`](crate::Address).
@@ -185,7 +209,11 @@ impl<L: 'static> Actor for Connection<L> {
         // its on_close.
         self.close_listener(CloseCode::GOING_AWAY, "server shutting down");
         self.out.borrow_mut().finish();
-        log::debug!("ws {}: stopped", self.socket.id());
+        log::debug!(
+            "ws {}: stopped; {} typed messages refused",
+            self.socket.id(),
+            self.refused
+        );
     }
 }
 
@@ -203,6 +231,7 @@ impl<L: 'static> Connection<L> {
     fn on_command(&mut self, ctx: &mut Context<Self>, command: Command) {
         match command {
             Command::Fail(error) => self.fail(ctx, error),
+            Command::Disconnect => self.disconnect(ctx),
             command => {
                 self.out.borrow_mut().apply(command);
                 self.link.took_from_mailbox();
@@ -219,6 +248,11 @@ impl<L: 'static> Connection<L> {
         !matches!(self.phase, Phase::Open)
     }
 
+    /// Whether the peer is gone and only a pending handler is left (S20).
+    fn is_departing(&self) -> bool {
+        matches!(self.phase, Phase::Departing(..))
+    }
+
     fn is_done(&self) -> bool {
         matches!(self.phase, Phase::Done)
     }
@@ -233,14 +267,29 @@ impl<L: 'static> Connection<L> {
     /// an async call is polled once at once, in the same scope: a handler
     /// that finishes without waiting costs no second pass.
     fn call(&mut self, ctx: &mut Context<Self>, call: Call, task: Option<&mut task::Context<'_>>) {
+        self.begin(ctx, task, |driver, socket| driver.call(socket, call));
+    }
+
+    /// Runs `start` on the listener with panics contained (S10) and polls
+    /// what it returns once at once (with the reader's `task` if there is
+    /// one; otherwise the reader polls it again at its next turn): what is
+    /// not done becomes the pending handler (S16).
+    fn begin(
+        &mut self,
+        ctx: &mut Context<Self>,
+        task: Option<&mut task::Context<'_>>,
+        start: impl FnOnce(&mut dyn Driver<L>, &Socket) -> Option<Pending>,
+    ) {
         if self.is_done() {
             return;
         }
         let (id, sink) = (self.socket.id(), self.sink());
-        let (driver, socket) = (&mut self.driver, &self.socket);
+        let (driver, socket) = (&mut *self.driver, &self.socket);
         let result = contain(id, sink, || {
-            let mut pending = driver.call(socket, call)?;
-            let done = task.is_some_and(|task| pending.as_mut().poll(task).is_ready());
+            let mut pending = start(driver, socket)?;
+            let mut detached = task::Context::from_waker(futures::task::noop_waker_ref());
+            let task = task.unwrap_or(&mut detached);
+            let done = pending.as_mut().poll(task).is_ready();
             (!done).then_some(pending)
         });
         match result {
@@ -264,11 +313,14 @@ impl<L: 'static> Connection<L> {
             Ok(Poll::Pending) => return Poll::Pending,
             Ok(Poll::Ready(())) => {
                 self.pending = None;
+                // The handler is done with its message (S19).
+                self.inbound.release_delivered();
                 // The idle clock stood still while the handler ran.
                 if self.settings.idle_timeout.is_some() {
                     self.last_seen = Instant::now();
                 }
                 self.after_event(ctx);
+                self.end_departure(ctx);
             }
             Err(panic) => {
                 self.pending = None;
@@ -328,7 +380,7 @@ impl<L: 'static> Connection<L> {
     fn on_peer_close(&mut self, ctx: &mut Context<Self>, code: CloseCode, reason: &str) {
         if self.is_closing() {
             let (code, reason) = self.sent_close();
-            return self.finish(ctx, code, &reason);
+            return self.depart(ctx, code, &reason);
         }
         let echo = if code == CloseCode::NO_STATUS {
             CloseCode::NORMAL
@@ -336,14 +388,53 @@ impl<L: 'static> Connection<L> {
             code
         };
         self.out.borrow_mut().close(echo, "");
-        self.finish(ctx, code, reason);
+        self.depart(ctx, code, reason);
     }
 
     /// The request payload ended: the TCP connection is gone (or half
     /// closed). Without a close handshake that is 1006 (S1).
     fn end_of_input(&mut self, ctx: &mut Context<Self>) {
         let (code, reason) = self.sent_close();
-        self.finish(ctx, code, &reason);
+        self.depart(ctx, code, &reason);
+    }
+
+    /// The peer is gone (S20): without a pending handler the connection
+    /// finishes now. With one, the handler may finish its work, but its
+    /// sends fail, and it gets `close_timeout` at most: a handler that never
+    /// completes does not keep a departed peer's connection alive.
+    fn depart(&mut self, ctx: &mut Context<Self>, code: CloseCode, reason: &str) {
+        if self.pending.is_none() || matches!(self.phase, Phase::Departing(..) | Phase::Done) {
+            return self.finish(ctx, code, reason);
+        }
+        log::debug!(
+            "ws {}: peer gone while a handler is pending; it has {:?} to finish",
+            self.socket.id(),
+            self.settings.close_timeout
+        );
+        if let Phase::Closing(timer) = self.phase {
+            ctx.cancel_future(timer);
+        }
+        // The close frame (if any) goes out and TCP ends now; nothing that
+        // waited for the handler can reach the peer any more.
+        self.out.borrow_mut().finish();
+        self.refused += self.waiting_work as u64;
+        self.waiting.clear();
+        self.waiting_work = 0;
+        self.held_bytes = 0;
+        let timer = ctx.run_later(self.settings.close_timeout, |act, ctx| {
+            log::debug!("ws {}: pending handler dropped", act.socket.id());
+            act.end_departure(ctx);
+        });
+        self.phase = Phase::Departing(timer, code, reason.to_owned());
+    }
+
+    /// The departed peer's pending handler is done (or out of time): the
+    /// connection finishes with the code the departure recorded.
+    fn end_departure(&mut self, ctx: &mut Context<Self>) {
+        if let Phase::Departing(_, code, reason) = &self.phase {
+            let (code, reason) = (*code, reason.clone());
+            self.finish(ctx, code, &reason);
+        }
     }
 
     /// Fails the connection (S7): close frame with the error's code,
@@ -368,14 +459,38 @@ impl<L: 'static> Connection<L> {
         self.finish(ctx, code, &reason);
     }
 
+    /// Ends the connection at once, without the close handshake (S20): the
+    /// response body fails, so actix-http drops TCP; what was buffered is
+    /// dropped; `on_close` gets 1006 and an empty reason, as for a peer
+    /// that vanished.
+    fn disconnect(&mut self, ctx: &mut Context<Self>) {
+        if self.is_done() {
+            return;
+        }
+        log::debug!("ws {}: disconnected by the server", self.socket.id());
+        match self.phase {
+            Phase::Closing(timer) | Phase::Departing(timer, ..) => {
+                ctx.cancel_future(timer);
+            }
+            _ => {}
+        }
+        self.out.borrow_mut().abort();
+        self.close_listener(CloseCode::ABNORMAL, "");
+        self.inbound.clear();
+        ctx.stop();
+    }
+
     /// Runs `on_close` once and ends the connection once the buffered
     /// frames are written.
     fn finish(&mut self, ctx: &mut Context<Self>, code: CloseCode, reason: &str) {
         if self.is_done() {
             return;
         }
-        if let Phase::Closing(timer) = self.phase {
-            ctx.cancel_future(timer);
+        match self.phase {
+            Phase::Closing(timer) | Phase::Departing(timer, ..) => {
+                ctx.cancel_future(timer);
+            }
+            _ => {}
         }
         self.close_listener(code, reason);
         self.out.borrow_mut().finish();
@@ -405,7 +520,10 @@ impl<L: 'static> Connection<L> {
         self.pending = None;
         // Messages that waited for the pending handler are refused: their
         // senders' `send` resolves to `MailboxError::Closed`.
-        self.deferred.clear();
+        self.refused += self.waiting_work as u64;
+        self.waiting.clear();
+        self.waiting_work = 0;
+        self.held_bytes = 0;
         self.socket_closed();
         log::debug!("ws {}: closed with {code} {reason:?}", self.socket.id());
         let (id, sink) = (self.socket.id(), self.sink());
@@ -415,7 +533,7 @@ impl<L: 'static> Connection<L> {
         }
     }
 
-    fn socket_closed(&self) {
+    fn socket_closed(&mut self) {
         self.link.mark_closed();
         self.timers_in.close(&self.link);
         self.admission.leave(&self.socket);

@@ -363,6 +363,9 @@ fn compress_message(stream: &mut Compress, input: &[u8], out: &mut Vec<u8>) -> b
 pub(crate) enum InflateError {
     /// The output would pass the limit.
     TooBig,
+    /// The output needed more memory than its `grow` callback allowed (the
+    /// server-wide inbound budget, S19).
+    Budget,
     /// Not a valid deflate stream.
     Corrupt,
 }
@@ -397,11 +400,25 @@ impl Inflater {
 
     /// Inflates one frame's compressed payload, appending to `out`, and
     /// fails as soon as `out` would hold more than `limit` bytes.
+    #[cfg(test)]
     pub(crate) fn inflate(
         &mut self,
         input: &[u8],
         out: &mut Vec<u8>,
         limit: usize,
+    ) -> Result<(), InflateError> {
+        self.inflate_within(input, out, limit, &mut |_| true)
+    }
+
+    /// [`Inflater::inflate`], asking `grow` before each growth of `out`'s
+    /// capacity (by the number of bytes it is about to grow); a `false`
+    /// stops with [`InflateError::Budget`] before allocating.
+    pub(crate) fn inflate_within(
+        &mut self,
+        input: &[u8],
+        out: &mut Vec<u8>,
+        limit: usize,
+        grow: &mut dyn FnMut(usize) -> bool,
     ) -> Result<(), InflateError> {
         let stream = self
             .stream
@@ -416,6 +433,9 @@ impl Inflater {
                     .max(out.len() + INFLATE_STEP)
                     .min(cap)
                     .max(out.len() + 1);
+                if !grow(target - out.capacity()) {
+                    return Err(InflateError::Budget);
+                }
                 out.reserve_exact(target - out.len());
             }
             let consumed = (stream.total_in() - start) as usize;
@@ -454,8 +474,9 @@ impl Inflater {
         &mut self,
         out: &mut Vec<u8>,
         limit: usize,
+        grow: &mut dyn FnMut(usize) -> bool,
     ) -> Result<(), InflateError> {
-        let result = self.inflate(&TRAILER, out, limit);
+        let result = self.inflate_within(&TRAILER, out, limit, grow);
         if !self.keep_context {
             self.stream = None;
         }
@@ -540,7 +561,9 @@ mod tests {
                 assert!(deflater.compress(message, &mut compressed));
                 let mut out = Vec::new();
                 inflater.inflate(&compressed, &mut out, 1 << 20).unwrap();
-                inflater.finish_message(&mut out, 1 << 20).unwrap();
+                inflater
+                    .finish_message(&mut out, 1 << 20, &mut |_| true)
+                    .unwrap();
                 assert_eq!(out, message);
                 // Without context takeover nothing is kept between messages.
                 assert_eq!(deflater.holds_stream(), takeover);

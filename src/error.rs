@@ -66,6 +66,16 @@ pub enum Error {
     /// The outbound buffer was full under [`BackpressurePolicy::Close`](crate::BackpressurePolicy::Close).
     /// Closes with 1008.
     Backpressure,
+    /// The server-wide [`InboundBudget`](crate::InboundBudget) (S19) had not
+    /// enough left for this connection's unfinished message. Closes with
+    /// 1013 (Try Again Later); the reason says how much it asked for and
+    /// how much was left.
+    BudgetExhausted {
+        /// Bytes the connection asked for.
+        asked: u64,
+        /// Bytes the budget had left for it.
+        left: u64,
+    },
     /// A listener callback panicked; the payload of the panic, when it is a
     /// string. Closes with 1011 (the peer is told "Internal error", not the
     /// panic's text).
@@ -84,6 +94,7 @@ impl Error {
             Error::Timeout => CloseCode::GOING_AWAY,
             Error::Backpressure => CloseCode::POLICY_VIOLATION,
             Error::ListenerPanic(_) => CloseCode::INTERNAL_ERROR,
+            Error::BudgetExhausted { .. } => CloseCode::TRY_AGAIN_LATER,
         }
     }
 
@@ -102,6 +113,9 @@ impl Error {
             Error::Timeout => "Idle timeout".to_owned(),
             Error::Backpressure => "Outbound buffer full".to_owned(),
             Error::ListenerPanic(_) => "Internal error".to_owned(),
+            Error::BudgetExhausted { asked, left } => {
+                format!("Inbound budget exhausted: asked {asked}, left {left}")
+            }
         }
     }
 }
@@ -130,6 +144,10 @@ impl fmt::Display for Error {
             Error::Timeout => f.write_str("no data from the peer within idle_timeout"),
             Error::Backpressure => f.write_str("outbound buffer full: the peer does not read"),
             Error::ListenerPanic(message) => write!(f, "listener panicked: {message}"),
+            Error::BudgetExhausted { asked, left } => write!(
+                f,
+                "server-wide inbound budget exhausted: asked for {asked} bytes, {left} left"
+            ),
         }
     }
 }

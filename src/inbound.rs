@@ -6,15 +6,30 @@
 //! validated as it streams in (S2) → one [`Event`]. It knows no actor,
 //! listener or socket: the connection feeds it bytes and pulls events one
 //! at a time, so it can stop pulling when it cannot take more (S15).
+//!
+//! It also keeps the S19 accounts of what it holds: each data frame's
+//! payload is taken from the server-wide budget when its header arrives,
+//! the assembly and inflate buffers as their capacity grows, and a
+//! delivered message's bytes are given back when the connection says the
+//! listener is done with it ([`Inbound::release_delivered`]). With a rate
+//! limit, a whole message waits for its token here, and the connection
+//! asks [`Inbound::paced_until`] when to come back.
+
+use std::time::Instant;
 
 use bytes::{Buf, Bytes, BytesMut};
 use bytestring::ByteString;
 
 use crate::{
+    budget::{Hold, Refused},
+    close::CloseCode,
+    config::Config,
     deflate::{Agreed, InflateError, Inflater},
+    error::{Error, ProtocolError},
     frame::{self, Header, OpCode},
+    message::Message,
+    rate::Pace,
     utf8::Utf8Validator,
-    CloseCode, Config, Error, Message, ProtocolError,
 };
 
 /// Most a frame header alone makes the assembler allocate for its payload.
@@ -37,6 +52,8 @@ pub(crate) struct Limits {
     pub(crate) max_frame: usize,
     pub(crate) max_text: usize,
     pub(crate) max_binary: usize,
+    /// Messages per second and burst, when paced.
+    pub(crate) rate: Option<(u32, u32)>,
 }
 
 impl Limits {
@@ -45,6 +62,9 @@ impl Limits {
             max_frame: config.max_frame_size,
             max_text: config.max_text_message_size,
             max_binary: config.max_binary_message_size,
+            rate: config
+                .max_messages_per_second
+                .map(|rate| (rate, config.message_burst)),
         }
     }
 
@@ -87,7 +107,7 @@ enum Assembly {
     /// No fragmented message is open.
     Idle,
     /// Uncompressed fragments, appended as they come.
-    Plain { text: bool, buf: BytesMut },
+    Plain { text: bool, buf: Vec<u8> },
     /// Compressed fragments, inflated into `out` as they come.
     Inflating { text: bool, out: Vec<u8> },
 }
@@ -119,10 +139,31 @@ pub(crate) struct Inbound {
     /// never need it and every byte here is paid by every idle connection).
     deflate: Option<Agreed>,
     inflater: Option<Box<Inflater>>,
+    /// This connection's share of the inbound budget (S19): `frame_held`
+    /// for the frame being read, `assembly_held` for the assembly's
+    /// capacity, `delivered` for messages still with the listener.
+    hold: Hold,
+    frame_held: usize,
+    assembly_held: usize,
+    delivered: usize,
+    /// The rate limit, and a whole message waiting for its token.
+    pace: Option<Box<Paced>>,
+}
+
+/// A rate-limited connection's bucket and the message that waits for it.
+struct Paced {
+    bucket: Pace,
+    waiting: Option<(Event, Instant)>,
 }
 
 impl Inbound {
-    pub(crate) fn new(limits: Limits, deflate: Option<Agreed>) -> Inbound {
+    pub(crate) fn new(limits: Limits, deflate: Option<Agreed>, hold: Hold) -> Inbound {
+        let pace = limits.rate.map(|(per_second, burst)| {
+            Box::new(Paced {
+                bucket: Pace::new(per_second, burst, Instant::now()),
+                waiting: None,
+            })
+        });
         Inbound {
             buf: BytesMut::new(),
             reading: Reading::Header,
@@ -131,12 +172,45 @@ impl Inbound {
             limits,
             deflate,
             inflater: None,
+            hold,
+            frame_held: 0,
+            assembly_held: 0,
+            delivered: 0,
+            pace,
         }
+    }
+
+    /// The listener is done with the messages handed out so far (it
+    /// returned, or its async handler completed): their bytes go back to
+    /// the budget.
+    pub(crate) fn release_delivered(&mut self) {
+        self.hold.shrink(std::mem::take(&mut self.delivered));
+    }
+
+    /// When a whole message waits for its rate token: the moment it is due
+    /// (read nothing until then, S15).
+    pub(crate) fn paced_until(&self) -> Option<Instant> {
+        self.pace
+            .as_ref()
+            .and_then(|pace| pace.waiting.as_ref())
+            .map(|(_, due)| *due)
+    }
+
+    /// Bytes this connection holds in the budget.
+    #[cfg(test)]
+    fn held(&self) -> usize {
+        self.hold.held()
     }
 
     /// Appends bytes read from the peer.
     pub(crate) fn feed(&mut self, chunk: &[u8]) {
         self.buf.extend_from_slice(chunk);
+    }
+
+    /// Bytes held: read and not yet made into events, and the message being
+    /// assembled.
+    pub(crate) fn buffered(&self) -> usize {
+        self.buf.len() + self.assembly.len()
     }
 
     /// Frees everything held: the connection is over.
@@ -145,11 +219,42 @@ impl Inbound {
         self.reading = Reading::Header;
         self.assembly = Assembly::Idle;
         self.inflater = None;
+        self.pace = None;
+        self.hold.clear();
+        (self.frame_held, self.assembly_held, self.delivered) = (0, 0, 0);
     }
 
     /// The next event the fed bytes make, `Ok(None)` when more bytes are
-    /// needed, or the error that must fail the connection.
+    /// needed (or, when [`Inbound::paced_until`] says so, when the next
+    /// message is not due yet), or the error that must fail the connection.
     pub(crate) fn next_event(&mut self) -> Result<Option<Event>, Error> {
+        if let Some(pace) = &mut self.pace {
+            if let Some((event, _)) = pace.waiting.take() {
+                match pace.bucket.take(Instant::now()) {
+                    Ok(()) => return Ok(Some(event)),
+                    Err(due) => {
+                        pace.waiting = Some((event, due));
+                        return Ok(None);
+                    }
+                }
+            }
+        }
+        let event = self.next_unpaced()?;
+        match (event, &mut self.pace) {
+            (Some(event @ Event::Message(_)), Some(pace)) => {
+                match pace.bucket.take(Instant::now()) {
+                    Ok(()) => Ok(Some(event)),
+                    Err(due) => {
+                        pace.waiting = Some((event, due));
+                        Ok(None)
+                    }
+                }
+            }
+            (event, _) => Ok(event),
+        }
+    }
+
+    fn next_unpaced(&mut self) -> Result<Option<Event>, Error> {
         loop {
             if let Reading::Header = self.reading {
                 if !self.read_header()? {
@@ -179,6 +284,15 @@ impl Inbound {
             return Ok(false);
         };
         self.check_header(&header)?;
+        if matches!(
+            header.opcode,
+            OpCode::Text | OpCode::Binary | OpCode::Continuation
+        ) {
+            // S19 at S8's place: the payload is taken from the budget
+            // before any of it is buffered.
+            self.hold.grow(header.len).map_err(budget_error)?;
+            self.frame_held = header.len;
+        }
         self.buf.advance(header_len);
         // Room for the whole payload now, rather than doubling (and
         // copying) as it streams in; capped so that a declared size alone
@@ -276,36 +390,60 @@ impl Inbound {
                 out: Vec::new(),
             },
             OpCode::Text | OpCode::Binary if header.fin => {
+                // The frame's payload is the message: its bytes stay held
+                // until the listener is done with it.
+                self.delivered += std::mem::take(&mut self.frame_held);
                 return self.message(text, payload, frame.streamed).map(Some);
             }
             OpCode::Text | OpCode::Binary => Assembly::Plain {
                 text,
-                buf: BytesMut::new(),
+                buf: Vec::new(),
             },
             OpCode::Continuation => std::mem::replace(&mut self.assembly, Assembly::Idle),
         };
         match assembly {
             Assembly::Idle => Ok(None),
             Assembly::Plain { text, mut buf } => {
-                if buf.is_empty() {
-                    buf.reserve(payload.len() * 2);
-                }
+                self.grow_assembly(&mut buf, payload.len(), text)?;
                 buf.extend_from_slice(&payload);
+                // The frame's bytes now live in the assembly.
+                drop(payload);
+                self.hold.shrink(std::mem::take(&mut self.frame_held));
                 if header.fin {
-                    return self.message(text, buf.freeze(), true).map(Some);
+                    self.delivered += std::mem::take(&mut self.assembly_held);
+                    return self.message(text, Bytes::from(buf), true).map(Some);
                 }
                 self.assembly = Assembly::Plain { text, buf };
                 Ok(None)
             }
             Assembly::Inflating { text, mut out } => {
                 self.inflate(text, &mut out, &payload, header.fin)?;
+                drop(payload);
+                self.hold.shrink(std::mem::take(&mut self.frame_held));
                 if header.fin {
+                    self.delivered += std::mem::take(&mut self.assembly_held);
                     return self.message(text, Bytes::from(out), true).map(Some);
                 }
                 self.assembly = Assembly::Inflating { text, out };
                 Ok(None)
             }
         }
+    }
+
+    /// Makes room in a plain assembly for `more` bytes: its capacity at
+    /// least doubles (never past the message limit), and each growth is
+    /// taken from the budget before it is allocated.
+    fn grow_assembly(&mut self, buf: &mut Vec<u8>, more: usize, text: bool) -> Result<(), Error> {
+        let needed = buf.len() + more;
+        if needed <= buf.capacity() {
+            return Ok(());
+        }
+        let target = needed.max((buf.capacity() * 2).min(self.limits.max(text)));
+        let growth = target - buf.capacity();
+        self.hold.grow(growth).map_err(budget_error)?;
+        self.assembly_held += growth;
+        buf.reserve_exact(target - buf.len());
+        Ok(())
     }
 
     /// Inflates one frame of a compressed message into `out`, checking the
@@ -326,11 +464,26 @@ impl Inbound {
             .get_or_insert_with(|| Box::new(Inflater::new(agreed)));
         let max = self.limits.max(text);
         let before = out.len();
-        let mut result = inflater.inflate(payload, out, max);
+        let (hold, held) = (&mut self.hold, &mut self.assembly_held);
+        let mut refused = None;
+        let mut grow = |bytes: usize| match hold.grow(bytes) {
+            Ok(()) => {
+                *held += bytes;
+                true
+            }
+            Err(refusal) => {
+                refused = Some(refusal);
+                false
+            }
+        };
+        let mut result = inflater.inflate_within(payload, out, max, &mut grow);
         if result.is_ok() && fin {
-            result = inflater.finish_message(out, max);
+            result = inflater.finish_message(out, max, &mut grow);
         }
         match result {
+            Err(InflateError::Budget) => {
+                Err(refused.map_or(Error::BudgetExhausted { asked: 0, left: 0 }, budget_error))
+            }
             Err(InflateError::TooBig) => Err(self.limits.too_large(text, out.len() as u64)),
             Err(InflateError::Corrupt) => Err(Error::InvalidCompressedData),
             Ok(()) if text && self.utf8.feed(&out[before..]).is_err() => Err(Error::InvalidUtf8),
@@ -354,6 +507,13 @@ impl Inbound {
     }
 }
 
+fn budget_error(refused: Refused) -> Error {
+    Error::BudgetExhausted {
+        asked: refused.asked as u64,
+        left: refused.left as u64,
+    }
+}
+
 /// Parses and validates a close frame's payload (S4).
 fn parse_close(payload: &[u8]) -> Result<(CloseCode, &str), Error> {
     match payload.len() {
@@ -374,7 +534,12 @@ fn parse_close(payload: &[u8]) -> Result<(CloseCode, &str), Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{deflate, Compression};
+    use crate::{budget::InboundBudget, deflate, Compression};
+
+    /// An inbound with a budget of its own, large enough not to matter.
+    fn new_inbound(limits: Limits, deflate: Option<Agreed>) -> Inbound {
+        Inbound::new(limits, deflate, Hold::new(InboundBudget::new(1 << 40)))
+    }
 
     const MASK: [u8; 4] = [0x37, 0xFA, 0x21, 0x3D];
 
@@ -404,11 +569,12 @@ mod tests {
             max_frame: max,
             max_text: max,
             max_binary: max,
+            rate: None,
         }
     }
 
     fn inbound() -> Inbound {
-        Inbound::new(limits(1 << 20), None)
+        new_inbound(limits(1 << 20), None)
     }
 
     /// Feeds `bytes` one at a time and collects every event.
@@ -457,24 +623,25 @@ mod tests {
         let mut bytes = frame(0x01, &[0xC3]);
         bytes.extend(frame(0x80, &[0xA9]));
         assert_eq!(
-            events_byte_by_byte(&mut Inbound::new(limits(100), None), &bytes),
+            events_byte_by_byte(&mut new_inbound(limits(100), None), &bytes),
             Ok(vec![text("é")])
         );
         let mut bytes = frame(0x01, b"ok");
         bytes.extend(frame(0x80, &[0xC3]));
         assert_eq!(
-            events_byte_by_byte(&mut Inbound::new(limits(100), None), &bytes),
+            events_byte_by_byte(&mut new_inbound(limits(100), None), &bytes),
             Err(Error::InvalidUtf8)
         );
     }
 
     #[test]
     fn s8_limits_fail_at_the_header_with_the_sizes() {
-        let mut inbound = Inbound::new(
+        let mut inbound = new_inbound(
             Limits {
                 max_frame: 100,
                 max_text: 5,
                 max_binary: 8,
+                rate: None,
             },
             None,
         );
@@ -484,14 +651,14 @@ mod tests {
             inbound.next_event(),
             Err(Error::TextTooLarge { size: 6, max: 5 })
         );
-        let mut inbound = Inbound::new(limits(8), None);
+        let mut inbound = new_inbound(limits(8), None);
         let mut bytes = frame(0x02, &[0; 5]);
         bytes.extend(frame(0x80, &[0; 4]));
         assert_eq!(
             events_byte_by_byte(&mut inbound, &bytes),
             Err(Error::BinaryTooLarge { size: 9, max: 8 })
         );
-        let mut inbound = Inbound::new(limits(8), None);
+        let mut inbound = new_inbound(limits(8), None);
         inbound.feed(&frame(0x82, &[0; 9])[..4]);
         assert_eq!(
             inbound.next_event(),
@@ -550,16 +717,121 @@ mod tests {
         // Split over two frames, RSV1 on the first only.
         let (a, b) = compressed.split_at(compressed.len() / 2);
         let bytes = [frame(0x41, a), frame(0x80, b)].concat();
-        let mut inbound = Inbound::new(limits(1 << 20), Some(agreed.clone()));
+        let mut inbound = new_inbound(limits(1 << 20), Some(agreed.clone()));
         assert_eq!(
             events_byte_by_byte(&mut inbound, &bytes),
             Ok(vec![text(&original)])
         );
-        let mut small = Inbound::new(limits(100), Some(agreed));
+        let mut small = new_inbound(limits(100), Some(agreed));
         let whole = frame(0xC1, &compressed);
         match events_byte_by_byte(&mut small, &whole) {
             Err(Error::TextTooLarge { size, max: 100 }) => assert!(size > 100, "{size}"),
             other => panic!("expected TextTooLarge, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn s19_unfinished_messages_hold_budget_until_the_listener_is_done() {
+        let budget = InboundBudget::new(1 << 20);
+        let mut inbound = Inbound::new(limits(1 << 20), None, Hold::new(budget.clone()));
+        // Only the header of a 1000-byte fragment: its payload is taken now.
+        inbound.feed(&frame(0x02, &[7; 1000])[..8]);
+        assert_eq!(inbound.next_event(), Ok(None));
+        assert_eq!(budget.in_use(), 1000);
+        inbound.feed(&frame(0x02, &[7; 1000])[8..]);
+        assert_eq!(inbound.next_event(), Ok(None));
+        // The frame moved into the assembly (capacity counted).
+        assert_eq!(budget.in_use(), inbound.held());
+        inbound.feed(&frame(0x80, &[8; 500]));
+        assert!(matches!(inbound.next_event(), Ok(Some(Event::Message(_)))));
+        // Handed out, still with the listener: still held.
+        assert!(budget.in_use() >= 1500, "{}", budget.in_use());
+        inbound.release_delivered();
+        assert_eq!(budget.in_use(), 0);
+        // A whole single-frame message holds exactly its payload.
+        inbound.feed(&frame(0x82, &[1; 300]));
+        assert!(matches!(inbound.next_event(), Ok(Some(Event::Message(_)))));
+        assert_eq!(budget.in_use(), 300);
+        inbound.release_delivered();
+        assert_eq!(budget.in_use(), 0);
+    }
+
+    #[test]
+    fn s19_a_frame_past_the_budget_is_refused_at_its_header_with_the_sizes() {
+        let budget = InboundBudget::new(800 << 10);
+        let mut first = Inbound::new(limits(1 << 20), None, Hold::new(budget.clone()));
+        first.feed(&frame(0x02, &[0; 600 << 10])[..14]);
+        assert_eq!(first.next_event(), Ok(None));
+        let mut second = Inbound::new(limits(1 << 20), None, Hold::new(budget.clone()));
+        second.feed(&frame(0x02, &[0; 200 << 10])[..14]);
+        // Large holders may use 7/8 of 800 KiB = 700 KiB; 100 KiB are left.
+        assert_eq!(
+            second.next_event(),
+            Err(Error::BudgetExhausted {
+                asked: 200 << 10,
+                left: 100 << 10
+            })
+        );
+        assert_eq!(
+            Error::BudgetExhausted { asked: 5, left: 1 }.close_code(),
+            CloseCode::TRY_AGAIN_LATER
+        );
+        // A small message still fits in the part kept for small ones.
+        second.clear();
+        let mut small = Inbound::new(limits(1 << 20), None, Hold::new(budget.clone()));
+        small.feed(&frame(0x81, b"hi"));
+        assert_eq!(small.next_event(), Ok(Some(text("hi"))));
+        // The connection that ended gave everything back.
+        first.clear();
+        small.release_delivered();
+        assert_eq!(budget.in_use(), 0);
+    }
+
+    #[test]
+    fn s19_a_compression_bomb_counts_its_inflated_bytes_against_the_budget() {
+        let Some(agreed) = deflate::negotiate(
+            std::iter::once("permessage-deflate"),
+            &Compression::default().min_size(0),
+        ) else {
+            panic!("permessage-deflate was not agreed");
+        };
+        let mut compressed = Vec::new();
+        assert!(deflate::Deflater::new(&agreed).compress(&vec![0u8; 8 << 20], &mut compressed));
+        let budget = InboundBudget::new(1 << 20);
+        // The message limit (64 MiB) would allow it; the budget does not.
+        let mut inbound = Inbound::new(limits(64 << 20), Some(agreed), Hold::new(budget.clone()));
+        inbound.feed(&frame(0xC2, &compressed));
+        match inbound.next_event() {
+            Err(Error::BudgetExhausted { asked, left }) => {
+                assert!(asked > left, "{asked} {left}")
+            }
+            other => panic!("expected BudgetExhausted, got {other:?}"),
+        }
+        assert!(budget.in_use() <= 1 << 20, "{}", budget.in_use());
+        inbound.clear();
+        assert_eq!(budget.in_use(), 0);
+    }
+
+    #[test]
+    fn s19_over_the_rate_a_whole_message_waits_for_its_token_in_order() {
+        let mut inbound = new_inbound(
+            Limits {
+                rate: Some((1, 2)),
+                ..limits(1 << 20)
+            },
+            None,
+        );
+        for word in ["a", "b", "c"] {
+            inbound.feed(&frame(0x81, word.as_bytes()));
+        }
+        inbound.feed(&frame(0x89, b"p"));
+        assert_eq!(inbound.next_event(), Ok(Some(text("a"))));
+        assert_eq!(inbound.next_event(), Ok(Some(text("b"))));
+        // The burst is spent: "c" waits, and nothing behind it is read.
+        assert_eq!(inbound.next_event(), Ok(None));
+        let due = inbound.paced_until();
+        assert!(due.is_some_and(|due| due > Instant::now()));
+        assert_eq!(inbound.next_event(), Ok(None));
+        assert_eq!(inbound.paced_until(), due);
     }
 }

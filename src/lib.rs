@@ -151,6 +151,9 @@
 mod address;
 mod admission;
 mod async_listener;
+mod broadcast;
+mod budget;
+mod caps;
 mod close;
 #[cfg(feature = "redis")]
 mod cluster;
@@ -174,11 +177,14 @@ mod listener;
 mod listening;
 mod message;
 mod outbound;
+mod presence;
+mod rate;
 mod registry;
 #[cfg(unix)]
 mod reuseport;
 mod shutdown;
 mod socket;
+mod stats;
 #[cfg(feature = "test-util")]
 mod test_frame;
 #[cfg(feature = "test-util")]
@@ -188,6 +194,8 @@ mod utf8;
 
 pub use address::{Address, NotThisListener, Timer, TrySendError};
 pub use async_listener::AsyncListener;
+pub use broadcast::Broadcast;
+pub use budget::{InboundBudget, DEFAULT_INBOUND_BUDGET};
 pub use close::CloseCode;
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
@@ -195,21 +203,23 @@ pub use cluster::{Cluster, ClusterConfig, ClusterStats};
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use cluster_error::ClusterError;
-pub use config::{BackpressurePolicy, Config};
+pub use config::{BackpressurePolicy, ClientAddress, Config};
 pub use deflate::Compression;
 #[cfg(feature = "json")]
 #[cfg_attr(docsrs, doc(cfg(feature = "json")))]
 pub use error::JsonError;
 pub use error::{Error, ProtocolError, SendError};
-pub use group::{Broadcast, Group};
+pub use group::Group;
 pub use listener::{listener, FnListener, Handles, Listener};
 pub use listening::{AsyncKind, Listen, Listening, SyncKind};
 pub use message::Message;
+pub use presence::{Member, PresenceEvent};
 pub use registry::Connections;
 #[cfg(unix)]
 pub use reuseport::reuse_port_listener;
 pub use shutdown::run_with_graceful_shutdown;
 pub use socket::Socket;
+pub use stats::Stats;
 pub use upgrade::{
     is_upgrade_request, is_websocket_request, requested_protocols, upgrade, UpgradeError,
     WebSocketUpgrade,

@@ -18,7 +18,9 @@ use actix_web::{
 use crate::{
     address::Address,
     admission::Admission,
-    config::Config,
+    budget::InboundBudget,
+    caps::{Caps, Full},
+    config::{ClientAddress, Config},
     connection, deflate,
     driver::Driver,
     listening::{Listen, Listening},
@@ -103,7 +105,17 @@ pub enum UpgradeError {
     BadKey,
     /// The `Origin` is not in `allowed_origins`: 403.
     OriginNotAllowed,
+    /// `max_connections` are open (S19): 503 with `Retry-After`.
+    ServerFull,
+    /// `max_connections_per_ip` are open from the client's address (S19):
+    /// 429 with `Retry-After`.
+    TooManyFromAddress,
 }
+
+/// The `Retry-After` (seconds) of a 503 or 429 from the connection caps:
+/// long enough that a client's retry loop does not hammer a full server,
+/// short enough that a freed place is taken soon.
+const RETRY_AFTER_SECS: u32 = 5;
 
 impl fmt::Display for UpgradeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -120,6 +132,8 @@ impl fmt::Display for UpgradeError {
             }
             UpgradeError::BadKey => "missing, repeated or malformed Sec-WebSocket-Key",
             UpgradeError::OriginNotAllowed => "WebSocket upgrade from this origin is not allowed",
+            UpgradeError::ServerFull => "the server has as many WebSocket connections as it takes",
+            UpgradeError::TooManyFromAddress => "too many WebSocket connections from this address",
         })
     }
 }
@@ -132,6 +146,8 @@ impl ResponseError for UpgradeError {
             UpgradeError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             UpgradeError::UnsupportedVersion => StatusCode::UPGRADE_REQUIRED,
             UpgradeError::OriginNotAllowed => StatusCode::FORBIDDEN,
+            UpgradeError::ServerFull => StatusCode::SERVICE_UNAVAILABLE,
+            UpgradeError::TooManyFromAddress => StatusCode::TOO_MANY_REQUESTS,
             _ => StatusCode::BAD_REQUEST,
         }
     }
@@ -143,6 +159,12 @@ impl ResponseError for UpgradeError {
         }
         if *self == UpgradeError::MethodNotAllowed {
             response.insert_header((header::ALLOW, "GET"));
+        }
+        if matches!(
+            self,
+            UpgradeError::ServerFull | UpgradeError::TooManyFromAddress
+        ) {
+            response.insert_header((header::RETRY_AFTER, RETRY_AFTER_SECS));
         }
         response
             .content_type("text/plain; charset=utf-8")
@@ -226,11 +248,47 @@ fn app_config(req: &HttpRequest) -> Config {
     app_data::<Config>(req).cloned().unwrap_or_default()
 }
 
-/// What the connection joins besides its config: the registry in `app_data`.
-fn admission(req: &HttpRequest) -> Admission {
-    Admission {
+/// What the connection joins besides its config: the registry and budget
+/// in `app_data`, and a place in the connection caps (S19), checked here,
+/// before any 101.
+fn admission(req: &HttpRequest, config: &Config) -> Result<Admission, UpgradeError> {
+    let address = match config.client_address {
+        ClientAddress::Peer => req.peer_addr().map(|addr| addr.ip()),
+        ClientAddress::Forwarded => forwarded_ip(req),
+    };
+    let place = Caps::global()
+        .admit(
+            address,
+            config.max_connections,
+            config.max_connections_per_ip,
+        )
+        .map_err(|full| {
+            log::debug!("ws upgrade from {address:?} refused: {full:?}");
+            match full {
+                Full::Server => UpgradeError::ServerFull,
+                Full::Address => UpgradeError::TooManyFromAddress,
+            }
+        })?;
+    Ok(Admission {
         registry: app_data::<Connections>(req).cloned(),
-    }
+        budget: app_data::<InboundBudget>(req)
+            .unwrap_or_else(|| InboundBudget::global())
+            .clone(),
+        place: Some(place),
+    })
+}
+
+/// The client address a trusted proxy wrote (`Forwarded`, `X-Forwarded-For`),
+/// else the peer's.
+fn forwarded_ip(req: &HttpRequest) -> Option<std::net::IpAddr> {
+    let info = req.connection_info();
+    let real = info.realip_remote_addr()?;
+    // "203.0.113.7", "203.0.113.7:4711", "[2001:db8::1]:4711" or "2001:db8::1".
+    real.parse::<std::net::SocketAddr>()
+        .map(|addr| addr.ip())
+        .or_else(|_| real.trim_matches(['[', ']']).parse())
+        .ok()
+        .or_else(|| req.peer_addr().map(|addr| addr.ip()))
 }
 
 /// A `T` or a `web::Data<T>` from the request's `app_data`.
@@ -239,7 +297,8 @@ fn app_data<T: 'static>(req: &HttpRequest) -> Option<&T> {
         .or_else(|| req.app_data::<web::Data<T>>().map(|data| data.as_ref()))
 }
 
-/// The 101 response and the started connection's address.
+/// The 101 response and the started connection's address, or the 503 / 429
+/// of a full server or address.
 fn respond<L: 'static>(
     req: &HttpRequest,
     payload: impl futures::Stream<Item = Result<bytes::Bytes, actix_web::error::PayloadError>>
@@ -249,7 +308,8 @@ fn respond<L: 'static>(
     supported: &[String],
     config: Config,
     driver: Box<dyn Driver<L>>,
-) -> (HttpResponse, Address<L>) {
+) -> Result<(HttpResponse, Address<L>), UpgradeError> {
+    let admission = admission(req, &config)?;
     let offered = requested_protocols(req);
     // S11: never answer with a protocol the client did not offer.
     let protocol = match chosen {
@@ -285,8 +345,8 @@ fn respond<L: 'static>(
         protocol,
         deflate
     );
-    let (edge, socket, body) = connection::start(driver, config, admission(req), deflate, payload);
-    (response.streaming(body), Address::new(&edge, socket))
+    let (edge, socket, body) = connection::start(driver, config, admission, deflate, payload);
+    Ok((response.streaming(body), Address::new(&edge, socket)))
 }
 
 /// Extractor for a WebSocket upgrade: Ring's `{::ws/listener L}` response
@@ -423,15 +483,17 @@ impl WebSocketUpgrade {
                 return (error.error_response(), None);
             }
         }
-        let (response, address) = respond(
+        match respond(
             &self.req,
             self.payload,
             self.protocol.as_deref(),
             &self.supported,
             self.config,
             driver,
-        );
-        (response, Some(address))
+        ) {
+            Ok((response, address)) => (response, Some(address)),
+            Err(error) => (error.error_response(), None),
+        }
     }
 }
 
