@@ -28,6 +28,8 @@
 //! `PORT <n>`; then BENCH_ATTACH=127.0.0.1:<n> BENCH_ATTACH_PID=<pid>
 //! BENCH_WORKLOADS=1 <bench binary> runs the client against it.
 
+#[path = "load/child.rs"]
+mod child;
 #[path = "load/client.rs"]
 mod client;
 #[path = "load/report.rs"]
@@ -39,10 +41,8 @@ mod sys;
 
 use std::{
     cell::Cell,
-    io::{BufRead, BufReader},
     net::SocketAddr,
     path::PathBuf,
-    process::{Child, Command, Stdio},
     time::{Duration, Instant},
 };
 
@@ -112,33 +112,21 @@ impl Settings {
 
 /// A server child process; killed when dropped.
 struct ServerProcess {
-    child: Child,
+    child: child::Child,
     addr: SocketAddr,
 }
 
 impl ServerProcess {
     fn spawn(role: Role) -> std::io::Result<ServerProcess> {
-        let mut child = Command::new(std::env::current_exe()?)
-            .env("LOAD_BENCH_ROLE", role)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()?;
-        let mut line = String::new();
-        if let Some(stdout) = child.stdout.as_mut() {
-            BufReader::new(stdout).read_line(&mut line)?;
-        }
-        let port = line
-            .trim()
-            .strip_prefix("PORT ")
-            .and_then(|p| p.parse::<u16>().ok());
-        let Some(port) = port else {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(std::io::Error::other(format!(
-                "server {role} said {line:?}"
-            )));
-        };
+        let child = child::Child::spawn(
+            format!("server {role}"),
+            &[("LOAD_BENCH_ROLE", role.to_owned())],
+        )?;
+        let words = child.expect("PORT", Duration::from_secs(60))?;
+        let port = words
+            .first()
+            .and_then(|p| p.parse::<u16>().ok())
+            .ok_or_else(|| std::io::Error::other(format!("server {role} said PORT {words:?}")))?;
         Ok(ServerProcess {
             child,
             addr: SocketAddr::from(([127, 0, 0, 1], port)),
@@ -146,14 +134,7 @@ impl ServerProcess {
     }
 
     fn pid(&self) -> u32 {
-        self.child.id()
-    }
-}
-
-impl Drop for ServerProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.child.pid()
     }
 }
 

@@ -23,6 +23,8 @@
 //! delivery any client saw (wall clock, one machine). Exit status 1 when a
 //! handshake, an echo or a delivery fails or anything is short.
 
+#[path = "load/child.rs"]
+mod child;
 #[allow(dead_code)]
 #[path = "load/client.rs"]
 mod client;
@@ -36,9 +38,8 @@ mod sys;
 use std::{
     io::{self, BufRead, BufReader, Write as _},
     net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener},
-    process::{Child, ChildStdin, Command, Stdio},
+    process::Command,
     rc::Rc,
-    sync::mpsc,
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
@@ -47,6 +48,7 @@ use actix_ws_listener::{
     reuse_port_listener, CloseCode, Cluster, Config, Group, Listener, Message, Socket,
     WebSocketUpgrade,
 };
+use child::Child;
 
 /// Descriptors a process keeps for everything but its connections.
 const FD_SPARE: usize = 1_000;
@@ -307,76 +309,6 @@ where
 
 // ---------------------------------------------------------------- driver
 
-/// A child process with its stdin and a channel of its stdout lines;
-/// killed by PID when dropped.
-struct Proc {
-    name: String,
-    child: Child,
-    stdin: Option<ChildStdin>,
-    lines: mpsc::Receiver<String>,
-}
-
-impl Proc {
-    fn spawn(name: String, envs: &[(&str, String)]) -> io::Result<Proc> {
-        let mut command = Command::new(std::env::current_exe()?);
-        for (key, value) in envs {
-            command.env(key, value);
-        }
-        let mut child = command
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()?;
-        let stdout = child.stdout.take().ok_or_else(|| err("no stdout"))?;
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    return;
-                }
-            }
-        });
-        Ok(Proc {
-            name,
-            stdin: child.stdin.take(),
-            child,
-            lines,
-        })
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// The next line, which must start with `want`; its remaining words.
-    fn expect(&self, want: &str, wait: Duration) -> io::Result<Vec<String>> {
-        let line = self.lines.recv_timeout(wait).map_err(|_| {
-            err(format!(
-                "{} said nothing (waiting for {want}; it died or hung)",
-                self.name
-            ))
-        })?;
-        let mut words = line.split_whitespace().map(str::to_owned);
-        if words.next().as_deref() != Some(want) {
-            return Err(err(format!("{}: {line}", self.name)));
-        }
-        Ok(words.collect())
-    }
-
-    fn tell(&mut self, line: &str) -> io::Result<()> {
-        let stdin = self.stdin.as_mut().ok_or_else(|| err("no stdin"))?;
-        writeln!(stdin, "{line}")?;
-        stdin.flush()
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// Server-side established TCP sockets on `port` (`ss`, as the check does).
 fn established(port: u16) -> io::Result<usize> {
     let out = Command::new("ss")
@@ -437,7 +369,7 @@ fn drive() -> io::Result<bool> {
 
     let mut node_procs = Vec::new();
     for k in 0..nodes {
-        let node = Proc::spawn(
+        let node = Child::spawn(
             format!("node {k}"),
             &[
                 ("SCALE_ROLE", "node".to_owned()),
@@ -454,7 +386,7 @@ fn drive() -> io::Result<bool> {
     let mut client_procs = Vec::new();
     for k in 0..clients {
         let count = connections / clients + usize::from(k < connections % clients);
-        client_procs.push(Proc::spawn(
+        client_procs.push(Child::spawn(
             format!("client {k}"),
             &[
                 ("SCALE_ROLE", "client".to_owned()),

@@ -66,4 +66,7 @@ if [ "${SKIP_BROWSER:-0}" != 1 ] && [ -x scripts/browser-test.sh ]; then
     scripts/browser-test.sh
 fi
 
+# Scale smoke (issue 24): 2,000 connections over 2 SO_REUSEPORT nodes and a Redis cluster group, ~1.5 min (release build shares the conformance step's dependencies).
+step "scale smoke (scripts/scale.sh, 2,000 connections, 2 nodes)"; CONNECTIONS=2000 NODES=2 HOLD_S=1 scripts/scale.sh
+
 step "all checks passed"

@@ -22,8 +22,9 @@ use socket2::{Domain, Protocol, Socket, Type};
 /// default is 1,024 per listener; a burst of handshakes wants more).
 ///
 /// A connection lands in one process only, so a broadcast that must reach
-/// every client goes through a group shared by the processes (a
-/// `ClusterGroup` with feature `redis`), not a local [`Group`](crate::Group).
+/// every client goes through a group the processes share (`Cluster::group`,
+/// feature `redis`), not a [`Group`](crate::Group) made with `Group::new`,
+/// which knows this process's members only.
 ///
 /// Only on Unix (Linux, the BSDs, macOS); on Linux every process must run
 /// as the same user, so that another user cannot steal the port's traffic.

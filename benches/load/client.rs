@@ -23,6 +23,8 @@ use tokio::{
     sync::Notify,
 };
 
+use actix_ws_listener::test::Frame;
+
 use super::server::{BROADCAST_COMMAND, BROADCAST_PAYLOAD};
 use super::sys;
 
@@ -74,27 +76,15 @@ fn apply_mask(data: &mut [u8], mask: [u8; 4]) {
     }
 }
 
-/// Appends one masked, final frame.
+/// Appends one masked, final frame, through the test kit's encoder (the
+/// one the crate's tests use), so the bench and the tests write the same
+/// header and length bytes.
 fn encode_frame(out: &mut Vec<u8>, opcode: u8, payload: &[u8], mask: [u8; 4]) {
-    out.push(0x80 | opcode);
-    let len = payload.len();
-    if len < 126 {
-        out.push(0x80 | len as u8);
-    } else if len <= 0xFFFF {
-        out.push(0x80 | 126);
-        out.extend_from_slice(&(len as u16).to_be_bytes());
-    } else {
-        out.push(0x80 | 127);
-        out.extend_from_slice(&(len as u64).to_be_bytes());
-    }
-    out.extend_from_slice(&mask);
-    let start = out.len();
-    out.extend_from_slice(payload);
-    apply_mask(&mut out[start..], mask);
+    Frame::new(opcode, payload).mask(mask).encode_into(out);
 }
 
 /// A frame from the server, its payload unmasked in place.
-struct Frame {
+struct ServerFrame {
     fin: bool,
     opcode: u8,
     payload: bytes::Bytes,
@@ -102,7 +92,7 @@ struct Frame {
 
 /// Takes the next whole frame off `buf`, if it is all there. Server frames
 /// must be unmasked unless `raw` (the raw echo returns ours, masked).
-fn next_frame(buf: &mut BytesMut, raw: bool) -> io::Result<Option<Frame>> {
+fn next_frame(buf: &mut BytesMut, raw: bool) -> io::Result<Option<ServerFrame>> {
     if buf.len() < 2 {
         return Ok(None);
     }
@@ -138,7 +128,7 @@ fn next_frame(buf: &mut BytesMut, raw: bool) -> io::Result<Option<Frame>> {
     if masked {
         apply_mask(&mut payload, mask);
     }
-    Ok(Some(Frame {
+    Ok(Some(ServerFrame {
         fin: b0 & 0x80 != 0,
         opcode: b0 & 0x0F,
         payload: payload.freeze(),
@@ -154,7 +144,7 @@ struct Assembler {
 
 impl Assembler {
     /// Returns (opcode, payload) once a data message is complete.
-    fn push(&mut self, frame: Frame) -> io::Result<Option<(u8, bytes::Bytes)>> {
+    fn push(&mut self, frame: ServerFrame) -> io::Result<Option<(u8, bytes::Bytes)>> {
         match (frame.opcode, frame.fin, &mut self.partial) {
             (OP_TEXT | OP_BINARY, true, None) => Ok(Some((frame.opcode, frame.payload))),
             (OP_TEXT | OP_BINARY, false, None) => {
