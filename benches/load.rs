@@ -77,7 +77,7 @@ impl Settings {
                 .unwrap_or(if quick { fast } else { normal })
         };
         let servers = var("BENCH_SERVERS")
-            .unwrap_or_else(|| "A,A2,B,C,T,F,R".to_owned())
+            .unwrap_or_else(|| "A,A2,B,C,T,F,R,X".to_owned())
             .split(',')
             .filter_map(|s| report::role(s.trim()))
             .collect();
@@ -355,7 +355,7 @@ async fn measure_once(
     settings: &Settings,
 ) -> std::io::Result<Sample> {
     match id {
-        1..=3 => measure_echo(id, addr, pid, server == "R", settings).await,
+        1..=3 => measure_echo(id, addr, pid, matches!(server, "R" | "X"), settings).await,
         4 => measure_idle(addr, pid, settings).await,
         _ => measure_broadcast(addr, pid, settings).await,
     }
@@ -535,7 +535,7 @@ async fn run_all(settings: &Settings) -> Vec<WorkloadResult> {
             .servers
             .iter()
             .copied()
-            .filter(|s| id <= 3 || *s != "R")
+            .filter(|s| id <= 3 || !matches!(*s, "R" | "X"))
             .filter(|s| id <= 4 || *s != "A2")
             .collect();
         let mut result = WorkloadResult {
@@ -609,7 +609,11 @@ fn main() -> std::io::Result<()> {
     println!("{setup}");
     let started = Instant::now();
     let results = local.block_on(&runtime, run_all(&settings));
-    let md = report::markdown(&results, &setup);
+    let md = format!(
+        "{}\n{}",
+        report::markdown(&results, &setup),
+        report::margins(&results)
+    );
     println!("\n{md}");
     println!("total time {:.0} s", started.elapsed().as_secs_f64());
     write_output("load.md", &md)?;

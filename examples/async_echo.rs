@@ -2,14 +2,15 @@
 //! stand-in for a database call), then echoes the message unchanged. No
 //! greeting.
 //!
-//! Messages are handled one at a time, in order, with `&mut self` state;
-//! while a handler awaits, the connection reads nothing more, so a client
+//! Messages are handled one at a time, in order, with `&mut self` state.
+//! While a handler awaits, the connection still answers pings and a close
+//! at once (S20), and reads at most a small lookahead of data: a client
 //! that floods it is held back by TCP rather than by server memory.
 //!
 //! Run:   DELAY_MS=100 cargo run --example async_echo    (BIND=127.0.0.1:8080 by default)
 //! Talk:  websocat ws://127.0.0.1:8080/ws
 
-use std::time::Duration;
+use std::{process::ExitCode, time::Duration};
 
 use actix_web::{web, App, HttpServer};
 use actix_ws_listener::{
@@ -43,20 +44,20 @@ impl AsyncListener for DelayedEcho {
 }
 
 #[actix_web::main]
-async fn main() -> std::io::Result<()> {
+async fn main() -> ExitCode {
     env_logger::init_from_env(env_logger::Env::default().default_filter_or("info"));
     let bind = std::env::var("BIND").unwrap_or_else(|_| "127.0.0.1:8080".to_owned());
     let delay_ms = match std::env::var("DELAY_MS") {
-        Ok(value) => value.parse().map_err(|_| {
-            std::io::Error::new(
-                std::io::ErrorKind::InvalidInput,
-                format!("DELAY_MS must be a number of milliseconds, got {value:?}"),
-            )
-        })?,
+        Ok(value) => match value.parse() {
+            Ok(delay_ms) => delay_ms,
+            Err(_) => {
+                eprintln!("async_echo: DELAY_MS must be a number of milliseconds, got {value:?}; unset it for 100");
+                return ExitCode::FAILURE;
+            }
+        },
         Err(_) => 100,
     };
     let delay = Duration::from_millis(delay_ms);
-    log::info!("async echo on ws://{bind}/ws, {delay_ms} ms per message");
     let server = HttpServer::new(move || {
         App::new().route(
             "/ws",
@@ -66,8 +67,22 @@ async fn main() -> std::io::Result<()> {
         )
     })
     .client_disconnect_timeout(Duration::ZERO)
-    .disable_signals()
-    .bind(bind)?
-    .run();
-    run_with_graceful_shutdown(server).await
+    .disable_signals();
+    // Fails like a finished program: one line saying what, where, and what
+    // to do, then a non-zero exit.
+    let server = match server.bind(&bind) {
+        Ok(server) => server,
+        Err(error) => {
+            eprintln!("async_echo: cannot listen on {bind}: {error}; choose another BIND");
+            return ExitCode::FAILURE;
+        }
+    };
+    log::info!("async echo on ws://{bind}/ws, {delay_ms} ms per message");
+    match run_with_graceful_shutdown(server.run()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("async_echo: server failed: {error}");
+            ExitCode::FAILURE
+        }
+    }
 }

@@ -6,6 +6,8 @@
 //! Run:   cargo run --release --example autobahn   (BIND=127.0.0.1:9001 by default)
 //! Test:  scripts/conformance.sh                    (builds and runs this for you)
 
+use std::process::ExitCode;
+
 use actix_web::{web, App, HttpServer, Responder};
 use actix_ws_listener::{
     run_with_graceful_shutdown, Compression, Config, Listener, Message, Socket, WebSocketUpgrade,
@@ -26,14 +28,13 @@ async fn ws(upgrade: WebSocketUpgrade) -> impl Responder {
 }
 
 #[actix_web::main]
-async fn main() -> std::io::Result<()> {
+async fn main() -> ExitCode {
     env_logger::init_from_env(env_logger::Env::default().default_filter_or("warn"));
     let bind = std::env::var("BIND").unwrap_or_else(|_| "127.0.0.1:9001".to_owned());
     let workers = std::env::var("WORKERS")
         .ok()
         .and_then(|w| w.parse().ok())
         .unwrap_or(2);
-    log::info!("autobahn echo on ws://{bind}/");
     let mut config = Config::default();
     if std::env::var("COMPRESSION").as_deref() != Ok("off") {
         config = config.compression(Compression::default().min_size(0));
@@ -49,8 +50,22 @@ async fn main() -> std::io::Result<()> {
     .client_disconnect_timeout(std::time::Duration::ZERO)
     // run_with_graceful_shutdown takes SIGINT and SIGTERM: on either, every
     // WebSocket is closed with 1001 (and gets its on_close), then the server stops.
-    .disable_signals()
-    .bind(bind)?
-    .run();
-    run_with_graceful_shutdown(server).await
+    .disable_signals();
+    // Fails like a finished program: one line saying what, where, and what
+    // to do, then a non-zero exit.
+    let server = match server.bind(&bind) {
+        Ok(server) => server,
+        Err(error) => {
+            eprintln!("autobahn: cannot listen on {bind}: {error}; choose another BIND");
+            return ExitCode::FAILURE;
+        }
+    };
+    log::info!("autobahn echo on ws://{bind}/");
+    match run_with_graceful_shutdown(server.run()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("autobahn: server failed: {error}");
+            ExitCode::FAILURE
+        }
+    }
 }

@@ -6,22 +6,37 @@
 //! messages small and slow clients bounded, and a graceful shutdown: Ctrl-C
 //! says goodbye (1001) to everyone before the server stops.
 //!
-//! Protocol, all text frames:
+//! Protocol, all text frames. The client always sends plain text lines
+//! and commands; the server answers in one of two formats.
+//!
+//! Text (the default):
 //! - the client sends a line; every client gets `NAME: line`;
 //! - `/name NEW` renames you: the others get `* OLD is now NEW`, you get
 //!   `* you are now NEW`;
 //! - when someone connects the others get `* NAME joined` and the newcomer
-//!   gets `* welcome, NAME (N online)`; when someone leaves, `* NAME left`.
+//!   gets `* welcome, NAME (N online)`; when someone leaves, `* NAME left`;
+//! - `/who` answers `* online: A, B, ...` (sorted).
+//!
+//! JSON (`?format=json`), one object per text frame:
+//! `{"type":"welcome","name":N,"online":K}` first, then
+//! `{"type":"line","name":N,"text":T}`, `{"type":"join","name":N}`,
+//! `{"type":"leave","name":N}`, `{"type":"rename","from":A,"to":B}`, and
+//! `{"type":"who","names":[...]}` (sorted) in answer to `/who`. This build
+//! keeps no history: a client that comes back with `&since=ID` is told
+//! `{"type":"gap"}` after the welcome (what it missed is gone).
+//!
+//! `N online`, `K` and `/who` count every member of the room, on every chat
+//! process sharing it (presence, `Group::track`); a process that dies
+//! without a word leaves them within 15 s, with leave lines for its users.
 //!
 //! The name comes from the `?name=` query parameter of the WebSocket URL
 //! (`guest-ID` without one).
 //!
 //! Run:   cargo run --release --example chat      (BIND=127.0.0.1:8080 by default)
-//! Scale out: with `REDIS_URL` set, the room is a `ClusterGroup` shared
-//!        through Redis (examples build with the crate's `redis` feature), so
-//!        chat processes on several ports (or machines) are one room;
-//!        `N online` counts this process. No Redis at `REDIS_URL`: the chat
-//!        says so in one line and exits with status 1:
+//! Scale out: with `REDIS_URL` set, the room is a `Group` shared through
+//!        Redis (examples build with the crate's `redis` feature), so chat
+//!        processes on several ports (or machines) are one room. No Redis at
+//!        `REDIS_URL`: the chat says so in one line and exits with status 1:
 //!        REDIS_URL=redis://127.0.0.1:6379/ BIND=127.0.0.1:8080 cargo run --release --example chat
 //!        REDIS_URL=redis://127.0.0.1:6379/ BIND=127.0.0.1:8081 cargo run --release --example chat
 //!        (a build without the feature ignores REDIS_URL with a warning).
@@ -36,8 +51,8 @@ use actix_web::{middleware::Logger, web, App, HttpResponse, HttpServer, Responde
 #[cfg(feature = "redis")]
 use actix_ws_listener::Cluster;
 use actix_ws_listener::{
-    run_with_graceful_shutdown, CloseCode, Compression, Group, Listener, Message, Socket,
-    WebSocketUpgrade,
+    run_with_graceful_shutdown, CloseCode, Compression, Group, Listener, Message, PresenceEvent,
+    Socket, WebSocketUpgrade,
 };
 use serde::Deserialize;
 
@@ -47,41 +62,99 @@ const INDEX_HTML: &str = include_str!("chat/index.html");
 /// Longest name kept, in characters.
 const MAX_NAME: usize = 24;
 
-/// One connection's state: who is talking, and the room they talk in.
-struct Chatter {
-    name: String,
-    room: Group,
+/// The room: the members who read text, the members who read JSON (two
+/// groups, as each line goes out in two formats), and one presence, kept by
+/// the text group, that counts both.
+#[derive(Clone)]
+struct Room {
+    text: Group,
+    json: Group,
 }
 
-/// The room of this process: with `REDIS_URL` (and the `redis` feature,
-/// which the examples build with) a group named `chat` shared through
-/// Redis with every other chat process, otherwise a group of this process
-/// alone. Either way a `Group`: the rest of the program does not care.
-async fn open_room() -> Result<Group, String> {
-    match std::env::var("REDIS_URL") {
-        Ok(url) => shared_room(&url).await,
-        Err(_) => Ok(Group::new()),
+/// What a client reads.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Format {
+    Text,
+    Json,
+}
+
+/// One connection's state: who is talking, in which format, and where.
+struct Chatter {
+    name: String,
+    format: Format,
+    /// `Some` when the client came back with `&since=ID`.
+    since: Option<String>,
+    room: Room,
+}
+
+impl Room {
+    /// The room of this process: with `REDIS_URL` (and the `redis` feature,
+    /// which the examples build with) groups shared through Redis with
+    /// every other chat process, otherwise groups of this process alone.
+    /// Either way `Group`s: the rest of the program does not care.
+    async fn open() -> Result<Room, String> {
+        let (text, json) = match std::env::var("REDIS_URL") {
+            Ok(url) => shared_groups(&url).await?,
+            Err(_) => (Group::new(), Group::new()),
+        };
+        let room = Room { text, json };
+        // Every process gets every join and leave (a dead process's too,
+        // from the presence sweep): each tells its own members.
+        let here = room.clone();
+        room.text.on_presence(move |event| here.announce(event));
+        Ok(room)
+    }
+
+    /// Tells this process's members about a join or a leave.
+    fn announce(&self, event: &PresenceEvent) {
+        let (member, verb, kind) = match event {
+            PresenceEvent::Join(member) => (member, "joined", "join"),
+            PresenceEvent::Leave(member) => (member, "left", "leave"),
+            // A rename: the renamed member's process says it in both formats.
+            _ => return,
+        };
+        let skip = member.local_socket;
+        self.text
+            .broadcast_here(skip, format!("* {} {verb}", member.meta));
+        self.json.broadcast_here(
+            skip,
+            format!(r#"{{"type":"{kind}","name":{}}}"#, json(&member.meta)),
+        );
+    }
+
+    /// Everyone in both formats, or everyone but `skip`; returns how many of
+    /// this process's members missed it because they are not reading.
+    fn say(&self, skip: Option<&Socket>, text: String, json: String) -> usize {
+        say(&self.text, skip, text) + say(&self.json, skip, json)
+    }
+
+    fn group(&self, format: Format) -> &Group {
+        match format {
+            Format::Text => &self.text,
+            Format::Json => &self.json,
+        }
     }
 }
 
 #[cfg(feature = "redis")]
-async fn shared_room(url: &str) -> Result<Group, String> {
+async fn shared_groups(url: &str) -> Result<(Group, Group), String> {
     let advice = |error| format!("{error}; start redis-server there or unset REDIS_URL");
     let cluster = Cluster::connect(url).await.map_err(advice)?;
-    let room = cluster.group("chat").await.map_err(advice)?;
+    let text = cluster.group("chat").await.map_err(advice)?;
+    let json = cluster.group("chat.json").await.map_err(advice)?;
     log::info!(
         "room shared through Redis (node {:032x})",
         cluster.node_id()
     );
-    Ok(room)
+    Ok((text, json))
 }
 
 #[cfg(not(feature = "redis"))]
-async fn shared_room(url: &str) -> Result<Group, String> {
+async fn shared_groups(url: &str) -> Result<(Group, Group), String> {
     log::warn!(
         "REDIS_URL={url} is ignored: this build has no `redis` feature (add --features redis); the room stays in this process"
     );
-    Ok(Group::new())
+    Ok((Group::new(), Group::new()))
 }
 
 /// Everyone, or everyone but `skip`; returns how many of this process's
@@ -104,18 +177,56 @@ fn say(room: &Group, skip: Option<&Socket>, line: String) -> usize {
     missed
 }
 
+/// `text` as a JSON string literal.
+fn json(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('"');
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if u32::from(c) < 0x20 => out.push_str(&format!("\\u{:04x}", u32::from(c))),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
 impl Listener for Chatter {
     fn on_open(&mut self, socket: &Socket) {
         if self.name.is_empty() {
             self.name = format!("guest-{}", socket.id());
         }
-        self.room.insert(socket);
-        log::info!("{} joined ({} online)", self.name, self.room.len());
-        say(&self.room, Some(socket), format!("* {} joined", self.name));
-        tell(
-            socket,
-            format!("* welcome, {} ({} online)", self.name, self.room.len()),
-        );
+        // Tracked first, so the count includes the newcomer; welcomed before
+        // joining the delivery group, so the welcome is the first message.
+        // The join line reaches everyone else from the presence event.
+        self.room.text.track(socket, self.name.clone());
+        let online = self.room.text.member_count();
+        log::info!("{} joined ({online} online)", self.name);
+        match self.format {
+            Format::Text => tell(
+                socket,
+                format!("* welcome, {} ({online} online)", self.name),
+            ),
+            Format::Json => {
+                tell(
+                    socket,
+                    format!(
+                        r#"{{"type":"welcome","name":{},"online":{online}}}"#,
+                        json(&self.name)
+                    ),
+                );
+                if self.since.is_some() {
+                    // No history is kept: whatever came after ID is gone.
+                    tell(socket, r#"{"type":"gap"}"#);
+                }
+            }
+        }
+        self.room.group(self.format).insert(socket);
     }
 
     fn on_message(&mut self, socket: &Socket, message: Message) {
@@ -131,11 +242,22 @@ impl Listener for Chatter {
             self.rename(socket, new_name);
         } else if text == "/name" {
             self.rename(socket, "");
+        } else if text == "/who" {
+            self.who(socket);
         } else if text.starts_with('/') {
-            tell(socket, "* unknown command; try /name NEW");
+            tell(socket, "* unknown command; try /name NEW or /who");
         } else {
-            // One String for everyone: the group shares it, it is not copied per member.
-            let missed = say(&self.room, None, format!("{}: {text}", self.name));
+            // One String per format for everyone: the group shares it, it is
+            // not copied per member.
+            let missed = self.room.say(
+                None,
+                format!("{}: {text}", self.name),
+                format!(
+                    r#"{{"type":"line","name":{},"text":{}}}"#,
+                    json(&self.name),
+                    json(text)
+                ),
+            );
             if missed > 0 {
                 log::warn!("{missed} slow clients missed a message");
             }
@@ -143,13 +265,10 @@ impl Listener for Chatter {
     }
 
     fn on_close(&mut self, socket: &Socket, code: CloseCode, _reason: &str) {
-        self.room.remove(socket);
-        log::info!(
-            "{} left with {code} ({} online)",
-            self.name,
-            self.room.len()
-        );
-        say(&self.room, None, format!("* {} left", self.name));
+        self.room.group(self.format).remove(socket);
+        // The leave line reaches everyone from the presence event.
+        self.room.text.untrack(socket);
+        log::info!("{} left with {code}", self.name);
     }
 }
 
@@ -158,12 +277,25 @@ impl Chatter {
         match clean_name(requested) {
             Some(name) if name != self.name => {
                 let old = std::mem::replace(&mut self.name, name);
-                say(
-                    &self.room,
+                self.room.text.update(socket, self.name.clone());
+                self.room.say(
                     Some(socket),
                     format!("* {old} is now {}", self.name),
+                    format!(
+                        r#"{{"type":"rename","from":{},"to":{}}}"#,
+                        json(&old),
+                        json(&self.name)
+                    ),
                 );
-                tell(socket, format!("* you are now {}", self.name));
+                self.tell_own(
+                    socket,
+                    format!("* you are now {}", self.name),
+                    format!(
+                        r#"{{"type":"rename","from":{},"to":{}}}"#,
+                        json(&old),
+                        json(&self.name)
+                    ),
+                );
             }
             Some(_) => {
                 tell(socket, format!("* you are already {}", self.name));
@@ -174,6 +306,32 @@ impl Chatter {
                     "* usage: /name NEW (letters, digits, - _ . and spaces)",
                 );
             }
+        }
+    }
+
+    /// Who is in the room on every process, sorted.
+    fn who(&self, socket: &Socket) {
+        let mut names: Vec<String> = self
+            .room
+            .text
+            .members()
+            .into_iter()
+            .map(|member| member.meta)
+            .collect();
+        names.sort();
+        let listed: Vec<String> = names.iter().map(|name| json(name)).collect();
+        self.tell_own(
+            socket,
+            format!("* online: {}", names.join(", ")),
+            format!(r#"{{"type":"who","names":[{}]}}"#, listed.join(",")),
+        );
+    }
+
+    /// Sends this client the line in its format.
+    fn tell_own(&self, socket: &Socket, text: String, json: String) {
+        match self.format {
+            Format::Text => tell(socket, text),
+            Format::Json => tell(socket, json),
         }
     }
 }
@@ -203,18 +361,24 @@ fn clean_name(raw: &str) -> Option<String> {
 #[derive(Deserialize)]
 struct JoinQuery {
     name: Option<String>,
+    format: Option<String>,
+    since: Option<String>,
 }
 
 async fn ws(
     upgrade: WebSocketUpgrade,
     query: web::Query<JoinQuery>,
-    room: web::Data<Group>,
+    room: web::Data<Room>,
 ) -> impl Responder {
     let name = query
         .name
         .as_deref()
         .and_then(clean_name)
         .unwrap_or_default();
+    let format = match query.format.as_deref() {
+        Some("json") => Format::Json,
+        _ => Format::Text,
+    };
     upgrade
         // Starts from the app's settings (none here, but an app-wide
         // `allowed_origins` would still apply) and tunes them for chat.
@@ -232,6 +396,8 @@ async fn ws(
         })
         .listen(Chatter {
             name,
+            format,
+            since: query.since.clone(),
             room: room.get_ref().clone(),
         })
 }
@@ -248,7 +414,7 @@ async fn main() -> ExitCode {
     let bind = std::env::var("BIND").unwrap_or_else(|_| "127.0.0.1:8080".to_owned());
     // Fails like a finished program: one line saying what, where, and what
     // to do, then a non-zero exit.
-    let room = match open_room().await {
+    let room = match Room::open().await {
         Ok(room) => web::Data::new(room),
         Err(why) => {
             eprintln!("chat: {why}");

@@ -19,6 +19,8 @@
 
 use std::{
     collections::{BTreeMap, BTreeSet, HashMap},
+    net::TcpListener,
+    process::ExitCode,
     time::Duration,
 };
 
@@ -246,7 +248,7 @@ impl Listener for Session {
 }
 
 impl Handles<ChatLine> for Session {
-    fn handle(&mut self, socket: &Socket, ChatLine(line): ChatLine) {
+    async fn handle(&mut self, socket: &Socket, ChatLine(line): ChatLine) {
         write(socket, line);
     }
 }
@@ -266,19 +268,41 @@ async fn ws(upgrade: WebSocketUpgrade, server: web::Data<Addr<ChatServer>>) -> i
 }
 
 #[actix_web::main]
-async fn main() -> std::io::Result<()> {
+async fn main() -> ExitCode {
     env_logger::init_from_env(env_logger::Env::default().default_filter_or("info"));
     let bind = std::env::var("BIND").unwrap_or_else(|_| "127.0.0.1:8080".to_owned());
+    // Fails like a finished program: one line saying what, where, and what
+    // to do, then a non-zero exit. The port is taken before any actor
+    // starts: an actor started and never run would panic as the system
+    // drops it.
+    let listener = match TcpListener::bind(&bind) {
+        Ok(listener) => listener,
+        Err(error) => {
+            eprintln!("rooms: cannot listen on {bind}: {error}; choose another BIND");
+            return ExitCode::FAILURE;
+        }
+    };
     let server = web::Data::new(ChatServer::default().start());
-    log::info!("rooms on ws://{bind}/ws");
     let http = HttpServer::new(move || {
         App::new()
             .app_data(server.clone())
             .route("/ws", web::get().to(ws))
     })
     .client_disconnect_timeout(Duration::ZERO)
-    .disable_signals()
-    .bind(bind)?
-    .run();
-    run_with_graceful_shutdown(http).await
+    .disable_signals();
+    let http = match http.listen(listener) {
+        Ok(http) => http,
+        Err(error) => {
+            eprintln!("rooms: cannot listen on {bind}: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    log::info!("rooms on ws://{bind}/ws");
+    match run_with_graceful_shutdown(http.run()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("rooms: server failed: {error}");
+            ExitCode::FAILURE
+        }
+    }
 }

@@ -5,7 +5,11 @@
 //! Run:   cargo run --example ticker      (BIND=127.0.0.1:8080 by default)
 //! Talk:  websocat ws://127.0.0.1:8080/ws
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::{
+    net::TcpListener,
+    process::ExitCode,
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
 
 use actix::{Actor, Addr, AsyncContext, Context, Handler, Message as ActixMessage};
 use actix_web::{web, App, HttpServer, Responder};
@@ -83,11 +87,21 @@ async fn ws(upgrade: WebSocketUpgrade, ticker: web::Data<Addr<Ticker>>) -> impl 
 }
 
 #[actix_web::main]
-async fn main() -> std::io::Result<()> {
+async fn main() -> ExitCode {
     env_logger::init_from_env(env_logger::Env::default().default_filter_or("info"));
     let bind = std::env::var("BIND").unwrap_or_else(|_| "127.0.0.1:8080".to_owned());
+    // Fails like a finished program: one line saying what, where, and what
+    // to do, then a non-zero exit. The port is taken before any actor
+    // starts: an actor started and never run would panic as the system
+    // drops it.
+    let listener = match TcpListener::bind(&bind) {
+        Ok(listener) => listener,
+        Err(error) => {
+            eprintln!("ticker: cannot listen on {bind}: {error}; choose another BIND");
+            return ExitCode::FAILURE;
+        }
+    };
     let ticker = Ticker::default().start();
-    log::info!("ticker on ws://{bind}/ws");
     let server = HttpServer::new(move || {
         App::new()
             .app_data(web::Data::new(ticker.clone()))
@@ -98,8 +112,20 @@ async fn main() -> std::io::Result<()> {
     .client_disconnect_timeout(Duration::ZERO)
     // run_with_graceful_shutdown takes SIGINT and SIGTERM: on either, every
     // WebSocket is closed with 1001 (and gets its on_close), then the server stops.
-    .disable_signals()
-    .bind(bind)?
-    .run();
-    run_with_graceful_shutdown(server).await
+    .disable_signals();
+    let server = match server.listen(listener) {
+        Ok(server) => server,
+        Err(error) => {
+            eprintln!("ticker: cannot listen on {bind}: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    log::info!("ticker on ws://{bind}/ws");
+    match run_with_graceful_shutdown(server.run()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("ticker: server failed: {error}");
+            ExitCode::FAILURE
+        }
+    }
 }

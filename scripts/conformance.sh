@@ -72,6 +72,7 @@ set -euo pipefail
 KOSOKU_VERSION=0.1.0
 
 cd "$(dirname "$0")/.."
+. scripts/lib.sh
 
 PARALLELISM="${CONFORMANCE_PARALLELISM:-2}"
 GROUPS_GATED="${CONFORMANCE_GROUPS_GATED:-1-13}"
@@ -117,7 +118,7 @@ if [ -z "$SERVER_CMD" ]; then
 fi
 
 # --- 3. start it on a free loopback port -------------------------------------
-PORT="$("$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()')"
+PORT="$(free_port)"
 ADDR="127.0.0.1:$PORT"
 
 rm -rf "$REPORT_DIR"
@@ -152,28 +153,7 @@ say "starting server on $ADDR: $SERVER_CMD"
 BIND="$ADDR" RUST_LOG="${RUST_LOG:-warn}" setsid bash -c "$SERVER_CMD" >"$SERVER_LOG" 2>&1 </dev/null &
 SERVER_PID=$!
 
-if ! "$PY" - "$PORT" "$START_TIMEOUT" "$SERVER_PID" <<'EOF'; then
-import os, socket, sys, time
-port, timeout, pid = int(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3])
-deadline = time.monotonic() + timeout
-while time.monotonic() < deadline:
-    try:
-        # A zombie still answers kill(0); a reaped or never-started one does not.
-        os.kill(pid, 0)
-        with open(f"/proc/{pid}/stat") as f:
-            if f.read().rsplit(")", 1)[1].split()[0] == "Z":
-                raise ProcessLookupError
-    except (ProcessLookupError, FileNotFoundError):
-        print(f"server process {pid} exited before listening on port {port}", file=sys.stderr)
-        sys.exit(1)
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=1).close()
-        sys.exit(0)
-    except OSError:
-        time.sleep(0.2)
-print(f"server did not accept connections on 127.0.0.1:{port} within {timeout:.0f} s", file=sys.stderr)
-sys.exit(1)
-EOF
+if ! wait_for_port "$PORT" "$SERVER_PID" "$START_TIMEOUT"; then
     say "server log ($SERVER_LOG):"
     tail -n 40 "$SERVER_LOG" >&2 || true
     die "server did not come up on $ADDR"

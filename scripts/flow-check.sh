@@ -9,6 +9,7 @@
 #        under target/, builds the two examples, starts and stops them)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib.sh
 
 VENV=target/flow-venv
 if [ ! -x "$VENV/bin/python" ]; then
@@ -17,7 +18,6 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 cargo build -q --example echo --example async_echo
 
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 pids=()
 cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; }
 trap cleanup EXIT
@@ -26,18 +26,11 @@ trap cleanup EXIT
 # sets ADDR and PID once it accepts connections.
 start() {
     local name=$1; shift
-    ADDR=127.0.0.1:$(port)
+    ADDR=127.0.0.1:$(free_port)
     env BIND="$ADDR" RUST_LOG=warn "$@" "target/debug/examples/$name" &
     PID=$!
     pids+=("$PID")
-    for _ in $(seq 100); do
-        if python3 -c "import socket,sys; socket.create_connection(('${ADDR%:*}', ${ADDR#*:}), 1)" 2>/dev/null; then
-            return
-        fi
-        sleep 0.1
-    done
-    echo "flow-check: $name did not start" >&2
-    exit 1
+    wait_for_port "${ADDR#*:}" "$PID" 10 || { echo "flow-check: $name did not start" >&2; exit 1; }
 }
 
 start echo

@@ -20,11 +20,22 @@ use crate::{
 ///
 /// The connection calls it exactly as it calls a [`Listener`](crate::Listener)
 /// (`on_open` once and first, `on_close` once and last) and handles **one
-/// event at a time, in arrival order**: while `on_message` is awaiting,
-/// the next message is not read. A client that sends faster than the
-/// listener answers is held back by TCP, not by server memory. State lives
-/// in `&mut self`, as with a plain listener; no `Arc<Mutex<_>>` is needed.
+/// event at a time, in arrival order**: while `on_message` is awaiting, the
+/// next message waits. A client that sends faster than the listener answers
+/// is held back by TCP, not by server memory. State lives in `&mut self`,
+/// as with a plain listener; no `Arc<Mutex<_>>` is needed. It has an
+/// [`Address`](crate::Address) and takes typed messages
+/// ([`Handles`](crate::Handles), whose `handle` may await too), in one
+/// order with its frames.
 ///
+/// - **Control frames first (S20).** While an event is pending, the
+///   connection reads on through a small lookahead of data (64 KiB) so
+///   that control frames behind it are seen at once: a ping is answered
+///   within milliseconds by the connection itself (with the default pong;
+///   `on_ping` is not called for it, the listener being busy), a pong
+///   waits and reaches `on_pong` in order after the pending event, and a
+///   peer's close is answered at once. Messages read ahead wait for the
+///   pending event, in order; past the lookahead, reading stops.
 /// - **Order.** Socket operations made while an event is being handled
 ///   (before and after its awaits) reach the wire in the order they were
 ///   made, after everything the listener sent earlier (S6). `send_async`'s
@@ -33,21 +44,26 @@ use crate::{
 /// - **`on_error` and `on_close` are plain functions.** They run when the
 ///   connection ends, possibly while the server shuts down, when there is
 ///   nothing left to await on; spawn a task for async clean-up.
-/// - **When the connection ends while an event is pending.** If the
-///   server ends it (a close that the peer did not answer within
+/// - **When the connection ends while an event is pending.** If the peer
+///   leaves (its close is answered at once, or TCP ends), the pending event
+///   may finish its work, but its sends fail with
+///   [`SendError::Closed`](crate::SendError::Closed), and it gets
+///   `close_timeout` at most: then it is dropped at its current await. A
+///   handler that never completes does not keep a departed peer's
+///   connection alive. `on_close` runs when it is done (or dropped) with
+///   the peer's code, or 1006 when TCP just ended. If the server ends the
+///   connection (a close that the peer did not answer within
 ///   `close_timeout`, [`BackpressurePolicy::Close`](crate::BackpressurePolicy::Close),
-///   server shutdown), the pending future is dropped at its current await,
-///   then `on_close` runs. If the client goes away, the connection learns
-///   it when it next reads, that is after the pending event finished (its
-///   sends fail with [`SendError::Closed`](crate::SendError::Closed) once
-///   the writer has noticed); `on_close` then runs with 1006. Either way
+///   server shutdown, [`Socket::disconnect`]), the pending future is
+///   dropped at its current await, then `on_close` runs. Either way
 ///   `on_close` runs exactly once, and nothing runs after it.
 /// - **Panics.** A panic inside an event method, before or after an
 ///   await, is caught as in a plain listener: `on_error` with
 ///   [`Error::ListenerPanic`], close 1011, `on_close`; other connections
 ///   are unaffected.
 /// - **Idle timeout.** The `idle_timeout` clock stops while an event is
-///   pending: the client is not the one keeping the connection quiet.
+///   pending: the client is not the one keeping the connection quiet. Its
+///   pongs keep arriving meanwhile.
 ///
 /// ```no_run
 /// use std::time::Duration;

@@ -14,7 +14,9 @@
 //! - `tasks`: the tasks on that thread (publishing, receiving and
 //!   delivering, the health check);
 //! - `channel`: the registry of open groups, [`Cluster::group`] and the
-//!   per-group link that publishes and unsubscribes on drop.
+//!   per-group link that publishes and unsubscribes on drop;
+//! - `presence`: the node heartbeat, the sweep of silent nodes and the
+//!   presence view kept in step with the broker (S21).
 //!
 //! A clustered group is a plain [`Group`](crate::Group) holding a `Fanout`
 //! from here: the cluster sends to sockets only through the group, so every
@@ -27,6 +29,7 @@ mod channel;
 mod config;
 mod envelope;
 mod link;
+mod presence;
 mod stats;
 mod tasks;
 

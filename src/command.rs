@@ -50,6 +50,8 @@ pub(crate) enum Command {
     Close(CloseCode, String),
     /// Fail the connection (backpressure under `BackpressurePolicy::Close`).
     Fail(Error),
+    /// End the connection at once, without the close handshake.
+    Disconnect,
 }
 
 impl Command {
@@ -82,7 +84,7 @@ impl Command {
             Command::Send(message, _, _) => frame::header_len(message.len()) + message.len(),
             Command::Ping(data) | Command::Pong(data) => 2 + data.len(),
             Command::Close(_, reason) => 4 + reason.len(),
-            Command::Fail(_) => 0,
+            Command::Fail(_) | Command::Disconnect => 0,
         }
     }
 }
@@ -400,6 +402,13 @@ impl Link {
     pub(crate) fn fail_connection(&self, error: Error) {
         // Refused when the connection is gone: nothing left to fail.
         let _ = self.post(Command::Fail(error));
+    }
+
+    /// Asks the connection to end at once, without the close handshake;
+    /// `false` when it has already ended.
+    pub(crate) fn disconnect(&self) -> bool {
+        self.mark_closed();
+        self.post(Command::Disconnect).is_ok()
     }
 
     /// Queues a data or control command: refused when closed or over the

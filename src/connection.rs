@@ -8,137 +8,35 @@
 //! drains). This file owns the phase, the close handshake (S4), failing
 //! with the right code (S7) and panic isolation (S10, through
 //! [`contain`](crate::contain)); its submodules own reading and demand
-//! (S15, S16), typed messages and timers. Only this module and
+//! (S15, S16, S20), typed messages and timers, handler calls and the
+//! wiring at start. Only this module and
 //! [`Address`](crate::Address) know actix's actor types.
 
+mod calls;
 mod reader;
 mod timers;
 mod typed;
+mod wiring;
 
-use std::{
-    cell::RefCell,
-    collections::VecDeque,
-    rc::Rc,
-    sync::Arc,
-    task::{self, Poll},
-    time::{Duration, Instant},
-};
+use std::{cell::RefCell, collections::VecDeque, rc::Rc, sync::Arc, task, time::Instant};
 
-use actix::{Actor, ActorContext, Addr, AsyncContext, Context, SpawnHandle};
-use actix_web::error::PayloadError;
-use bytes::Bytes;
-use futures::Stream;
+use actix::{Actor, ActorContext, AsyncContext, Context, SpawnHandle};
 
 pub(crate) use self::timers::{Timer, TimerQueue};
-use self::{reader::Reader, typed::Deferred};
+use self::typed::Waiting;
+use self::wiring::Settings;
+pub(crate) use self::wiring::{start, Edge};
 use crate::{
     admission::Admission,
-    budget::Hold,
     close::CloseCode,
-    command::{ActorAddress, Command, Commands, Link, Sink},
-    config::{BackpressurePolicy, Config},
+    command::{Command, Link, Sink},
     contain::contain,
-    deflate::Agreed,
     driver::{Call, Driver, Pending},
     error::Error,
-    inbound::{Event, Inbound, Limits},
-    outbound::{BodyStream, Outbound},
+    inbound::{Event, Inbound},
+    outbound::Outbound,
     socket::Socket,
 };
-
-/// Starts the actor for one upgraded connection; returns what its
-/// [`Address`](crate::Address) needs, its socket and the body of its 101
-/// response.
-pub(crate) fn start<L, S>(
-    driver: Box<dyn Driver<L>>,
-    config: Config,
-    admission: Admission,
-    deflate: Option<Agreed>,
-    payload: S,
-) -> (Edge<L>, Socket, BodyStream)
-where
-    L: 'static,
-    S: Stream<Item = Result<Bytes, PayloadError>> + Unpin + 'static,
-{
-    let mut ctx = Context::<Connection<L>>::new();
-    let address = ctx.address();
-    let timers_in = Arc::new(TimerQueue::new());
-    let edge = || Edge {
-        address: address.clone(),
-        timers: Arc::clone(&timers_in),
-    };
-    let link = Link::new(
-        ActorAddress::new(edge(), std::any::type_name::<L>()),
-        config.max_outbound_buffer,
-        config.backpressure == BackpressurePolicy::Close,
-    );
-    let commands = Commands::new(Arc::clone(&link));
-    let out = Rc::new(RefCell::new(Outbound::new(
-        Arc::clone(&link),
-        deflate.clone(),
-        config.low_water_mark,
-        config.idle_timeout.is_some(),
-    )));
-    let body = BodyStream(Rc::clone(&out));
-    ctx.spawn(Reader {
-        payload,
-        commands,
-        pace: None,
-    });
-    let connection = Connection {
-        driver,
-        socket: Socket::new(Arc::clone(&link)),
-        link,
-        out,
-        inbound: Inbound::new(
-            Limits::of(&config),
-            deflate,
-            Hold::new(admission.budget.clone()),
-        ),
-        settings: Settings::of(config),
-        admission,
-        phase: Phase::Open,
-        pending: None,
-        deferred: VecDeque::new(),
-        timers: Vec::new(),
-        timers_in: Arc::clone(&timers_in),
-        last_seen: Instant::now(),
-    };
-    let socket = connection.socket.clone();
-    let edge = edge();
-    ctx.run(connection);
-    (edge, socket, body)
-}
-
-/// What an [`Address<L>`](crate::Address) holds of its connection: the
-/// actor's address, for typed messages, and the queue its timer requests go
-/// through, both typed by the listener.
-pub(crate) struct Edge<L: 'static> {
-    pub(crate) address: Addr<Connection<L>>,
-    pub(crate) timers: Arc<TimerQueue<L>>,
-}
-
-/// The part of [`Config`] a running connection reads: kept instead of the
-/// whole config, because every byte here is paid by every idle connection.
-struct Settings {
-    high_water_mark: usize,
-    max_queued_messages: usize,
-    close_timeout: Duration,
-    keepalive: Option<Duration>,
-    idle_timeout: Option<Duration>,
-}
-
-impl Settings {
-    fn of(config: Config) -> Settings {
-        Settings {
-            high_water_mark: config.high_water_mark,
-            max_queued_messages: config.max_queued_messages,
-            close_timeout: config.close_timeout,
-            keepalive: config.keepalive,
-            idle_timeout: config.idle_timeout,
-        }
-    }
-}
 
 /// Where a connection is in its life (S1, S4): the one record of it. The
 /// outbound buffer knows which close frame went out; whether the connection
@@ -149,6 +47,11 @@ enum Phase {
     /// This side's close frame is out; messages are read and dropped while
     /// the timer gives the peer `close_timeout` to answer.
     Closing(SpawnHandle),
+    /// The peer is gone (its close answered, or TCP ended) while a handler
+    /// was pending (S20): nothing more is read, the handler's sends fail,
+    /// and `on_close` runs with this code and reason when the handler is
+    /// done or, at the latest, when the timer fires after `close_timeout`.
+    Departing(SpawnHandle, CloseCode, String),
     /// The connection failed: `on_error` is running, `on_close` is next.
     Failing,
     /// `on_close` has run: nothing else runs.
@@ -168,9 +71,16 @@ pub(crate) struct Connection<L: 'static> {
     phase: Phase,
     /// The async handler being awaited (S16).
     pending: Option<Pending>,
-    /// Typed messages and timer runs that arrived while a handler was
-    /// pending, in arrival order; at most `max_queued_messages` (S17).
-    deferred: VecDeque<Deferred<L>>,
+    /// What arrived while a handler was pending, in arrival order: typed
+    /// messages and timer runs (at most `max_queued_messages`, S17) and the
+    /// data frames read ahead of the handler (S20).
+    waiting: VecDeque<Waiting<L>>,
+    /// How many of `waiting` are typed messages or timer runs.
+    waiting_work: usize,
+    /// Bytes of the messages in `waiting`, for the read-ahead bound (S20).
+    held_bytes: usize,
+    /// Typed messages refused because the listener was done (S17).
+    refused: u64,
     /// The listener's timers, by id, until they end or are cancelled.
     timers: Vec<(u64, SpawnHandle)>,
     /// Requests to start or cancel them, from its [`Address`](crate::Address).
@@ -194,7 +104,11 @@ impl<L: 'static> Actor for Connection<L> {
         // its on_close.
         self.close_listener(CloseCode::GOING_AWAY, "server shutting down");
         self.out.borrow_mut().finish();
-        log::debug!("ws {}: stopped", self.socket.id());
+        log::debug!(
+            "ws {}: stopped; {} typed messages refused",
+            self.socket.id(),
+            self.refused
+        );
     }
 }
 
@@ -212,6 +126,7 @@ impl<L: 'static> Connection<L> {
     fn on_command(&mut self, ctx: &mut Context<Self>, command: Command) {
         match command {
             Command::Fail(error) => self.fail(ctx, error),
+            Command::Disconnect => self.disconnect(ctx),
             command => {
                 self.out.borrow_mut().apply(command);
                 self.link.took_from_mailbox();
@@ -228,6 +143,11 @@ impl<L: 'static> Connection<L> {
         !matches!(self.phase, Phase::Open)
     }
 
+    /// Whether the peer is gone and only a pending handler is left (S20).
+    fn is_departing(&self) -> bool {
+        matches!(self.phase, Phase::Departing(..))
+    }
+
     fn is_done(&self) -> bool {
         matches!(self.phase, Phase::Done)
     }
@@ -235,58 +155,6 @@ impl<L: 'static> Connection<L> {
     /// Where the listener's socket writes while it runs (S6).
     fn sink(&self) -> Rc<dyn Sink> {
         Rc::clone(&self.out) as _
-    }
-
-    /// Calls the listener with panics contained (S10); an async call that
-    /// has to wait becomes the pending handler. With the reader's `task`,
-    /// an async call is polled once at once, in the same scope: a handler
-    /// that finishes without waiting costs no second pass.
-    fn call(&mut self, ctx: &mut Context<Self>, call: Call, task: Option<&mut task::Context<'_>>) {
-        if self.is_done() {
-            return;
-        }
-        let (id, sink) = (self.socket.id(), self.sink());
-        let (driver, socket) = (&mut self.driver, &self.socket);
-        let result = contain(id, sink, || {
-            let mut pending = driver.call(socket, call)?;
-            let done = task.is_some_and(|task| pending.as_mut().poll(task).is_ready());
-            (!done).then_some(pending)
-        });
-        match result {
-            Ok(pending) => {
-                self.pending = pending;
-                self.after_event(ctx);
-            }
-            Err(panic) => self.on_panic(ctx, panic),
-        }
-    }
-
-    /// Polls the pending async handler, if any; `Ready` once there is none.
-    fn poll_pending(&mut self, ctx: &mut Context<Self>, task: &mut task::Context<'_>) -> Poll<()> {
-        let Some(pending) = self.pending.as_mut() else {
-            return Poll::Ready(());
-        };
-        let result = contain(self.socket.id(), Rc::clone(&self.out) as _, || {
-            pending.as_mut().poll(task)
-        });
-        match result {
-            Ok(Poll::Pending) => return Poll::Pending,
-            Ok(Poll::Ready(())) => {
-                self.pending = None;
-                // The handler is done with its message (S19).
-                self.inbound.release_delivered();
-                // The idle clock stood still while the handler ran.
-                if self.settings.idle_timeout.is_some() {
-                    self.last_seen = Instant::now();
-                }
-                self.after_event(ctx);
-            }
-            Err(panic) => {
-                self.pending = None;
-                self.on_panic(ctx, panic);
-            }
-        }
-        Poll::Ready(())
     }
 
     fn on_panic(&mut self, ctx: &mut Context<Self>, message: String) {
@@ -339,7 +207,7 @@ impl<L: 'static> Connection<L> {
     fn on_peer_close(&mut self, ctx: &mut Context<Self>, code: CloseCode, reason: &str) {
         if self.is_closing() {
             let (code, reason) = self.sent_close();
-            return self.finish(ctx, code, &reason);
+            return self.depart(ctx, code, &reason);
         }
         let echo = if code == CloseCode::NO_STATUS {
             CloseCode::NORMAL
@@ -347,14 +215,53 @@ impl<L: 'static> Connection<L> {
             code
         };
         self.out.borrow_mut().close(echo, "");
-        self.finish(ctx, code, reason);
+        self.depart(ctx, code, reason);
     }
 
     /// The request payload ended: the TCP connection is gone (or half
     /// closed). Without a close handshake that is 1006 (S1).
     fn end_of_input(&mut self, ctx: &mut Context<Self>) {
         let (code, reason) = self.sent_close();
-        self.finish(ctx, code, &reason);
+        self.depart(ctx, code, &reason);
+    }
+
+    /// The peer is gone (S20): without a pending handler the connection
+    /// finishes now. With one, the handler may finish its work, but its
+    /// sends fail, and it gets `close_timeout` at most: a handler that never
+    /// completes does not keep a departed peer's connection alive.
+    fn depart(&mut self, ctx: &mut Context<Self>, code: CloseCode, reason: &str) {
+        if self.pending.is_none() || matches!(self.phase, Phase::Departing(..) | Phase::Done) {
+            return self.finish(ctx, code, reason);
+        }
+        log::debug!(
+            "ws {}: peer gone while a handler is pending; it has {:?} to finish",
+            self.socket.id(),
+            self.settings.close_timeout
+        );
+        if let Phase::Closing(timer) = self.phase {
+            ctx.cancel_future(timer);
+        }
+        // The close frame (if any) goes out and TCP ends now; nothing that
+        // waited for the handler can reach the peer any more.
+        self.out.borrow_mut().finish();
+        self.refused += self.waiting_work as u64;
+        self.waiting.clear();
+        self.waiting_work = 0;
+        self.held_bytes = 0;
+        let timer = ctx.run_later(self.settings.close_timeout, |act, ctx| {
+            log::debug!("ws {}: pending handler dropped", act.socket.id());
+            act.end_departure(ctx);
+        });
+        self.phase = Phase::Departing(timer, code, reason.to_owned());
+    }
+
+    /// The departed peer's pending handler is done (or out of time): the
+    /// connection finishes with the code the departure recorded.
+    fn end_departure(&mut self, ctx: &mut Context<Self>) {
+        if let Phase::Departing(_, code, reason) = &self.phase {
+            let (code, reason) = (*code, reason.clone());
+            self.finish(ctx, code, &reason);
+        }
     }
 
     /// Fails the connection (S7): close frame with the error's code,
@@ -379,14 +286,38 @@ impl<L: 'static> Connection<L> {
         self.finish(ctx, code, &reason);
     }
 
+    /// Ends the connection at once, without the close handshake (S20): the
+    /// response body fails, so actix-http drops TCP; what was buffered is
+    /// dropped; `on_close` gets 1006 and an empty reason, as for a peer
+    /// that vanished.
+    fn disconnect(&mut self, ctx: &mut Context<Self>) {
+        if self.is_done() {
+            return;
+        }
+        log::debug!("ws {}: disconnected by the server", self.socket.id());
+        match self.phase {
+            Phase::Closing(timer) | Phase::Departing(timer, ..) => {
+                ctx.cancel_future(timer);
+            }
+            _ => {}
+        }
+        self.out.borrow_mut().abort();
+        self.close_listener(CloseCode::ABNORMAL, "");
+        self.inbound.clear();
+        ctx.stop();
+    }
+
     /// Runs `on_close` once and ends the connection once the buffered
     /// frames are written.
     fn finish(&mut self, ctx: &mut Context<Self>, code: CloseCode, reason: &str) {
         if self.is_done() {
             return;
         }
-        if let Phase::Closing(timer) = self.phase {
-            ctx.cancel_future(timer);
+        match self.phase {
+            Phase::Closing(timer) | Phase::Departing(timer, ..) => {
+                ctx.cancel_future(timer);
+            }
+            _ => {}
         }
         self.close_listener(code, reason);
         self.out.borrow_mut().finish();
@@ -416,7 +347,10 @@ impl<L: 'static> Connection<L> {
         self.pending = None;
         // Messages that waited for the pending handler are refused: their
         // senders' `send` resolves to `MailboxError::Closed`.
-        self.deferred.clear();
+        self.refused += self.waiting_work as u64;
+        self.waiting.clear();
+        self.waiting_work = 0;
+        self.held_bytes = 0;
         self.socket_closed();
         log::debug!("ws {}: closed with {code} {reason:?}", self.socket.id());
         let (id, sink) = (self.socket.id(), self.sink());

@@ -6,17 +6,14 @@
 //! This module owns the adaptation only. It does not catch panics, order
 //! events or decide when a connection ends: the connection does.
 
-use std::{
-    cell::{RefCell, RefMut},
-    future::Future,
-    ops::{Deref, DerefMut},
-    pin::Pin,
-    rc::Rc,
-};
+use std::{cell::RefCell, future::Future, pin::Pin, rc::Rc};
 
 use bytes::Bytes;
 
-use crate::{AsyncListener, CloseCode, Error, Listener, Message, Socket};
+use crate::{
+    async_listener::AsyncListener, close::CloseCode, error::Error, listener::Listener,
+    message::Message, socket::Socket,
+};
 
 /// An event for the listener's event methods.
 pub(crate) enum Call {
@@ -44,43 +41,27 @@ pub(crate) trait Driver<L>: 'static {
     /// `on_close`; never while a call is pending.
     fn on_close(&mut self, socket: &Socket, code: CloseCode, reason: &str);
 
-    /// The listener itself, for typed messages and timers; `None` only if
-    /// a call were pending, which the connection never lets happen.
-    fn listener(&mut self) -> Option<ListenerMut<'_, L>>;
+    /// The listener itself, shared with what runs on it: typed messages
+    /// and timers, which may await while holding it (S17).
+    fn shared(&self) -> &Rc<RefCell<L>>;
 }
 
-/// A mutable borrow of a listener, however the driver holds it.
-pub(crate) enum ListenerMut<'a, L> {
-    Owned(&'a mut L),
-    Shared(RefMut<'a, L>),
-}
+/// A synchronous [`Listener`]: every call is done when it returns. Shared
+/// like an async listener's, because a typed message may await on it.
+pub(crate) struct SyncDriver<L>(Rc<RefCell<L>>);
 
-impl<L> Deref for ListenerMut<'_, L> {
-    type Target = L;
-
-    fn deref(&self) -> &L {
-        match self {
-            ListenerMut::Owned(listener) => listener,
-            ListenerMut::Shared(listener) => listener,
-        }
+impl<L: Listener> SyncDriver<L> {
+    pub(crate) fn new(listener: L) -> Self {
+        SyncDriver(Rc::new(RefCell::new(listener)))
     }
 }
-
-impl<L> DerefMut for ListenerMut<'_, L> {
-    fn deref_mut(&mut self) -> &mut L {
-        match self {
-            ListenerMut::Owned(listener) => listener,
-            ListenerMut::Shared(listener) => listener,
-        }
-    }
-}
-
-/// A synchronous [`Listener`]: every call is done when it returns.
-pub(crate) struct SyncDriver<L>(pub(crate) L);
 
 impl<L: Listener> Driver<L> for SyncDriver<L> {
     fn call(&mut self, socket: &Socket, call: Call) -> Option<Pending> {
-        let listener = &mut self.0;
+        let Ok(mut listener) = self.0.try_borrow_mut() else {
+            log::error!("ws {}: listener busy, event dropped", socket.id());
+            return None;
+        };
         match call {
             Call::Open => listener.on_open(socket),
             Call::Message(message) => listener.on_message(socket, message),
@@ -90,16 +71,24 @@ impl<L: Listener> Driver<L> for SyncDriver<L> {
         None
     }
 
+    // The listener is free by then: the connection drops a pending call
+    // before it ends.
     fn on_error(&mut self, socket: &Socket, error: &Error) {
-        self.0.on_error(socket, error);
+        match self.0.try_borrow_mut() {
+            Ok(mut listener) => listener.on_error(socket, error),
+            Err(_) => log::error!("ws {}: listener busy at on_error", socket.id()),
+        }
     }
 
     fn on_close(&mut self, socket: &Socket, code: CloseCode, reason: &str) {
-        self.0.on_close(socket, code, reason);
+        match self.0.try_borrow_mut() {
+            Ok(mut listener) => listener.on_close(socket, code, reason),
+            Err(_) => log::error!("ws {}: listener busy at close", socket.id()),
+        }
     }
 
-    fn listener(&mut self) -> Option<ListenerMut<'_, L>> {
-        Some(ListenerMut::Owned(&mut self.0))
+    fn shared(&self) -> &Rc<RefCell<L>> {
+        &self.0
     }
 }
 
@@ -136,20 +125,23 @@ impl<L: AsyncListener> Driver<L> for AsyncDriver<L> {
         }))
     }
 
+    // The listener is free by then: the connection drops a pending call
+    // before it ends.
     fn on_error(&mut self, socket: &Socket, error: &Error) {
-        if let Some(mut listener) = self.listener() {
-            listener.on_error(socket, error);
+        match self.0.try_borrow_mut() {
+            Ok(mut listener) => listener.on_error(socket, error),
+            Err(_) => log::error!("ws {}: listener busy at on_error", socket.id()),
         }
     }
 
     fn on_close(&mut self, socket: &Socket, code: CloseCode, reason: &str) {
-        match self.listener() {
-            Some(mut listener) => listener.on_close(socket, code, reason),
-            None => log::error!("ws {}: listener busy at close", socket.id()),
+        match self.0.try_borrow_mut() {
+            Ok(mut listener) => listener.on_close(socket, code, reason),
+            Err(_) => log::error!("ws {}: listener busy at close", socket.id()),
         }
     }
 
-    fn listener(&mut self) -> Option<ListenerMut<'_, L>> {
-        self.0.try_borrow_mut().ok().map(ListenerMut::Shared)
+    fn shared(&self) -> &Rc<RefCell<L>> {
+        &self.0
     }
 }

@@ -25,4 +25,15 @@ pub(crate) trait Fanout: Send + Sync + 'static {
     /// the socket of this node that must not get it
     /// ([`Group::broadcast_except`](crate::group::Group::broadcast_except)).
     fn publish(&self, message: &Message, except: Option<u64>) -> Pending;
+
+    /// The group-wide presence id of socket `socket` of this node.
+    fn member_id(&self, socket: u64) -> String;
+
+    /// Records a member of this node in the broker's presence and announces
+    /// it (a join, or an update of its metadata) to every node.
+    fn track(&self, socket: u64, meta: &str, update: bool);
+
+    /// Removes a member of this node from the broker's presence and
+    /// announces its leave to every node.
+    fn untrack(&self, socket: u64);
 }

@@ -7,21 +7,25 @@
 //! compressed once for members that share it), so it inherits the socket's
 //! promises (never panics, bounded outbound memory, per-connection order)
 //! and must not touch frames, mailboxes or listeners itself. A group opened
-//! through a [`Cluster`](crate::Cluster) also reaches the other nodes, through
+//! through a `Cluster` (feature `redis`) also reaches the other nodes, through
 //! the `Fanout` the cluster gives it; this module never knows the broker.
 
 use std::{
     collections::HashSet,
     fmt,
-    sync::{Arc, Mutex, MutexGuard, Weak},
+    sync::{Arc, Mutex, MutexGuard},
 };
 
 #[cfg(feature = "redis")]
+use crate::fanout::Fanout;
 use crate::{
-    cluster_error::ClusterError,
-    fanout::{Fanout, Pending},
+    broadcast::Broadcast,
+    command::SharedPayload,
+    error::SendError,
+    message::Message,
+    presence::{Member, Presence, PresenceEvent},
+    socket::Socket,
 };
-use crate::{command::SharedPayload, error::SendError, message::Message, socket::Socket};
 
 /// A set of sockets that receive the same messages: a chat room, the
 /// subscribers of a topic, every client of a dashboard.
@@ -97,7 +101,7 @@ use crate::{command::SharedPayload, error::SendError, message::Message, socket::
 ///
 /// # Across processes
 ///
-/// With the `redis` feature, [`Cluster::group`](crate::Cluster::group)
+/// With the `redis` feature, `Cluster::group` (feature `redis`)
 /// opens a named group that is also a `Group`: the same methods, the same
 /// report, and every broadcast also reaches the members that the other
 /// processes hold in the group of that name. Membership stays per process
@@ -112,6 +116,7 @@ pub struct Group {
 #[derive(Default)]
 struct Inner {
     members: Mutex<HashSet<Socket>>,
+    presence: Presence,
     /// The other nodes, for a group opened through a cluster.
     #[cfg(feature = "redis")]
     fanout: Option<Box<dyn Fanout>>,
@@ -122,7 +127,7 @@ struct Inner {
 /// closes the group (and its `Fanout` unsubscribes).
 #[cfg(feature = "redis")]
 #[derive(Clone)]
-pub(crate) struct WeakGroup(Weak<Inner>);
+pub(crate) struct WeakGroup(std::sync::Weak<Inner>);
 
 #[cfg(feature = "redis")]
 impl WeakGroup {
@@ -134,87 +139,6 @@ impl WeakGroup {
     /// True while a handle of the group is alive.
     pub(crate) fn is_alive(&self) -> bool {
         self.0.strong_count() > 0
-    }
-}
-
-/// What a broadcast did: how many members it was queued for, how many
-/// refused it for backpressure, how many were found closed (and removed).
-///
-/// The three counts add up to the number of this process's members the
-/// broadcast was addressed to. For a group opened through a
-/// [`Cluster`](crate::Cluster), `published()` (feature `redis`) waits for
-/// the broker to accept the copy for the other processes; dropping the
-/// report does not cancel that publish.
-///
-/// ```no_run
-/// # fn demo(group: actix_ws_listener::Group) {
-/// let report = group.broadcast("tick");
-/// if report.backpressured > 0 {
-///     log::warn!("{} slow clients missed a tick", report.backpressured);
-/// }
-/// log::debug!("tick sent to {} clients, {} had left", report.sent, report.closed);
-/// # }
-/// ```
-#[derive(Debug, Default)]
-#[non_exhaustive]
-pub struct Broadcast {
-    /// Members the message was queued for: the promise of [`Socket::send`]
-    /// returning `Ok` (queued in order on that connection), not that the
-    /// client received it.
-    pub sent: usize,
-    /// Members that refused the message with [`SendError::Backpressure`]:
-    /// their client is not reading fast enough and their outbound buffer is
-    /// full. They missed this message and stay in the group, unless the
-    /// socket is no longer open after the refusal; under
-    /// [`BackpressurePolicy::Close`](crate::BackpressurePolicy::Close) the
-    /// refusal closes the connection, and a broadcast removes the member
-    /// once its socket reports closed.
-    pub backpressured: usize,
-    /// Members whose socket was closing or closed ([`SendError::Closed`]);
-    /// they have been removed from the group.
-    pub closed: usize,
-    /// The copy for the other nodes: `None` for a local group.
-    #[cfg(feature = "redis")]
-    published: Option<Pending>,
-}
-
-impl Broadcast {
-    /// Members the broadcast was addressed to: `sent + backpressured + closed`.
-    ///
-    /// ```
-    /// # use actix_ws_listener::Group;
-    /// let report = Group::new().broadcast("nobody hears this");
-    /// assert_eq!(report.total(), 0);
-    /// ```
-    pub fn total(&self) -> usize {
-        self.sent + self.backpressured + self.closed
-    }
-
-    /// Waits until the broker accepted the copy for the other nodes (every
-    /// node subscribed at that moment will deliver it), or it failed. A
-    /// local group's broadcast has no such copy: `Ok` at once.
-    ///
-    /// ```no_run
-    /// # async fn demo(room: actix_ws_listener::Group) {
-    /// if let Err(error) = room.broadcast("hello").published().await {
-    ///     log::warn!("only this process's members got it: {error}");
-    /// }
-    /// # }
-    /// ```
-    ///
-    /// # Errors
-    /// [`ClusterError::Backlog`] when the publish queue was full,
-    /// [`ClusterError::Unreachable`], [`ClusterError::Refused`] or
-    /// [`ClusterError::Timeout`] when Redis failed or did not answer,
-    /// [`ClusterError::Stopped`] when the cluster stopped first.
-    #[cfg(feature = "redis")]
-    #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
-    pub async fn published(self) -> Result<(), ClusterError> {
-        match self.published {
-            None => Ok(()),
-            Some(Ok(answer)) => answer.await.map_err(|_| ClusterError::Stopped)?,
-            Some(Err(refused)) => Err(refused),
-        }
     }
 }
 
@@ -238,6 +162,7 @@ impl Group {
         Group {
             inner: Arc::new(Inner {
                 members: Mutex::default(),
+                presence: Presence::default(),
                 fanout: Some(fanout),
             }),
         }
@@ -250,7 +175,7 @@ impl Group {
     }
 
     /// The name it was opened with through
-    /// [`Cluster::group`](crate::Cluster::group); `None` for a group of
+    /// `Cluster::group` (feature `redis`); `None` for a group of
     /// this process alone ([`Group::new`]).
     ///
     /// ```
@@ -379,8 +304,160 @@ impl Group {
     /// ```
     pub fn broadcast_except(&self, skip: &Socket, message: impl Into<Message>) -> Broadcast {
         let message = message.into();
-        let report = self.send_to_members(&message, Some(skip));
+        let report = self.send_to_members(&message, Some(skip.id()));
         self.publish(report, &message, Some(skip))
+    }
+
+    /// Sends one message to this process's members only (except the socket
+    /// whose [`Socket::id`] is `skip`, as [`Member::local_socket`] gives it),
+    /// even in a clustered group: for what each node says to its own
+    /// members, such as a line rendered from a [`PresenceEvent`] that every
+    /// node receives.
+    ///
+    /// ```no_run
+    /// # fn demo(room: actix_ws_listener::Group) {
+    /// use actix_ws_listener::PresenceEvent;
+    ///
+    /// let here = room.clone();
+    /// room.on_presence(move |event| {
+    ///     if let PresenceEvent::Join(member) = event {
+    ///         // Every node gets the event: each tells its own members.
+    ///         here.broadcast_here(member.local_socket, format!("* {} joined", member.meta));
+    ///     }
+    /// });
+    /// # }
+    /// ```
+    pub fn broadcast_here(&self, skip: Option<u64>, message: impl Into<Message>) -> Broadcast {
+        self.send_to_members(&message.into(), skip)
+    }
+
+    /// Tracks `socket` in the group's presence with the app's `meta` (a
+    /// display name, say): it counts in [`Group::member_count`] and shows in
+    /// [`Group::members`] on every node, and every node's
+    /// [`Group::on_presence`] callbacks get a [`PresenceEvent::Join`].
+    /// Presence is separate from delivery: [`Group::insert`] decides who
+    /// gets broadcasts. Never blocks; in a clustered group the join is
+    /// queued for Redis like a broadcast.
+    ///
+    /// ```no_run
+    /// use actix_ws_listener::{CloseCode, Group, Listener, Socket};
+    ///
+    /// struct Member {
+    ///     room: Group,
+    ///     name: String,
+    /// }
+    ///
+    /// impl Listener for Member {
+    ///     fn on_open(&mut self, socket: &Socket) {
+    ///         self.room.insert(socket);
+    ///         self.room.track(socket, self.name.clone());
+    ///     }
+    ///
+    ///     fn on_close(&mut self, socket: &Socket, _: CloseCode, _: &str) {
+    ///         self.room.remove(socket);
+    ///         self.room.untrack(socket);
+    ///     }
+    /// }
+    /// ```
+    pub fn track(&self, socket: &Socket, meta: impl Into<String>) {
+        self.change_presence(socket, meta.into(), false);
+    }
+
+    /// Changes a tracked member's metadata (a rename): every node's
+    /// callbacks get a [`PresenceEvent::Update`]. Tracks the socket if it
+    /// was not tracked.
+    pub fn update(&self, socket: &Socket, meta: impl Into<String>) {
+        self.change_presence(socket, meta.into(), true);
+    }
+
+    fn change_presence(&self, socket: &Socket, meta: String, update: bool) {
+        let id = self.member_id(socket.id());
+        self.inner
+            .presence
+            .track_own(id.clone(), socket.id(), meta.clone());
+        #[cfg(feature = "redis")]
+        if let Some(fanout) = &self.inner.fanout {
+            fanout.track(socket.id(), &meta, update);
+            return;
+        }
+        let member = Member {
+            id,
+            meta,
+            local_socket: Some(socket.id()),
+        };
+        self.inner.presence.emit(&if update {
+            PresenceEvent::Update(member)
+        } else {
+            PresenceEvent::Join(member)
+        });
+    }
+
+    /// Removes `socket` from the group's presence; `false` if it was not
+    /// tracked. Every node's callbacks get a [`PresenceEvent::Leave`].
+    pub fn untrack(&self, socket: &Socket) -> bool {
+        let Some(meta) = self.inner.presence.untrack_own(socket.id()) else {
+            return false;
+        };
+        #[cfg(feature = "redis")]
+        if let Some(fanout) = &self.inner.fanout {
+            // The view changes when the leave comes back from the broker,
+            // with every other node's.
+            fanout.untrack(socket.id());
+            return true;
+        }
+        let id = self.member_id(socket.id());
+        self.inner.presence.left(&id);
+        self.inner.presence.emit(&PresenceEvent::Leave(Member {
+            id,
+            meta,
+            local_socket: Some(socket.id()),
+        }));
+        true
+    }
+
+    /// Every tracked member on every node, sorted by id. Reads this
+    /// process's view: no round trip. In a clustered group the view follows
+    /// the broker (joins and leaves as they are published, a full snapshot
+    /// every few seconds; see `Cluster` (feature `redis`) for the bounds).
+    ///
+    /// ```
+    /// # use actix_ws_listener::Group;
+    /// let room = Group::new();
+    /// let names: Vec<String> = room.members().into_iter().map(|m| m.meta).collect();
+    /// assert!(names.is_empty());
+    /// ```
+    pub fn members(&self) -> Vec<Member> {
+        self.inner.presence.members()
+    }
+
+    /// Number of tracked members on every node, as [`Group::members`] sees
+    /// them.
+    pub fn member_count(&self) -> usize {
+        self.inner.presence.count()
+    }
+
+    /// Calls `callback` for every join, update and leave of the group's
+    /// presence, on every node. It runs on the thread that made the change
+    /// (a local group) or on the cluster's thread (a clustered group): it
+    /// must not block; sending to sockets and broadcasting are fine. It
+    /// stays registered as long as the group lives.
+    pub fn on_presence(&self, callback: impl Fn(&PresenceEvent) + Send + Sync + 'static) {
+        self.inner.presence.subscribe(Arc::new(callback));
+    }
+
+    /// The group-wide id of a member of this process.
+    fn member_id(&self, socket: u64) -> String {
+        #[cfg(feature = "redis")]
+        if let Some(fanout) = &self.inner.fanout {
+            return fanout.member_id(socket);
+        }
+        socket.to_string()
+    }
+
+    /// The group's presence, for the cluster that keeps it in step.
+    #[cfg(feature = "redis")]
+    pub(crate) fn presence(&self) -> &Presence {
+        &self.inner.presence
     }
 
     /// Delivers a broadcast that came from another node to this process's
@@ -421,7 +498,7 @@ impl Group {
         self.lock().iter().cloned().collect()
     }
 
-    fn send_to_members(&self, message: &Message, skip: Option<&Socket>) -> Broadcast {
+    fn send_to_members(&self, message: &Message, skip: Option<u64>) -> Broadcast {
         let mut report = Broadcast::default();
         // Members that compress without context takeover share one
         // compressed payload; the others compress in their own context.
@@ -429,7 +506,7 @@ impl Group {
         let mut members = self.lock();
         // Under the lock, so every member sees broadcasts in one order.
         members.retain(|socket| {
-            if skip == Some(socket) {
+            if skip == Some(socket.id()) {
                 return true;
             }
             match socket.send_shared(message.clone(), &shared) {

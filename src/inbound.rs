@@ -207,6 +207,12 @@ impl Inbound {
         self.buf.extend_from_slice(chunk);
     }
 
+    /// Bytes held: read and not yet made into events, and the message being
+    /// assembled.
+    pub(crate) fn buffered(&self) -> usize {
+        self.buf.len() + self.assembly.len()
+    }
+
     /// Frees everything held: the connection is over.
     pub(crate) fn clear(&mut self) {
         self.buf = BytesMut::new();

@@ -82,6 +82,8 @@
 //!   inflation bounded by the message limits.
 //! - [`AsyncListener`]: event methods that await (a database call), with
 //!   `&mut self` state, one event at a time, in arrival order.
+//! - `reuse_port_listener` (Unix): a `SO_REUSEPORT` listener for
+//!   `HttpServer::listen`, so several server processes share one port.
 //!
 //! # Async listeners
 //!
@@ -149,6 +151,7 @@
 mod address;
 mod admission;
 mod async_listener;
+mod broadcast;
 mod budget;
 mod caps;
 mod close;
@@ -174,8 +177,11 @@ mod listener;
 mod listening;
 mod message;
 mod outbound;
+mod presence;
 mod rate;
 mod registry;
+#[cfg(unix)]
+mod reuseport;
 mod shutdown;
 mod socket;
 mod stats;
@@ -188,6 +194,7 @@ mod utf8;
 
 pub use address::{Address, NotThisListener, Timer, TrySendError};
 pub use async_listener::AsyncListener;
+pub use broadcast::Broadcast;
 pub use budget::{InboundBudget, DEFAULT_INBOUND_BUDGET};
 pub use close::CloseCode;
 #[cfg(feature = "redis")]
@@ -202,11 +209,14 @@ pub use deflate::Compression;
 #[cfg_attr(docsrs, doc(cfg(feature = "json")))]
 pub use error::JsonError;
 pub use error::{Error, ProtocolError, SendError};
-pub use group::{Broadcast, Group};
+pub use group::Group;
 pub use listener::{listener, FnListener, Handles, Listener};
 pub use listening::{AsyncKind, Listen, Listening, SyncKind};
 pub use message::Message;
+pub use presence::{Member, PresenceEvent};
 pub use registry::Connections;
+#[cfg(unix)]
+pub use reuseport::reuse_port_listener;
 pub use shutdown::run_with_graceful_shutdown;
 pub use socket::Socket;
 pub use stats::Stats;

@@ -4,6 +4,8 @@
 //! This module owns the callback surface only. When and in which order the
 //! callbacks run (S1) is the connection's business.
 
+#![allow(async_fn_in_trait)] // `handle` runs on the connection's thread: no `Send` needed.
+
 use bytes::Bytes;
 
 use crate::{close::CloseCode, error::Error, message::Message, socket::Socket};
@@ -65,6 +67,8 @@ pub trait Listener: 'static {
 
     /// A ping arrived. The default answers with a pong carrying the same
     /// payload, as RFC 6455 requires; override it to answer differently.
+    /// A ping that arrives while a typed message's handler awaits is
+    /// answered by the connection with that default, without this call (S20).
     fn on_ping(&mut self, socket: &Socket, data: Bytes) {
         answer_ping(socket, data);
     }
@@ -291,8 +295,12 @@ impl Listener for FnListener {
 /// [`Address::recipient`](crate::Address::recipient)) and `do_send` or
 /// `send` to it. The message is handled on the connection's actor, with
 /// `&mut self` and the connection's socket, one event at a time and in one
-/// order with frames (and, for an [`AsyncListener`](crate::AsyncListener),
-/// after the pending handler). A message that reaches the connection after
+/// order with frames (after a pending handler). `handle` is an `async fn`:
+/// a handler that awaits (another actor's answer, a database call) holds
+/// back the listener's other events until it is done, as actix's
+/// `ctx.wait` does, while pings are still answered (S20). That is also how
+/// a plain [`Listener`] takes one awaited step without spawning a task:
+/// send itself a message through its [`Address`](crate::Address). A message that reaches the connection after
 /// `on_close` is never handled: `send` resolves to
 /// `Err(MailboxError::Closed)`, and once the connection's actor has stopped
 /// `try_send` and `do_send` are refused by its mailbox. A panic in `handle`
@@ -323,7 +331,7 @@ impl Listener for FnListener {
 /// }
 ///
 /// impl Handles<ChatLine> for Session {
-///     fn handle(&mut self, socket: &Socket, ChatLine(line): ChatLine) {
+///     async fn handle(&mut self, socket: &Socket, ChatLine(line): ChatLine) {
 ///         // The session decides, with its own state, what to write.
 ///         if !self.muted {
 ///             if let Err(error) = socket.send(line) {
@@ -334,6 +342,10 @@ impl Listener for FnListener {
 /// }
 /// ```
 pub trait Handles<M: actix::Message> {
-    /// Handles one message; the result goes back to a sender that used `send`.
-    fn handle(&mut self, socket: &Socket, message: M) -> M::Result;
+    /// Handles one message; the result goes back to a sender that used
+    /// `send`. It may await (another actor's answer, a database call): the
+    /// connection then handles nothing else of this listener until it is
+    /// done, and reads only control frames meanwhile (S16, S20); a handler
+    /// that never awaits costs no more than a plain function.
+    async fn handle(&mut self, socket: &Socket, message: M) -> M::Result;
 }

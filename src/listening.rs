@@ -66,7 +66,7 @@ pub(crate) trait Start<K>: Sized + 'static {
 
 impl<L: Listener> Start<SyncKind> for L {
     fn into_driver(self) -> Box<dyn Driver<L>> {
-        Box::new(SyncDriver(self))
+        Box::new(SyncDriver::new(self))
     }
 }
 
@@ -108,7 +108,7 @@ impl<L: AsyncListener> Listen<AsyncKind> for L {}
 /// struct Session;
 /// impl Listener for Session {}
 /// impl Handles<Notice> for Session {
-///     fn handle(&mut self, socket: &Socket, Notice(text): Notice) {
+///     async fn handle(&mut self, socket: &Socket, Notice(text): Notice) {
 ///         if socket.send(text).is_err() { log::debug!("notice not sent"); }
 ///     }
 /// }

@@ -141,7 +141,7 @@ impl Outbound {
             }
             Command::Ping(data) => self.encode(OpCode::Ping, false, &data),
             Command::Pong(data) => self.encode(OpCode::Pong, false, &data),
-            Command::Fail(_) => {}
+            Command::Fail(_) | Command::Disconnect => {}
             Command::Close(code, reason) => self.encode_close(code, reason),
         }
         self.wake();

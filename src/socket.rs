@@ -268,6 +268,31 @@ impl Socket {
             .submit_close(Command::close(code.into(), reason.into())?)
     }
 
+    /// Ends the connection at once, without the close handshake: Jetty's
+    /// `disconnect`, actix's `ctx.stop()`. For a peer that is gone or will
+    /// not answer (a heartbeat found it silent): a close would wait
+    /// `close_timeout` for a close frame that never comes.
+    ///
+    /// The TCP connection is dropped; what is still queued for the client
+    /// is dropped too (`send_async` calls `fail`); `on_close` runs with
+    /// [`CloseCode::ABNORMAL`] (1006) and an empty reason, as when the peer
+    /// vanishes. `is_open` is false from this call on. Nothing happens if
+    /// the connection has already ended.
+    ///
+    /// ```no_run
+    /// # fn demo(socket: actix_ws_listener::Socket, silent_for: std::time::Duration) {
+    /// if silent_for > std::time::Duration::from_secs(10) {
+    ///     log::info!("ws {}: heartbeat failed, disconnecting", socket.id());
+    ///     socket.disconnect();
+    /// }
+    /// # }
+    /// ```
+    pub fn disconnect(&self) {
+        if !self.link().disconnect() {
+            log::debug!("ws {}: disconnect after the end", self.id());
+        }
+    }
+
     fn submit(&self, command: Command) -> Result<(), SendError> {
         self.link()
             .submit(command)

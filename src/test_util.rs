@@ -37,7 +37,7 @@ use actix_web::{dev::ServerHandle, web, App, HttpResponse, HttpServer};
 use bytes::Bytes;
 use bytestring::ByteString;
 
-use crate::test_frame::{self, Head};
+use crate::test_frame::{self, Frame, Head};
 use crate::{
     close::CloseCode, config::Config, listening::Listen, message::Message,
     upgrade::WebSocketUpgrade,
@@ -192,6 +192,10 @@ pub struct TestClient {
     buf: Vec<u8>,
     /// State of the masking keys' generator.
     seed: u64,
+    /// Answer pings with pongs inside `recv` instead of returning them.
+    answer_pings: bool,
+    /// Pings answered that way.
+    pings_answered: u64,
 }
 
 impl TestClient {
@@ -214,6 +218,8 @@ impl TestClient {
             stream,
             buf: Vec::new(),
             seed: 0x9E37_79B9_7F4A_7C15 ^ u64::from(addr.port()),
+            answer_pings: false,
+            pings_answered: 0,
         };
         let head = client.read_head()?;
         let accept = actix_http::ws::hash_key(key.as_bytes());
@@ -247,6 +253,52 @@ impl TestClient {
             ));
         }
         self.write_frame(0x9, data)
+    }
+
+    /// Sends a pong carrying `data` (at most 125 bytes): an answer to a
+    /// ping, or unsolicited.
+    ///
+    /// # Errors
+    /// The I/O error, or `InvalidInput` past 125 bytes.
+    pub fn pong(&mut self, data: &[u8]) -> io::Result<()> {
+        if data.len() > 125 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "pong payload over 125 bytes",
+            ));
+        }
+        self.write_frame(0xA, data)
+    }
+
+    /// Sends a close frame with any code, valid or not (1005, 1006, 999,
+    /// 5000…), and `reason`, without waiting: for testing how the server
+    /// answers codes a well-behaved client never sends.
+    ///
+    /// # Errors
+    /// The I/O error.
+    pub fn close_with_code(&mut self, code: u16, reason: &str) -> io::Result<()> {
+        self.send_frame(&Frame::close(code, reason))
+    }
+
+    /// Writes `frame` as it is: fragments, reserved bits or opcodes, wrong
+    /// lengths, unmasked frames (see [`Frame`]).
+    ///
+    /// # Errors
+    /// The I/O error.
+    pub fn send_frame(&mut self, frame: &Frame) -> io::Result<()> {
+        self.stream.write_all(&frame.encode())
+    }
+
+    /// From now on, `recv` answers every ping with a pong carrying its
+    /// payload and goes on waiting, as a browser does; pings are no longer
+    /// returned. For listeners with a heartbeat.
+    pub fn answer_pings(&mut self, answer: bool) {
+        self.answer_pings = answer;
+    }
+
+    /// How many pings `recv` has answered by itself.
+    pub fn pings_answered(&self) -> u64 {
+        self.pings_answered
     }
 
     /// Starts the closing handshake with 1000 and waits for the server's
@@ -293,6 +345,11 @@ impl TestClient {
         loop {
             let (fin, opcode, payload) = self.read_frame(deadline)?;
             let received = match opcode {
+                0x9 if self.answer_pings => {
+                    self.write_frame(0xA, &payload)?;
+                    self.pings_answered += 1;
+                    continue;
+                }
                 0x9 => Received::Ping(Bytes::from(payload)),
                 0xA => Received::Pong(Bytes::from(payload)),
                 0x8 => close_frame(&payload)?,

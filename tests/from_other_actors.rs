@@ -61,7 +61,7 @@ impl Listener for Session {
 }
 
 impl Handles<Say> for Session {
-    fn handle(&mut self, socket: &Socket, Say(n): Say) -> usize {
+    async fn handle(&mut self, socket: &Socket, Say(n): Say) -> usize {
         self.seen += 1;
         self.events.note(socket, format!("say {n}"));
         if let Err(error) = socket.send(format!("say {n}")) {
@@ -178,7 +178,7 @@ impl AsyncListener for SlowSession {
 }
 
 impl Handles<Say> for SlowSession {
-    fn handle(&mut self, socket: &Socket, Say(n): Say) -> usize {
+    async fn handle(&mut self, socket: &Socket, Say(n): Say) -> usize {
         socket.send(format!("say {n}")).expect("send");
         n
     }
@@ -278,7 +278,7 @@ struct Fragile;
 impl Listener for Fragile {}
 
 impl Handles<Say> for Fragile {
-    fn handle(&mut self, _: &Socket, Say(n): Say) -> usize {
+    async fn handle(&mut self, _: &Socket, Say(n): Say) -> usize {
         assert_ne!(n, 13, "typed message handler panicked on purpose");
         n
     }

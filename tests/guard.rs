@@ -159,10 +159,11 @@ fn s19_a_compressed_connection_inflating_a_bomb_counts_against_the_same_budget()
 #[test]
 fn s19_the_rate_limit_paces_a_flooding_client_and_echoes_every_message_in_order() {
     let events = Events::new();
-    let server = serve_with(test_config().max_messages_per_second(100, 5), {
-        let events = events.clone();
-        move || events.record(Echo)
-    });
+    let server = serve_recorded_with(
+        test_config().max_messages_per_second(100, 5),
+        &events,
+        |_| Echo,
+    );
     let mut client = server.connect();
     let conn = events.wait_open().id();
     // 300 messages at once, far faster than 100 a second.

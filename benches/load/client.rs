@@ -277,6 +277,44 @@ impl Conn {
     }
 }
 
+// Used by benches/scale.rs, not by the load bench.
+#[allow(dead_code)]
+impl Conn {
+    /// Sends one text message and does not wait for anything back.
+    pub async fn send_text(&mut self, text: &str) -> io::Result<()> {
+        let mut out = Vec::with_capacity(text.len() + 14);
+        encode_frame(&mut out, OP_TEXT, text.as_bytes(), self.rng.mask());
+        self.stream.write_all(&out).await
+    }
+
+    /// Waits for the next data message and checks that it is
+    /// [`BROADCAST_PAYLOAD`], binary.
+    pub async fn recv_broadcast(&mut self) -> io::Result<()> {
+        let mut assembler = Assembler::default();
+        loop {
+            while let Some(frame) = next_frame(&mut self.rbuf, self.raw)? {
+                if let Some((opcode, payload)) = assembler.push(frame)? {
+                    if opcode != OP_BINARY || payload[..] != BROADCAST_PAYLOAD[..] {
+                        return Err(err("broadcast payload differs"));
+                    }
+                    return Ok(());
+                }
+            }
+            if self.stream.read_buf(&mut self.rbuf).await? == 0 {
+                return Err(err("server closed"));
+            }
+        }
+    }
+
+    /// Gives back the read buffer's spare capacity (4 KiB after the
+    /// handshake), so that many idle connections cost the client little.
+    pub fn shrink(&mut self) {
+        if self.rbuf.is_empty() {
+            self.rbuf = BytesMut::new();
+        }
+    }
+}
+
 /// Above this many connections, [`connect_many`] binds each one to a source
 /// address of its own choosing: one source address has only the ephemeral
 /// port range (28,232 ports by default, shared with every other program)

@@ -32,7 +32,7 @@ pub struct Sample {
 /// A server's short name: `A`, `A2`, `B`, `C`, `T`, `F`, `R`.
 pub type Role = &'static str;
 
-pub const SERVERS: [(Role, &str); 7] = [
+pub const SERVERS: [(Role, &str); 8] = [
     ("A", "actix-ws-listener"),
     ("A2", "actix-ws-listener, AsyncListener"),
     ("B", "actix-web-actors (baseline)"),
@@ -40,6 +40,7 @@ pub const SERVERS: [(Role, &str); 7] = [
     ("T", "tokio-tungstenite 0.30"),
     ("F", "fastwebsockets 0.10"),
     ("R", "raw TCP echo"),
+    ("X", "actix-web raw payload echo (ceiling)"),
 ];
 
 /// The other WebSocket servers A is compared with (not A2, not the raw echo).
@@ -169,9 +170,13 @@ type Metric = fn(&Sample) -> Option<f64>;
 /// drift of a shared machine between rounds, which a ratio of medians
 /// would keep.
 pub fn paired_ratio(w: &WorkloadResult, server: &str, base: &str, metric: Metric) -> Option<f64> {
+    median(round_ratios(w, server, base, metric))
+}
+
+/// The per-round ratios `server`/`base` of `metric`, rounds in order.
+fn round_ratios(w: &WorkloadResult, server: &str, base: &str, metric: Metric) -> Vec<f64> {
     let base = w.samples_of(base);
-    let ratios = w
-        .samples_of(server)
+    w.samples_of(server)
         .iter()
         .filter_map(|x| {
             let b = base.iter().find(|b| b.round == x.round)?;
@@ -180,8 +185,40 @@ pub fn paired_ratio(w: &WorkloadResult, server: &str, base: &str, metric: Metric
                 _ => None,
             }
         })
-        .collect();
-    median(ratios)
+        .collect()
+}
+
+/// The margins, robustly: for each echo workload, A's CPU per message and
+/// p99 against B, F and X as the median of the per-round ratios with their
+/// (min, max) and the number of rounds, in Markdown.
+pub fn margins(results: &[WorkloadResult]) -> String {
+    let mut md = String::new();
+    let _ = writeln!(
+        md,
+        "| workload | ratio | median of per-round ratios | (min, max) | rounds |\n|---|---|---|---|---|"
+    );
+    let cpu: Metric = |s| Some(s.cpu_us);
+    let p99: Metric = |s| s.p99_us;
+    for w in results.iter().filter(|w| w.id <= 3) {
+        for (label, metric) in [("CPU/msg", cpu), ("p99", p99)] {
+            for base in ["B", "F", "X", "A2"] {
+                let ratios = round_ratios(w, "A", base, metric);
+                let Some(mid) = median(ratios.clone()) else {
+                    continue;
+                };
+                let lo = ratios.iter().copied().fold(f64::MAX, f64::min);
+                let hi = ratios.iter().copied().fold(f64::MIN, f64::max);
+                let _ = writeln!(
+                    md,
+                    "| {} {} | A/{base} {label} | {mid:.3} | ({lo:.3}, {hi:.3}) | {} |",
+                    w.id,
+                    w.title,
+                    ratios.len()
+                );
+            }
+        }
+    }
+    md
 }
 
 /// A label, the target for A/B as `(bound, higher_is_better)`, and the metric.
@@ -293,7 +330,7 @@ pub fn markdown(results: &[WorkloadResult], setup: &str) -> String {
         md,
         "Servers: A = actix-ws-listener (this crate), A2 = the same with an AsyncListener, \
          B = actix-web-actors actor (baseline), C = actix-ws 0.3, T = tokio-tungstenite 0.30, \
-         F = fastwebsockets 0.10 (hyper 1), R = raw TCP echo (client ceiling). \
+         F = fastwebsockets 0.10 (hyper 1), R = raw TCP echo (client ceiling), X = actix-web echoing the raw payload stream (the actix stack's ceiling). \
          Ratios are against B (A/B, C/B, …) or another server named in the column: the median over \
          rounds of the ratio of the two samples \
          taken side by side in a round; ±x% is half the min–max range of the rate over the rounds. \
@@ -319,7 +356,7 @@ pub fn markdown(results: &[WorkloadResult], setup: &str) -> String {
                 _ => " µs",
             };
             let vs = |metric: Metric| {
-                if *server == "B" || *server == "R" {
+                if matches!(*server, "B" | "R" | "X") {
                     return String::new();
                 }
                 ratio_cell(paired_ratio(w, server, "B", metric))

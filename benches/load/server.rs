@@ -22,6 +22,11 @@
 //!   write halves (`unstable-split`), each written in turn.
 //! - R: not WebSocket at all after the handshake: a tokio task per
 //!   connection copying bytes back. It shows what the load client can do.
+//! - X: the actix stack's ceiling: an actix-web handler that answers the
+//!   upgrade (`actix_web_actors::ws::handshake`) and streams the request's
+//!   payload back as the response body, with no WebSocket work at all (the
+//!   client gets its own masked frames back, as from R). What A does on
+//!   top of actix-http is A against X.
 
 use std::{
     io::Write as _,
@@ -71,7 +76,9 @@ pub fn run(role: &str) -> std::io::Result<()> {
             .build()
     };
     match role {
-        "A" | "A2" | "B" | "C" => actix_web::rt::System::new().block_on(run_actix(role.to_owned())),
+        "A" | "A2" | "B" | "C" | "X" => {
+            actix_web::rt::System::new().block_on(run_actix(role.to_owned()))
+        }
         "T" => tokio()?.block_on(tungstenite::run()),
         "F" => tokio()?.block_on(fast::run()),
         "R" => tokio()?.block_on(raw::run()),
@@ -101,6 +108,7 @@ async fn run_actix(role: String) -> std::io::Result<()> {
                 .route("/", web::get().to(echo_a))
                 .route("/broadcast", web::get().to(broadcast_a)),
             "A2" => app.route("/", web::get().to(echo_a2)),
+            "X" => app.route("/", web::get().to(echo_x)),
             "B" => app
                 .route("/", web::get().to(echo_b))
                 .route("/broadcast", web::get().to(broadcast_b)),
@@ -312,6 +320,14 @@ async fn broadcast_b(
     hub: web::Data<HubB>,
 ) -> Result<HttpResponse, actix_web::Error> {
     start_b(&req, payload, Some(hub.get_ref().clone()))
+}
+
+// ------------------------------------------------ X: actix-http's ceiling
+
+/// Upgrades and hands the raw payload stream back as the body: actix-http
+/// reads, buffers and writes, and nothing parses, unmasks or frames.
+async fn echo_x(req: HttpRequest, payload: web::Payload) -> Result<HttpResponse, actix_web::Error> {
+    Ok(ws::handshake(&req)?.streaming(payload))
 }
 
 // ------------------------------------------------------------ C: actix-ws

@@ -7,8 +7,9 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
-    envelope,
+    envelope::{self, Change},
     link::{Cluster, Inner},
+    presence,
     stats::bump,
     tasks::Publish,
 };
@@ -95,17 +96,75 @@ struct Channel {
     cluster: Arc<Inner>,
 }
 
+impl Channel {
+    /// Queues presence commands; a refusal (backlog) is logged: the next
+    /// heartbeat that finds the broker's presence lost re-announces, and a
+    /// missed leave is swept with the node.
+    fn send(&self, commands: Vec<redis::Cmd>) {
+        let (done, _answer) = oneshot::channel();
+        let publish = Publish {
+            commands,
+            broadcast: false,
+            done,
+        };
+        if let Err(refused) = self.cluster.publish.try_send(publish) {
+            let why = match refused {
+                mpsc::error::TrySendError::Full(_) => ClusterError::Backlog,
+                mpsc::error::TrySendError::Closed(_) => ClusterError::Stopped,
+            };
+            log::debug!(
+                "cluster: presence change on {} not sent: {why}",
+                self.channel
+            );
+        }
+    }
+}
+
 impl Fanout for Channel {
     fn name(&self) -> &str {
         &self.name
     }
 
+    fn member_id(&self, socket: u64) -> String {
+        presence::member_id(self.cluster.shared.node, socket)
+    }
+
+    fn track(&self, socket: u64, meta: &str, update: bool) {
+        let node = self.cluster.shared.node;
+        let mut hset = redis::cmd("HSET");
+        hset.arg(presence::hash_key(&self.channel))
+            .arg(presence::member_id(node, socket))
+            .arg(meta);
+        let change = if update { Change::Update } else { Change::Join };
+        let mut announce = redis::cmd("PUBLISH");
+        announce
+            .arg(&*self.channel)
+            .arg(&envelope::encode_change(node, socket, change, meta)[..]);
+        self.send(vec![hset, announce]);
+    }
+
+    fn untrack(&self, socket: u64) {
+        let node = self.cluster.shared.node;
+        let mut hdel = redis::cmd("HDEL");
+        hdel.arg(presence::hash_key(&self.channel))
+            .arg(presence::member_id(node, socket));
+        let mut announce = redis::cmd("PUBLISH");
+        announce
+            .arg(&*self.channel)
+            .arg(&envelope::encode_change(node, socket, Change::Leave, "")[..]);
+        self.send(vec![hdel, announce]);
+    }
+
     fn publish(&self, message: &Message, except: Option<u64>) -> Pending {
         let cluster = &self.cluster;
         let (done, outcome) = oneshot::channel();
+        let mut command = redis::cmd("PUBLISH");
+        command
+            .arg(&*self.channel)
+            .arg(&envelope::encode(cluster.shared.node, except, message)[..]);
         let publish = Publish {
-            channel: Arc::clone(&self.channel),
-            payload: envelope::encode(cluster.shared.node, except, message),
+            commands: vec![command],
+            broadcast: true,
             done,
         };
         match cluster.publish.try_send(publish) {

@@ -17,6 +17,17 @@ use crate::message::Message;
 const VERSION: u8 = 1;
 const KIND_TEXT: u8 = 1;
 const KIND_BINARY: u8 = 2;
+const KIND_JOIN: u8 = 3;
+const KIND_UPDATE: u8 = 4;
+const KIND_LEAVE: u8 = 5;
+
+/// A presence change: the kinds after text and binary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Change {
+    Join,
+    Update,
+    Leave,
+}
 /// Version, kind, origin, excluded socket.
 pub(crate) const HEADER_LEN: usize = 1 + 1 + 16 + 8;
 
@@ -26,8 +37,12 @@ pub(crate) struct Envelope {
     /// The node that published it.
     pub(crate) origin: u128,
     /// The socket of `origin` that must not get it (`broadcast_except`).
+    /// For a presence change, the member's socket on `origin`.
     pub(crate) except: Option<u64>,
+    /// For a presence change, the member's metadata as text.
     pub(crate) message: Message,
+    /// `Some` for a presence change rather than a broadcast.
+    pub(crate) change: Option<Change>,
 }
 
 /// Why a published payload was not an envelope we can deliver.
@@ -59,8 +74,24 @@ pub(crate) fn encode(origin: u128, except: Option<u64>, message: &Message) -> By
     out.freeze()
 }
 
+/// The publish payload announcing a presence change of socket `socket` of
+/// node `origin`, with its metadata.
+pub(crate) fn encode_change(origin: u128, socket: u64, change: Change, meta: &str) -> Bytes {
+    let mut out = BytesMut::with_capacity(HEADER_LEN + meta.len());
+    out.put_u8(VERSION);
+    out.put_u8(match change {
+        Change::Join => KIND_JOIN,
+        Change::Update => KIND_UPDATE,
+        Change::Leave => KIND_LEAVE,
+    });
+    out.put_u128(origin);
+    out.put_u64(socket);
+    out.put_slice(meta.as_bytes());
+    out.freeze()
+}
+
 /// Reads the header without touching the payload: which node sent it.
-pub(crate) fn origin(raw: &[u8]) -> Option<u128> {
+fn origin(raw: &[u8]) -> Option<u128> {
     let bytes = raw.get(2..18)?;
     Some(u128::from_be_bytes(bytes.try_into().ok()?))
 }
@@ -79,15 +110,23 @@ pub(crate) fn decode(raw: Bytes) -> Result<Envelope, Malformed> {
     except.copy_from_slice(&raw[18..HEADER_LEN]);
     let except = Some(u64::from_be_bytes(except)).filter(|&id| id != 0);
     let payload = raw.slice(HEADER_LEN..);
-    let message = match raw[1] {
-        KIND_TEXT => Message::Text(ByteString::try_from(payload).map_err(|_| Malformed::Utf8)?),
-        KIND_BINARY => Message::Binary(payload),
+    let change = match raw[1] {
+        KIND_TEXT | KIND_BINARY => None,
+        KIND_JOIN => Some(Change::Join),
+        KIND_UPDATE => Some(Change::Update),
+        KIND_LEAVE => Some(Change::Leave),
         kind => return Err(Malformed::Kind(kind)),
+    };
+    let message = if raw[1] == KIND_BINARY {
+        Message::Binary(payload)
+    } else {
+        Message::Text(ByteString::try_from(payload).map_err(|_| Malformed::Utf8)?)
     };
     Ok(Envelope {
         origin,
         except,
         message,
+        change,
     })
 }
 
@@ -112,7 +151,8 @@ mod tests {
                 Ok(Envelope {
                     origin: NODE,
                     except,
-                    message
+                    message,
+                    change: None,
                 })
             );
         }
@@ -129,14 +169,25 @@ mod tests {
     }
 
     #[test]
+    fn presence_changes_round_trip() {
+        for change in [Change::Join, Change::Update, Change::Leave] {
+            let raw = encode_change(NODE, 42, change, "alice");
+            let envelope = decode(raw).expect("decodes");
+            assert_eq!(envelope.change, Some(change));
+            assert_eq!((envelope.origin, envelope.except), (NODE, Some(42)));
+            assert_eq!(envelope.message, Message::from("alice"));
+        }
+    }
+
+    #[test]
     fn foreign_payloads_are_reported_not_delivered() {
         assert_eq!(decode(Bytes::from_static(b"hello")), Err(Malformed::Short));
         let mut raw = encode(NODE, None, &Message::from("x")).to_vec();
         raw[0] = 9;
         assert_eq!(decode(raw.clone().into()), Err(Malformed::Version(9)));
         raw[0] = VERSION;
-        raw[1] = 8;
-        assert_eq!(decode(raw.clone().into()), Err(Malformed::Kind(8)));
+        raw[1] = 9;
+        assert_eq!(decode(raw.clone().into()), Err(Malformed::Kind(9)));
         raw[1] = KIND_TEXT;
         *raw.last_mut().expect("one payload byte") = 0xff;
         assert_eq!(decode(raw.into()), Err(Malformed::Utf8));

@@ -25,10 +25,12 @@ use crate::cluster_error::ClusterError;
 /// Most publishes sent to Redis in one pipeline (one write, one round trip).
 const PUBLISH_BATCH: usize = 256;
 
-/// One broadcast waiting to be published.
+/// One broadcast (or presence change) waiting to be sent: its commands, in
+/// order, in one pipeline with the others queued.
 pub(super) struct Publish {
-    pub(super) channel: Arc<str>,
-    pub(super) payload: Bytes,
+    pub(super) commands: Vec<redis::Cmd>,
+    /// Counted in [`ClusterStats`](super::stats::ClusterStats) as a broadcast.
+    pub(super) broadcast: bool,
     pub(super) done: oneshot::Sender<Result<(), ClusterError>>,
 }
 
@@ -54,9 +56,17 @@ pub(super) async fn start(
         .set_max_delay(Duration::from_secs(1))
         .set_connection_timeout(Some(config.publish_timeout))
         .set_response_timeout(Some(config.publish_timeout));
-    let manager = ConnectionManager::new_with_config(client, manager_config)
+    let mut manager = ConnectionManager::new_with_config(client, manager_config)
         .await
         .map_err(|error| ClusterError::from_redis(&shared.url, &error))?;
+    // Alive before any group can announce a member: a sweep elsewhere must
+    // not take this node's first members for a silent node's.
+    shared
+        .within(
+            config.publish_timeout,
+            super::presence::heartbeat(&config.prefix, shared.node).exec_async(&mut manager),
+        )
+        .await?;
     let (publish_tx, publish_rx) = mpsc::channel(config.publish_capacity);
     tokio::spawn(publish_loop(
         publish_rx,
@@ -69,6 +79,11 @@ pub(super) async fn start(
         manager.clone(),
         Arc::downgrade(&shared),
         config.health_check,
+    ));
+    tokio::spawn(super::presence::heartbeat_loop(
+        manager.clone(),
+        Arc::downgrade(&shared),
+        config.prefix.clone(),
     ));
     Ok(Started {
         manager,
@@ -104,10 +119,6 @@ fn receive(
         return Ok(());
     };
     let channel: Arc<str> = String::from_utf8_lossy(&channel).into();
-    if envelope::origin(&payload) == Some(shared.node) {
-        // Our own broadcast, echoed: its local members already have it.
-        return Ok(());
-    }
     let envelope = match envelope::decode(Bytes::from(payload)) {
         Ok(envelope) => envelope,
         Err(why) => {
@@ -118,6 +129,22 @@ fn receive(
             return Ok(());
         }
     };
+    if envelope.origin == shared.node && envelope.change.is_none() {
+        // Our own broadcast, echoed: its local members already have it.
+        // (Presence changes come back to every node, ours too.)
+        return Ok(());
+    }
+    if envelope.change.is_some() {
+        // Presence changes are not broadcasts: not counted; one lost to a
+        // full queue is repaired by the next sweep's snapshot.
+        if inbound.try_send((channel, envelope)).is_err() {
+            log::debug!(
+                "cluster node {:032x}: a presence change was dropped",
+                shared.node
+            );
+        }
+        return Ok(());
+    }
     match inbound.try_send((Arc::clone(&channel), envelope)) {
         Ok(()) => {
             bump(&shared.counters.received);
@@ -149,6 +176,11 @@ async fn deliver_loop(mut inbound: mpsc::Receiver<(Arc<str>, Envelope)>, shared:
             log::trace!("cluster: broadcast on {channel}, which is no longer open here");
             continue;
         };
+        if let Some(change) = envelope.change {
+            // Not counted as delivered: a presence change, not a broadcast.
+            super::presence::apply(&shared, &group, &envelope, change);
+            continue;
+        }
         // The excluded socket lives on the origin node; here everyone gets it.
         let report = group.deliver(&envelope.message);
         drop(group);
@@ -172,24 +204,24 @@ async fn publish_loop(
     while queue.recv_many(&mut batch, PUBLISH_BATCH).await > 0 {
         let mut pipe = redis::pipe();
         for publish in &batch {
-            pipe.cmd("PUBLISH")
-                .arg(&*publish.channel)
-                .arg(&publish.payload[..])
-                .ignore();
+            for command in &publish.commands {
+                pipe.add_command(command.clone()).ignore();
+            }
         }
         let outcome = shared.within(timeout, pipe.exec_async(&mut manager)).await;
+        let broadcasts = batch.iter().filter(|publish| publish.broadcast).count();
         let counter = match &outcome {
             Ok(()) => &shared.counters.published,
             Err(error) => {
                 log::debug!(
-                    "cluster node {:032x}: {} broadcasts not published: {error}",
+                    "cluster node {:032x}: {} commands not sent ({broadcasts} broadcasts): {error}",
                     shared.node,
                     batch.len()
                 );
                 &shared.counters.publish_failed
             }
         };
-        add(counter, batch.len());
+        add(counter, broadcasts);
         for publish in batch.drain(..) {
             // A caller that dropped its report does not want the answer.
             let _ = publish.done.send(outcome.clone());

@@ -1,8 +1,10 @@
 //! The connection's reading loop ([`Reader`]) and what it may do next
-//! ([`Demand`], S15, S16): it pulls events from the inbound assembler and
-//! bytes from the request payload only while the connection can take them,
-//! so a client that sends faster than it reads, or than an async listener
-//! answers, waits in TCP.
+//! ([`Demand`], S15, S16, S20): it pulls events from the inbound assembler
+//! and bytes from the request payload only while the connection can take
+//! them, so a client that sends faster than it reads, or than an async
+//! listener answers, waits in TCP. While a handler is pending it reads on
+//! through at most [`LOOKAHEAD`] bytes of data, so that the control frames
+//! behind them are handled at once (S20).
 
 use std::{
     future::Future,
@@ -16,12 +18,19 @@ use actix_web::error::PayloadError;
 use bytes::Bytes;
 use futures::Stream;
 
-use super::Connection;
-use crate::command::Commands;
+use super::{typed::Waiting, Connection};
+use crate::{command::Commands, inbound::Event, listener::answer_ping};
 
 /// Events handled in one go before the connection lets the other
 /// connections of its thread run.
 const EVENT_BUDGET: usize = 64;
+
+/// Bytes of data a connection reads ahead of a pending handler to find the
+/// control frames behind them (S20): what its assembler holds plus the
+/// messages waiting for the handler. Past it, reading stops and TCP holds
+/// the client back (S15). Small, because every pending connection may hold
+/// it; a ping behind more data than this waits for the handler.
+pub(super) const LOOKAHEAD: usize = 64 * 1024;
 
 /// What the reader may do next.
 pub(super) enum Demand {
@@ -29,8 +38,9 @@ pub(super) enum Demand {
     Read,
     /// An async handler is pending: poll it, read nothing.
     Handler,
-    /// Typed messages or timer runs wait for the listener: run the next.
-    Deferred,
+    /// Typed messages, timer runs or frames read ahead wait for the
+    /// listener: run the next.
+    Waiting,
     /// The queue to the client is above the high-water mark: wait for the
     /// writer to drain it.
     Full,
@@ -45,8 +55,8 @@ impl<L: 'static> Connection<L> {
             Demand::Stop
         } else if self.pending.is_some() {
             Demand::Handler
-        } else if !self.deferred.is_empty() {
-            Demand::Deferred
+        } else if !self.waiting.is_empty() {
+            Demand::Waiting
         } else if self.link.queued() > self.settings.high_water_mark
             && !self.is_closing()
             && !self.out.borrow().is_writer_gone()
@@ -141,6 +151,78 @@ where
     }
 }
 
+impl<S> Reader<S>
+where
+    S: Stream<Item = Result<Bytes, PayloadError>> + Unpin + 'static,
+{
+    /// While a handler is pending (S20): handles the next control frame,
+    /// keeps the next message for after the handler, or reads on while the
+    /// data held stays under [`LOOKAHEAD`]. `Pending` when it can do no more
+    /// until the handler finishes (which wakes the reader) or bytes arrive.
+    fn read_ahead<L: 'static>(
+        &mut self,
+        act: &mut Connection<L>,
+        ctx: &mut Context<Connection<L>>,
+        task: &mut task::Context<'_>,
+    ) -> Poll<()> {
+        if act.is_departing() {
+            // The peer is gone: nothing more to read.
+            return Poll::Pending;
+        }
+        match act.inbound.next_event() {
+            Err(error) => act.fail(ctx, error),
+            Ok(Some(event)) => act.on_event_while_pending(ctx, event),
+            Ok(None) if act.inbound.buffered() + act.held_bytes < LOOKAHEAD => {
+                return self.read_chunk(act, ctx, task);
+            }
+            Ok(None) => return Poll::Pending,
+        }
+        Poll::Ready(())
+    }
+}
+
+impl<L: 'static> Connection<L> {
+    /// An event read while a handler is pending (S20). A ping is answered
+    /// at once by the connection (the default pong: the listener, busy, is
+    /// not asked); a close is answered at once and ends the connection,
+    /// which drops the pending handler; a message or a pong waits for the
+    /// handler, in order.
+    fn on_event_while_pending(&mut self, ctx: &mut Context<Self>, event: Event) {
+        log::trace!(
+            "ws {}: {event:?} while a handler is pending",
+            self.socket.id()
+        );
+        match event {
+            Event::Close(code, reason) => self.on_peer_close(ctx, code, &reason),
+            Event::Ping(data) if !self.is_closing() => answer_ping(&self.socket, data),
+            Event::Ping(_) => {}
+            Event::Message(message) => {
+                self.held_bytes += message.len();
+                self.waiting
+                    .push_back(Waiting::Event(Event::Message(message)));
+            }
+            pong @ Event::Pong(_) => self.waiting.push_back(Waiting::Event(pong)),
+        }
+    }
+
+    /// Runs the first thing that waited for the handler.
+    fn run_waiting(&mut self, ctx: &mut Context<Self>, task: &mut task::Context<'_>) {
+        match self.waiting.pop_front() {
+            Some(Waiting::Work(work)) => {
+                self.waiting_work -= 1;
+                work(self, ctx);
+            }
+            Some(Waiting::Event(event)) => {
+                if let Event::Message(message) = &event {
+                    self.held_bytes -= message.len();
+                }
+                self.on_event(ctx, task, event);
+            }
+            None => {}
+        }
+    }
+}
+
 impl<L, S> ActorFuture<Connection<L>> for Reader<S>
 where
     L: 'static,
@@ -164,11 +246,12 @@ where
         for _ in 0..EVENT_BUDGET {
             let step = match act.demand() {
                 Demand::Stop => return Poll::Ready(()),
-                Demand::Handler => act.poll_pending(ctx, task),
-                Demand::Deferred => {
-                    if let Some(work) = act.deferred.pop_front() {
-                        act.with_listener(ctx, work);
-                    }
+                Demand::Handler => match act.poll_pending(ctx, task) {
+                    Poll::Ready(()) => Poll::Ready(()),
+                    Poll::Pending => this.read_ahead(act, ctx, task),
+                },
+                Demand::Waiting => {
+                    act.run_waiting(ctx, task);
                     Poll::Ready(())
                 }
                 Demand::Full => {

@@ -24,12 +24,22 @@ pub use super::{build_example, free_port, ExampleProcess, TIMEOUT};
 
 /// Polls `attempt` until it gives `Some`, failing the test after
 /// [`TIMEOUT`] with `what`.
-pub async fn wait_for<T, F, Fut>(what: &str, mut attempt: F) -> T
+pub async fn wait_for<T, F, Fut>(what: &str, attempt: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
 {
-    let deadline = Instant::now() + TIMEOUT;
+    wait_for_within(TIMEOUT, what, attempt).await
+}
+
+/// [`wait_for`] with a deadline of `within` instead of [`TIMEOUT`], for a
+/// wait whose bound is part of what is tested (presence after a SIGKILL).
+pub async fn wait_for_within<T, F, Fut>(within: Duration, what: &str, mut attempt: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + within;
     loop {
         if let Some(value) = attempt().await {
             return value;
@@ -122,8 +132,10 @@ impl Drop for Redis {
 // A node: an actix-web server whose members join a Group
 // ---------------------------------------------------------------------------
 
-/// Joins the group on open (then sends `joined`); relays each message with
-/// `broadcast`, or `broadcast_except` the sender; leaves on close.
+/// Joins the group on open and tracks the socket in its presence with
+/// metadata `m<ID>` (then sends `joined`); relays each message with
+/// `broadcast`, or `broadcast_except` the sender; leaves and untracks on
+/// close.
 struct Member {
     room: Group,
     except_sender: bool,
@@ -132,7 +144,10 @@ struct Member {
 impl Listener for Member {
     fn on_open(&mut self, socket: &Socket) {
         self.room.insert(socket);
-        let _ = socket.send("joined");
+        self.room.track(socket, format!("m{}", socket.id()));
+        socket
+            .send("joined")
+            .expect("a new connection takes a message");
     }
 
     fn on_message(&mut self, socket: &Socket, message: Message) {
@@ -145,6 +160,7 @@ impl Listener for Member {
 
     fn on_close(&mut self, socket: &Socket, _: CloseCode, _: &str) {
         self.room.remove(socket);
+        self.room.untrack(socket);
     }
 }
 
@@ -226,6 +242,28 @@ pub struct Client {
 }
 
 impl Client {
+    /// Sends a close frame and waits for the server's, so that the
+    /// server has run `on_close` when this returns.
+    pub async fn close(mut self) {
+        self.framed
+            .send(awc::ws::Message::Close(None))
+            .await
+            .expect("send close");
+        while let Some(Ok(frame)) = self.framed.next().await {
+            if matches!(frame, awc::ws::Frame::Close(_)) {
+                break;
+            }
+        }
+    }
+
+    /// The next text message, which must be one.
+    pub async fn recv_text(&mut self) -> String {
+        match self.recv().await {
+            Line::Text(text) => text,
+            other => panic!("text expected, got {other:?}"),
+        }
+    }
+
     pub async fn connect(url: &str) -> Client {
         let (_, framed) = awc::Client::new()
             .ws(url)
@@ -294,5 +332,15 @@ impl ChatProcess {
 
     pub fn url(&self, name: &str) -> String {
         format!("ws://{}/ws?name={name}", self.0.addr)
+    }
+
+    /// The URL of the JSON mode.
+    pub fn json_url(&self, name: &str) -> String {
+        format!("ws://{}/ws?name={name}&format=json", self.0.addr)
+    }
+
+    /// Kills the process with SIGKILL: no close frame, no goodbye to Redis.
+    pub fn kill(self) {
+        drop(self.0);
     }
 }

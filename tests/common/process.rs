@@ -94,3 +94,51 @@ impl Drop for ExampleProcess {
         let _ = self.child.wait();
     }
 }
+
+/// What an example printed on stderr before it exited by itself, and how
+/// it exited.
+pub struct Exited {
+    pub status: std::process::ExitStatus,
+    pub stderr: String,
+}
+
+/// Runs `exe` with `env` until it exits by itself; fails the test if it
+/// still runs after [`TIMEOUT`] (it is then killed).
+pub fn run_to_exit(exe: &PathBuf, env: &[(&str, &str)]) -> Exited {
+    let mut command = Command::new(exe);
+    command
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    let mut child = command.spawn().expect("start the example");
+    let stderr = child.stderr.take().map(|stderr| {
+        thread::spawn(move || {
+            let mut text = String::new();
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                text.push_str(&line);
+                text.push('\n');
+            }
+            text
+        })
+    });
+    let deadline = Instant::now() + TIMEOUT;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for the example") {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{} still runs after {TIMEOUT:?}", exe.display());
+        }
+        thread::sleep(Duration::from_millis(20));
+    };
+    let stderr = stderr
+        .map(|reader| reader.join().expect("stderr reader"))
+        .unwrap_or_default();
+    Exited { status, stderr }
+}

@@ -1,0 +1,219 @@
+//! S21 presence: who is in a group on every node, join and leave events,
+//! and a node killed without a word leaving every view within the bound.
+//! On one process without Redis, and across nodes through a real
+//! `redis-server` (started per test on a free port, killed by PID), real
+//! actix-web servers, real WebSocket clients (awc) and the chat example as
+//! child processes. Every wait is for an event with a deadline.
+#![cfg(feature = "redis")]
+
+mod common;
+
+use std::{
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use actix_ws_listener::{Cluster, Group, Member, PresenceEvent};
+use common::cluster::*;
+
+/// Every presence event a group reported, in order.
+fn record(group: &Group) -> Arc<Mutex<Vec<PresenceEvent>>> {
+    let events = Arc::new(Mutex::new(Vec::new()));
+    let sink = Arc::clone(&events);
+    group.on_presence(move |event| sink.lock().expect("events").push(event.clone()));
+    events
+}
+
+fn joins_and_leaves(events: &Mutex<Vec<PresenceEvent>>) -> (usize, usize) {
+    let events = events.lock().expect("events");
+    let joins = events
+        .iter()
+        .filter(|event| matches!(event, PresenceEvent::Join(_)))
+        .count();
+    let leaves = events
+        .iter()
+        .filter(|event| matches!(event, PresenceEvent::Leave(_)))
+        .count();
+    (joins, leaves)
+}
+
+fn metas(members: &[Member]) -> Vec<String> {
+    let mut metas: Vec<String> = members.iter().map(|member| member.meta.clone()).collect();
+    metas.sort();
+    metas
+}
+
+#[actix_rt::test]
+async fn s21_a_local_group_counts_lists_and_reports_joins_and_leaves() {
+    let group = Group::new();
+    let events = record(&group);
+    let node = Node::start(group.clone());
+    let one = node.join().await;
+    let _two = node.join().await;
+    assert_eq!(group.member_count(), 2, "tracked before `joined` was sent");
+    assert_eq!(group.members().len(), 2);
+    assert!(group
+        .members()
+        .iter()
+        .all(|member| member.local_socket.is_some() && member.meta.starts_with('m')));
+    assert_eq!(joins_and_leaves(&events), (2, 0));
+
+    one.close().await;
+    wait_for("the leave of the closed member", || {
+        let seen = joins_and_leaves(&events);
+        async move { (seen == (2, 1)).then_some(()) }
+    })
+    .await;
+    assert_eq!(group.member_count(), 1);
+}
+
+#[actix_rt::test]
+async fn s21_presence_counts_and_lists_every_node_with_events_on_each() {
+    let redis = Redis::start();
+    let a = Cluster::connect(&redis.url()).await.expect("connect");
+    let b = Cluster::connect(&redis.url()).await.expect("connect");
+    let room_a = a.group("room").await.expect("subscribe");
+    let room_b = b.group("room").await.expect("subscribe");
+    let (events_a, events_b) = (record(&room_a), record(&room_b));
+    let (node_a, node_b) = (Node::start(room_a.clone()), Node::start(room_b.clone()));
+    let a1 = node_a.join().await;
+    let _b1 = node_b.join().await;
+    let _b2 = node_b.join().await;
+
+    for (room, events) in [(&room_a, &events_a), (&room_b, &events_b)] {
+        wait_for(
+            "every node's members in each view, with a join for each",
+            || {
+                let (count, seen) = (room.member_count(), joins_and_leaves(events));
+                async move { (count == 3 && seen == (3, 0)).then_some(()) }
+            },
+        )
+        .await;
+    }
+    assert_eq!(room_a.members(), {
+        // Same members, same ids; only `local_socket` says where each lives.
+        let mut seen_from_b = room_b.members();
+        for member in &mut seen_from_b {
+            member.local_socket = room_a
+                .members()
+                .iter()
+                .find(|mine| mine.id == member.id)
+                .and_then(|mine| mine.local_socket);
+        }
+        seen_from_b
+    });
+    let on_a = room_a.members();
+    assert_eq!(
+        on_a.iter().filter(|m| m.local_socket.is_some()).count(),
+        1,
+        "one member lives on A: {on_a:?}"
+    );
+
+    a1.close().await;
+    for (room, events) in [(&room_a, &events_a), (&room_b, &events_b)] {
+        wait_for("the leave on every node", || {
+            let (count, seen) = (room.member_count(), joins_and_leaves(events));
+            async move { (count == 2 && seen == (3, 1)).then_some(()) }
+        })
+        .await;
+    }
+    assert_eq!(metas(&room_a.members()), metas(&room_b.members()));
+}
+
+/// The chat's JSON mode as a client reads it: the `name` list of a `who`.
+fn who_names(line: &str) -> Option<Vec<String>> {
+    let names = line.strip_prefix(r#"{"type":"who","names":["#)?;
+    let names = names.strip_suffix("]}")?;
+    Some(
+        names
+            .split(',')
+            .filter(|name| !name.is_empty())
+            .map(|name| name.trim_matches('"').to_owned())
+            .collect(),
+    )
+}
+
+/// Asks `/who` until the answer is `expected`, skipping join and leave
+/// lines in between.
+async fn wait_for_who(client: &mut Client, expected: &[&str]) {
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        client.send("/who").await;
+        let names = loop {
+            let line = client.recv_text().await;
+            if let Some(names) = who_names(&line) {
+                break names;
+            }
+        };
+        if names == expected {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "/who never said {expected:?} (last {names:?})"
+        );
+        actix_rt::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[actix_rt::test]
+async fn s21_chat_welcome_and_who_count_every_node_and_a_killed_node_leaves() {
+    let redis = Redis::start();
+    let chat = build_example("chat");
+    let one = ChatProcess::start(&chat, &redis.url());
+    let two = ChatProcess::start(&chat, &redis.url());
+
+    let mut alice = Client::connect(&one.json_url("alice")).await;
+    assert_eq!(
+        alice.recv_text().await,
+        r#"{"type":"welcome","name":"alice","online":1}"#
+    );
+    let mut bob = Client::connect(&two.json_url("bob")).await;
+    let welcome = bob.recv_text().await;
+    assert!(
+        welcome.starts_with(r#"{"type":"welcome","name":"bob","online":"#),
+        "{welcome}"
+    );
+    // Both processes see both, whichever answers.
+    wait_for_who(&mut bob, &["alice", "bob"]).await;
+    wait_for_who(&mut alice, &["alice", "bob"]).await;
+    let mut carol = Client::connect(&two.json_url("carol")).await;
+    assert_eq!(
+        carol.recv_text().await,
+        r#"{"type":"welcome","name":"carol","online":3}"#,
+        "the welcome counts the room on every node, the newcomer included"
+    );
+    // Carol's join is on its way to Redis; the room knows her once alice's
+    // process has it.
+    wait_for_who(&mut alice, &["alice", "bob", "carol"]).await;
+
+    // Two's users leave every view when two dies without a word.
+    let killed = Instant::now();
+    two.kill();
+    let mut left = Vec::new();
+    // The documented bound (15 s), plus the shared slack for a loaded machine.
+    while left.len() < 2 {
+        assert!(
+            killed.elapsed() < Duration::from_secs(15) + TIMEOUT,
+            "the killed process's users never left: {left:?}"
+        );
+        if let Some(Line::Text(line)) = alice.try_recv(Duration::from_millis(200)).await {
+            if line.starts_with(r#"{"type":"leave""#) {
+                left.push(line);
+            }
+        }
+    }
+    eprintln!(
+        "presence after SIGKILL: both leaves after {:?}",
+        killed.elapsed()
+    );
+    left.sort();
+    assert_eq!(
+        left,
+        [
+            r#"{"type":"leave","name":"bob"}"#,
+            r#"{"type":"leave","name":"carol"}"#
+        ]
+    );
+    wait_for_who(&mut alice, &["alice"]).await;
+}
