@@ -176,9 +176,10 @@ pub struct Config {
     /// (S19). Default `None`: off.
     ///
     /// Over the rate the connection is paced, not dropped: it stops reading
-    /// until the next message is due, so TCP holds the client back, every
-    /// message it sent is delivered in order, and control frames already
-    /// read are answered. Up to [`Config::message_burst`] messages pass at
+    /// until the next message is due, so TCP holds the client back and
+    /// every message it sent is delivered, in order (control frames behind a
+    /// waiting message are read and answered once it is delivered; timers,
+    /// keepalive and the close handshake keep working). Up to [`Config::message_burst`] messages pass at
     /// once after a quiet spell. Each message runs the listener (a database
     /// write, say); this is how one client is kept from running it as often
     /// as it likes.
