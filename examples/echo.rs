@@ -19,7 +19,7 @@
 //! Run:   cargo run --example echo            (BIND=127.0.0.1:8080 by default)
 //! Talk:  websocat ws://127.0.0.1:8080/ws     or   curl http://127.0.0.1:8080/ws
 
-use std::time::Duration;
+use std::{process::ExitCode, time::Duration};
 
 use actix_web::{middleware::Logger, web, App, HttpRequest, HttpResponse, HttpServer};
 use actix_ws_listener::{
@@ -72,10 +72,9 @@ fn env_number<T: std::str::FromStr>(name: &str) -> Option<T> {
 }
 
 #[actix_web::main]
-async fn main() -> std::io::Result<()> {
+async fn main() -> ExitCode {
     env_logger::init_from_env(env_logger::Env::default().default_filter_or("info"));
     let bind = std::env::var("BIND").unwrap_or_else(|_| "127.0.0.1:8080".to_owned());
-    log::info!("echo server on ws://{bind}/ws");
     // permessage-deflate for clients that offer it (browsers and most
     // libraries do); the rest of the settings are the defaults.
     let mut config = Config::default().compression(Compression::default());
@@ -108,8 +107,22 @@ async fn main() -> std::io::Result<()> {
     .client_disconnect_timeout(Duration::ZERO)
     // run_with_graceful_shutdown takes SIGINT and SIGTERM: on either, every
     // WebSocket is closed with 1001 (and gets its on_close), then the server stops.
-    .disable_signals()
-    .bind(bind)?
-    .run();
-    run_with_graceful_shutdown(server).await
+    .disable_signals();
+    // Fails like a finished program: one line saying what, where, and what
+    // to do, then a non-zero exit.
+    let server = match server.bind(&bind) {
+        Ok(server) => server,
+        Err(error) => {
+            eprintln!("echo: cannot listen on {bind}: {error}; choose another BIND");
+            return ExitCode::FAILURE;
+        }
+    };
+    log::info!("echo server on ws://{bind}/ws");
+    match run_with_graceful_shutdown(server.run()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("echo: server failed: {error}");
+            ExitCode::FAILURE
+        }
+    }
 }

@@ -11,7 +11,14 @@ use common::*;
 fn every_example_on_a_taken_port_says_so_in_one_line_and_exits_non_zero() {
     let taken = TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
     let addr = taken.local_addr().expect("its address").to_string();
-    for name in ["echo_closures", "autobahn", "ticker", "rooms", "async_echo"] {
+    for name in [
+        "echo",
+        "echo_closures",
+        "autobahn",
+        "ticker",
+        "rooms",
+        "async_echo",
+    ] {
         let exited = run_to_exit(&build_example(name), &[("BIND", &addr)]);
         assert!(
             !exited.status.success(),
