@@ -57,17 +57,22 @@ impl<L: 'static> Connection<L> {
             Demand::Handler
         } else if !self.waiting.is_empty() {
             Demand::Waiting
-        } else if self.link.queued() > self.settings.high_water_mark
-            && !self.is_closing()
-            && !self.out.borrow().is_writer_gone()
-        {
-            // Once closing, reading goes on regardless: the peer's close
-            // frame may be behind the data it sent. Once the writer is gone,
-            // reading is how the end of the connection is found.
+        } else if self.is_full() {
             Demand::Full
         } else {
             Demand::Read
         }
+    }
+
+    /// Whether the queue to the client is above the high-water mark, so
+    /// that nothing more may be read (S15). Once closing, reading goes on
+    /// regardless: the peer's close frame may be behind the data it sent.
+    /// Once the writer is gone, reading is how the end of the connection
+    /// is found.
+    fn is_full(&self) -> bool {
+        self.link.queued() > self.settings.high_water_mark
+            && !self.is_closing()
+            && !self.out.borrow().is_writer_gone()
     }
 }
 
@@ -172,7 +177,9 @@ where
         match act.inbound.next_event() {
             Err(error) => act.fail(ctx, error),
             Ok(Some(event)) => act.on_event_while_pending(ctx, event),
-            Ok(None) if act.inbound.buffered() + act.held_bytes < LOOKAHEAD => {
+            // Past the high-water mark the lookahead stops too (S15): the
+            // client is not reading, and what it sends waits in TCP.
+            Ok(None) if act.inbound.buffered() + act.held_bytes < LOOKAHEAD && !act.is_full() => {
                 return self.read_chunk(act, ctx, task);
             }
             Ok(None) => return Poll::Pending,
