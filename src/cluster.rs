@@ -15,6 +15,8 @@
 //!   delivering, the health check);
 //! - `channel`: the registry of open groups, [`Cluster::group`] and the
 //!   per-group link that publishes and unsubscribes on drop;
+//! - `history`: the group's history in a Redis stream, its two scripts and
+//!   [`Cluster::group_with_history`] (S21);
 //! - `presence`: the node heartbeat, the sweep of silent nodes and the
 //!   presence view kept in step with the broker (S21).
 //!
@@ -28,6 +30,7 @@
 mod channel;
 mod config;
 mod envelope;
+mod history;
 mod link;
 mod presence;
 mod stats;

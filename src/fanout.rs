@@ -8,9 +8,16 @@
 //! handle is dropped. The group never knows the broker; the cluster never
 //! holds the members.
 
+use std::time::Duration;
+
+use futures::future::BoxFuture;
 use tokio::sync::oneshot;
 
-use crate::{cluster_error::ClusterError, message::Message};
+use crate::{
+    cluster_error::ClusterError,
+    history::{Offset, Read},
+    message::Message,
+};
 
 /// The remote part of one broadcast: queued for the broker (and a receiver
 /// of the broker's answer), or refused at once.
@@ -25,6 +32,21 @@ pub(crate) trait Fanout: Send + Sync + 'static {
     /// the socket of this node that must not get it
     /// ([`Group::broadcast_except`](crate::group::Group::broadcast_except)).
     fn publish(&self, message: &Message, except: Option<u64>) -> Pending;
+
+    /// Records `message` in the broker's history of the group and publishes
+    /// it with its offset to every node, this one included: a group with
+    /// history delivers on the broker's echo, so that every node sees one
+    /// order of offsets.
+    fn publish_recorded(&self, message: &Message, except: Option<u64>) -> Pending;
+
+    /// At most `max` recorded messages after `since`, none older than
+    /// `max_age`, or a gap.
+    fn read_history(
+        &self,
+        since: &Offset,
+        max: usize,
+        max_age: Duration,
+    ) -> BoxFuture<'static, Result<Read, ClusterError>>;
 
     /// The group-wide presence id of socket `socket` of this node.
     fn member_id(&self, socket: u64) -> String;

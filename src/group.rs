@@ -27,6 +27,10 @@ use crate::{
     socket::Socket,
 };
 
+mod recovery;
+
+use recovery::Recorded;
+
 /// A set of sockets that receive the same messages: a chat room, the
 /// subscribers of a topic, every client of a dashboard.
 ///
@@ -117,6 +121,8 @@ pub struct Group {
 struct Inner {
     members: Mutex<HashSet<Socket>>,
     presence: Presence,
+    /// The group's history and its recovering sockets (S21), when it keeps one.
+    history: Option<Recorded>,
     /// The other nodes, for a group opened through a cluster.
     #[cfg(feature = "redis")]
     fanout: Option<Box<dyn Fanout>>,
@@ -158,11 +164,15 @@ impl Group {
     /// A group whose broadcasts also go to the other nodes through
     /// `fanout`.
     #[cfg(feature = "redis")]
-    pub(crate) fn with_fanout(fanout: Box<dyn Fanout>) -> Group {
+    pub(crate) fn with_fanout(
+        fanout: Box<dyn Fanout>,
+        history: Option<crate::history::History>,
+    ) -> Group {
         Group {
             inner: Arc::new(Inner {
                 members: Mutex::default(),
                 presence: Presence::default(),
+                history: history.map(|history| Recorded::new(history, false)),
                 fanout: Some(fanout),
             }),
         }
@@ -224,7 +234,8 @@ impl Group {
     /// }
     /// ```
     pub fn remove(&self, socket: &Socket) -> bool {
-        self.lock().remove(socket)
+        let recovering = self.forget_recovering(socket);
+        self.lock().remove(socket) || recovering
     }
 
     /// True if the socket (by [`Socket::id`]) is a member.
@@ -239,7 +250,7 @@ impl Group {
     /// # }
     /// ```
     pub fn contains(&self, socket: &Socket) -> bool {
-        self.lock().contains(socket)
+        self.lock().contains(socket) || self.is_recovering(socket)
     }
 
     /// Number of members, closed ones that no broadcast has met yet included.
@@ -249,7 +260,7 @@ impl Group {
     /// assert_eq!(Group::new().len(), 0);
     /// ```
     pub fn len(&self) -> usize {
-        self.lock().len()
+        self.lock().len() + self.recovering_count()
     }
 
     /// True when the group has no member.
@@ -259,7 +270,7 @@ impl Group {
     /// assert!(Group::new().is_empty());
     /// ```
     pub fn is_empty(&self) -> bool {
-        self.lock().is_empty()
+        self.len() == 0
     }
 
     /// Sends one message to every member, the payload shared rather than
@@ -282,6 +293,9 @@ impl Group {
     /// ```
     pub fn broadcast(&self, message: impl Into<Message>) -> Broadcast {
         let message = message.into();
+        if self.inner.history.is_some() {
+            return self.record(message, None);
+        }
         let report = self.send_to_members(&message, None);
         self.publish(report, &message, None)
     }
@@ -304,6 +318,9 @@ impl Group {
     /// ```
     pub fn broadcast_except(&self, skip: &Socket, message: impl Into<Message>) -> Broadcast {
         let message = message.into();
+        if self.inner.history.is_some() {
+            return self.record(message, Some(skip));
+        }
         let report = self.send_to_members(&message, Some(skip.id()));
         self.publish(report, &message, Some(skip))
     }
@@ -328,7 +345,12 @@ impl Group {
     /// # }
     /// ```
     pub fn broadcast_here(&self, skip: Option<u64>, message: impl Into<Message>) -> Broadcast {
-        self.send_to_members(&message.into(), skip)
+        let message = message.into();
+        if let Some(recorded) = &self.inner.history {
+            // Not recorded, but in order with what is.
+            return self.deliver_at(recorded, None, &message, skip);
+        }
+        self.send_to_members(&message, skip)
     }
 
     /// Tracks `socket` in the group's presence with the app's `meta` (a
@@ -500,40 +522,7 @@ impl Group {
 
     fn send_to_members(&self, message: &Message, skip: Option<u64>) -> Broadcast {
         let mut report = Broadcast::default();
-        // Members that compress without context takeover share one
-        // compressed payload; the others compress in their own context.
-        let shared = SharedPayload::default();
-        let mut members = self.lock();
-        // Under the lock, so every member sees broadcasts in one order.
-        members.retain(|socket| {
-            if skip == Some(socket.id()) {
-                return true;
-            }
-            match socket.send_shared(message.clone(), &shared) {
-                Ok(()) => {
-                    report.sent += 1;
-                    true
-                }
-                // A member past `max_outbound_buffer` misses this message
-                // and stays, unless its socket is no longer open.
-                Err(SendError::Backpressure { .. }) => {
-                    report.backpressured += 1;
-                    socket.is_open()
-                }
-                Err(_) => {
-                    report.closed += 1;
-                    false
-                }
-            }
-        });
-        drop(members);
-        log::trace!(
-            "broadcast of {} bytes: {} sent, {} backpressured, {} closed",
-            message.len(),
-            report.sent,
-            report.backpressured,
-            report.closed
-        );
+        send_each(&mut self.lock(), message, skip, &mut report, |_| true);
         report
     }
 
@@ -545,6 +534,50 @@ impl Group {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
+}
+
+/// Sends `message` to every socket of `members` except `skip` and those
+/// `wanted` turns down, removing the members found closed, and counts the
+/// outcome in `report`. Callers hold the group's lock, so every member sees
+/// broadcasts in one order.
+fn send_each(
+    members: &mut HashSet<Socket>,
+    message: &Message,
+    skip: Option<u64>,
+    report: &mut Broadcast,
+    mut wanted: impl FnMut(&Socket) -> bool,
+) {
+    // Members that compress without context takeover share one
+    // compressed payload; the others compress in their own context.
+    let shared = SharedPayload::default();
+    members.retain(|socket| {
+        if skip == Some(socket.id()) || !wanted(socket) {
+            return true;
+        }
+        match socket.send_shared(message.clone(), &shared) {
+            Ok(()) => {
+                report.sent += 1;
+                true
+            }
+            // A member past `max_outbound_buffer` misses this message
+            // and stays, unless its socket is no longer open.
+            Err(SendError::Backpressure { .. }) => {
+                report.backpressured += 1;
+                socket.is_open()
+            }
+            Err(_) => {
+                report.closed += 1;
+                false
+            }
+        }
+    });
+    log::trace!(
+        "broadcast of {} bytes: {} sent, {} backpressured, {} closed",
+        message.len(),
+        report.sent,
+        report.backpressured,
+        report.closed
+    );
 }
 
 impl fmt::Debug for Group {

@@ -170,6 +170,7 @@ mod error;
 mod fanout;
 mod frame;
 mod group;
+mod history;
 mod inbound;
 #[cfg(feature = "json")]
 mod json;
@@ -210,6 +211,7 @@ pub use deflate::Compression;
 pub use error::JsonError;
 pub use error::{Error, ProtocolError, SendError};
 pub use group::Group;
+pub use history::{History, InvalidOffset, Offset};
 pub use listener::{listener, FnListener, Handles, Listener};
 pub use listening::{AsyncKind, Listen, Listening, SyncKind};
 pub use message::Message;

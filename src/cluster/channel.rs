@@ -2,12 +2,14 @@
 //! link that publishes its broadcasts and unsubscribes when the group's last
 //! handle is dropped.
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 
+use futures::future::BoxFuture;
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
     envelope::{self, Change},
+    history,
     link::{Cluster, Inner},
     presence,
     stats::bump,
@@ -17,6 +19,7 @@ use crate::{
     cluster_error::ClusterError,
     fanout::{Fanout, Pending},
     group::Group,
+    history::{History, Offset, Read},
     message::Message,
 };
 
@@ -49,17 +52,30 @@ impl Cluster {
     /// subscription; [`ClusterError::Stopped`] when the background thread
     /// is gone.
     pub async fn group(&self, name: &str) -> Result<Group, ClusterError> {
+        self.open(name, None).await
+    }
+
+    /// Opens (or finds) the named group, with `history` when it is new.
+    pub(super) async fn open(
+        &self,
+        name: &str,
+        history: Option<History>,
+    ) -> Result<Group, ClusterError> {
         let channel = format!("{}{name}", self.inner.config.prefix);
         let group = {
             let mut groups = self.inner.shared.groups();
             match groups.get(&channel).and_then(|weak| weak.upgrade()) {
                 Some(open) => open,
                 None => {
-                    let group = Group::with_fanout(Box::new(Channel {
-                        name: name.to_owned(),
-                        channel: channel.as_str().into(),
-                        cluster: Arc::clone(&self.inner),
-                    }));
+                    let group = Group::with_fanout(
+                        Box::new(Channel {
+                            name: name.to_owned(),
+                            channel: channel.as_str().into(),
+                            cluster: Arc::clone(&self.inner),
+                            history: history.clone(),
+                        }),
+                        history,
+                    );
                     groups.insert(channel.clone(), group.downgrade());
                     group
                 }
@@ -94,6 +110,8 @@ struct Channel {
     name: String,
     channel: Arc<str>,
     cluster: Arc<Inner>,
+    /// For a group with history: its length and age, for the stream.
+    history: Option<History>,
 }
 
 impl Channel {
@@ -156,12 +174,42 @@ impl Fanout for Channel {
     }
 
     fn publish(&self, message: &Message, except: Option<u64>) -> Pending {
-        let cluster = &self.cluster;
-        let (done, outcome) = oneshot::channel();
         let mut command = redis::cmd("PUBLISH");
         command
             .arg(&*self.channel)
-            .arg(&envelope::encode(cluster.shared.node, except, message)[..]);
+            .arg(&envelope::encode(self.cluster.shared.node, except, message)[..]);
+        self.queue_broadcast(command)
+    }
+
+    fn publish_recorded(&self, message: &Message, except: Option<u64>) -> Pending {
+        let Some(settings) = &self.history else {
+            return self.publish(message, except);
+        };
+        let node = self.cluster.shared.node;
+        self.queue_broadcast(history::record(
+            node,
+            &self.channel,
+            settings,
+            except,
+            message,
+        ))
+    }
+
+    fn read_history(
+        &self,
+        since: &Offset,
+        max: usize,
+        max_age: Duration,
+    ) -> BoxFuture<'static, Result<Read, ClusterError>> {
+        history::read(&self.cluster, &self.channel, since, max, max_age)
+    }
+}
+
+impl Channel {
+    /// Queues one broadcast's command for the publishing task.
+    fn queue_broadcast(&self, command: redis::Cmd) -> Pending {
+        let cluster = &self.cluster;
+        let (done, outcome) = oneshot::channel();
         let publish = Publish {
             commands: vec![command],
             broadcast: true,

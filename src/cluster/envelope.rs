@@ -11,7 +11,7 @@
 use bytes::{BufMut, Bytes, BytesMut};
 use bytestring::ByteString;
 
-use crate::message::Message;
+use crate::{history::Offset, message::Message};
 
 /// The only version this build writes and reads.
 const VERSION: u8 = 1;
@@ -20,6 +20,8 @@ const KIND_BINARY: u8 = 2;
 const KIND_JOIN: u8 = 3;
 const KIND_UPDATE: u8 = 4;
 const KIND_LEAVE: u8 = 5;
+const KIND_RECORDED_TEXT: u8 = 6;
+const KIND_RECORDED_BINARY: u8 = 7;
 
 /// A presence change: the kinds after text and binary.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,6 +45,9 @@ pub(crate) struct Envelope {
     pub(crate) message: Message,
     /// `Some` for a presence change rather than a broadcast.
     pub(crate) change: Option<Change>,
+    /// `Some` for a broadcast recorded in the group's history, at this
+    /// offset.
+    pub(crate) offset: Option<Offset>,
 }
 
 /// Why a published payload was not an envelope we can deliver.
@@ -56,6 +61,8 @@ pub(crate) enum Malformed {
     Kind(u8),
     /// A text message whose payload is not UTF-8.
     Utf8,
+    /// A recorded broadcast whose offset is missing or not `EPOCH:POSITION`.
+    Offset,
 }
 
 /// The publish payload for `message` from node `origin`: the header, then
@@ -90,6 +97,26 @@ pub(crate) fn encode_change(origin: u128, socket: u64, change: Change, meta: &st
     out.freeze()
 }
 
+/// The header of a recorded broadcast of `message`: the history script on
+/// Redis appends the offset (its length in one byte, then its text) and
+/// the payload, once it knows the offset.
+pub(crate) fn encode_recorded_header(
+    origin: u128,
+    except: Option<u64>,
+    message: &Message,
+) -> Bytes {
+    let mut out = BytesMut::with_capacity(HEADER_LEN);
+    out.put_u8(VERSION);
+    out.put_u8(if message.is_text() {
+        KIND_RECORDED_TEXT
+    } else {
+        KIND_RECORDED_BINARY
+    });
+    out.put_u128(origin);
+    out.put_u64(except.unwrap_or(0));
+    out.freeze()
+}
+
 /// Reads the header without touching the payload: which node sent it.
 fn origin(raw: &[u8]) -> Option<u128> {
     let bytes = raw.get(2..18)?;
@@ -109,15 +136,23 @@ pub(crate) fn decode(raw: Bytes) -> Result<Envelope, Malformed> {
     let mut except = [0u8; 8];
     except.copy_from_slice(&raw[18..HEADER_LEN]);
     let except = Some(u64::from_be_bytes(except)).filter(|&id| id != 0);
-    let payload = raw.slice(HEADER_LEN..);
+    let mut payload = raw.slice(HEADER_LEN..);
+    let mut offset = None;
+    if matches!(raw[1], KIND_RECORDED_TEXT | KIND_RECORDED_BINARY) {
+        let len = usize::from(*payload.first().ok_or(Malformed::Offset)?);
+        let text = payload.get(1..=len).ok_or(Malformed::Offset)?;
+        let text = std::str::from_utf8(text).map_err(|_| Malformed::Offset)?;
+        offset = Some(text.parse::<Offset>().map_err(|_| Malformed::Offset)?);
+        payload = payload.slice(1 + len..);
+    }
     let change = match raw[1] {
-        KIND_TEXT | KIND_BINARY => None,
+        KIND_TEXT | KIND_BINARY | KIND_RECORDED_TEXT | KIND_RECORDED_BINARY => None,
         KIND_JOIN => Some(Change::Join),
         KIND_UPDATE => Some(Change::Update),
         KIND_LEAVE => Some(Change::Leave),
         kind => return Err(Malformed::Kind(kind)),
     };
-    let message = if raw[1] == KIND_BINARY {
+    let message = if matches!(raw[1], KIND_BINARY | KIND_RECORDED_BINARY) {
         Message::Binary(payload)
     } else {
         Message::Text(ByteString::try_from(payload).map_err(|_| Malformed::Utf8)?)
@@ -127,6 +162,7 @@ pub(crate) fn decode(raw: Bytes) -> Result<Envelope, Malformed> {
         except,
         message,
         change,
+        offset,
     })
 }
 
@@ -153,6 +189,7 @@ mod tests {
                     except,
                     message,
                     change: None,
+                    offset: None,
                 })
             );
         }
@@ -177,6 +214,27 @@ mod tests {
             assert_eq!((envelope.origin, envelope.except), (NODE, Some(42)));
             assert_eq!(envelope.message, Message::from("alice"));
         }
+    }
+
+    #[test]
+    fn recorded_broadcasts_carry_their_offset_before_the_payload() {
+        for message in [Message::from("héllo"), Message::from(vec![0u8, 255])] {
+            let mut raw = encode_recorded_header(NODE, Some(9), &message).to_vec();
+            assert_eq!(raw.len(), HEADER_LEN);
+            // What the history script appends.
+            let offset = "5f3a9c0e12d4b781:42";
+            raw.push(u8::try_from(offset.len()).expect("short"));
+            raw.extend_from_slice(offset.as_bytes());
+            raw.extend_from_slice(message.as_bytes());
+            let envelope = decode(raw.into()).expect("decodes");
+            assert_eq!(envelope.offset, Some(offset.parse().expect("an offset")));
+            assert_eq!((envelope.origin, envelope.except), (NODE, Some(9)));
+            assert_eq!(envelope.message, message);
+            assert_eq!(envelope.change, None);
+        }
+        let mut raw = encode_recorded_header(NODE, None, &Message::from("x")).to_vec();
+        raw.extend_from_slice(&[40, b'a']);
+        assert_eq!(decode(raw.into()), Err(Malformed::Offset));
     }
 
     #[test]

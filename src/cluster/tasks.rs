@@ -129,9 +129,10 @@ fn receive(
             return Ok(());
         }
     };
-    if envelope.origin == shared.node && envelope.change.is_none() {
+    if envelope.origin == shared.node && envelope.change.is_none() && envelope.offset.is_none() {
         // Our own broadcast, echoed: its local members already have it.
-        // (Presence changes come back to every node, ours too.)
+        // (Presence changes and recorded broadcasts come back to every
+        // node, ours too: a group with history delivers on the echo.)
         return Ok(());
     }
     if envelope.change.is_some() {
@@ -181,8 +182,16 @@ async fn deliver_loop(mut inbound: mpsc::Receiver<(Arc<str>, Envelope)>, shared:
             super::presence::apply(&shared, &group, &envelope, change);
             continue;
         }
-        // The excluded socket lives on the origin node; here everyone gets it.
-        let report = group.deliver(&envelope.message);
+        let report = match &envelope.offset {
+            Some(offset) => {
+                // A recorded broadcast comes back to its origin too, where
+                // the excluded socket lives.
+                let skip = envelope.except.filter(|_| envelope.origin == shared.node);
+                group.deliver_recorded(offset, &envelope.message, skip)
+            }
+            // The excluded socket lives on the origin node; here everyone gets it.
+            None => group.deliver(&envelope.message),
+        };
         drop(group);
         bump(&shared.counters.delivered);
         log::trace!(
