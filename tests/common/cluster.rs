@@ -139,11 +139,21 @@ impl Drop for Redis {
 struct Member {
     room: Group,
     except_sender: bool,
+    /// `?since=OFFSET` on the URL: recover from there (S21).
+    since: Option<String>,
 }
 
 impl Listener for Member {
     fn on_open(&mut self, socket: &Socket) {
-        self.room.insert(socket);
+        match &self.since {
+            // The replay is a task of this thread: it starts after `joined`.
+            Some(since) => {
+                self.room.recover(socket, since);
+            }
+            None => {
+                self.room.insert(socket);
+            }
+        }
         self.room.track(socket, format!("m{}", socket.id()));
         socket
             .send("joined")
@@ -185,15 +195,23 @@ impl Node {
                     let room = room.clone();
                     App::new().app_data(config.clone()).route(
                         "/ws",
-                        web::get().to(move |upgrade: WebSocketUpgrade| {
-                            let room = room.clone();
-                            async move {
-                                upgrade.listen(Member {
-                                    room,
-                                    except_sender,
-                                })
-                            }
-                        }),
+                        web::get().to(
+                            move |request: actix_web::HttpRequest, upgrade: WebSocketUpgrade| {
+                                let room = room.clone();
+                                let since = request
+                                    .query_string()
+                                    .split('&')
+                                    .find_map(|pair| pair.strip_prefix("since="))
+                                    .map(str::to_owned);
+                                async move {
+                                    upgrade.listen(Member {
+                                        room,
+                                        except_sender,
+                                        since,
+                                    })
+                                }
+                            },
+                        ),
                     )
                 })
                 .workers(2)
@@ -214,6 +232,14 @@ impl Node {
     /// A client connected to this node and confirmed a member.
     pub async fn join(&self) -> Client {
         let mut client = Client::connect(&format!("ws://{}/ws", self.addr)).await;
+        assert_eq!(client.recv().await, Line::Text("joined".into()));
+        client
+    }
+
+    /// A client that comes back with the offset of the last message it saw
+    /// (S21): the node recovers it with [`Group::recover`].
+    pub async fn rejoin(&self, since: &str) -> Client {
+        let mut client = Client::connect(&format!("ws://{}/ws?since={since}", self.addr)).await;
         assert_eq!(client.recv().await, Line::Text("joined".into()));
         client
     }

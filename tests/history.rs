@@ -1,0 +1,380 @@
+//! S21 history and recovery: a client that comes back with the offset of
+//! the last message it saw gets exactly what it missed, in order, once,
+//! then live messages, with no gap and no duplicate at the seam; or a gap
+//! message when the history no longer reaches back that far. On one
+//! process without Redis (the in-memory ring), and across nodes through a
+//! real `redis-server` (started per test on a free port, killed by PID),
+//! real actix-web servers and real WebSocket clients (awc). Every wait is
+//! for an event with a deadline.
+#![cfg(feature = "redis")]
+
+mod common;
+
+use std::{thread, time::Duration};
+
+use actix_ws_listener::{Cluster, Group, History, Message, Offset};
+use common::cluster::*;
+
+/// Members see `OFFSET TEXT`; a client that missed something is told `GAP`.
+fn history(len: usize, max_age: Duration) -> History {
+    History::new(len, max_age)
+        .render(|offset, message| {
+            Message::from(format!("{offset} {}", message.as_text().unwrap_or("")))
+        })
+        .gap("GAP")
+}
+
+/// What a member of such a group reads.
+#[derive(Debug, PartialEq)]
+enum Seen {
+    Line(Offset, String),
+    Gap,
+}
+
+async fn next(client: &mut Client) -> Seen {
+    let text = client.recv_text().await;
+    if text == "GAP" {
+        return Seen::Gap;
+    }
+    let (offset, body) = text.split_once(' ').expect("OFFSET TEXT");
+    Seen::Line(offset.parse().expect("an offset"), body.to_owned())
+}
+
+async fn line(client: &mut Client) -> (Offset, String) {
+    match next(client).await {
+        Seen::Line(offset, text) => (offset, text),
+        Seen::Gap => panic!("a gap where a line was expected"),
+    }
+}
+
+/// Reads `count` lines that must follow `since` at consecutive positions of
+/// its epoch; returns their texts, in the order read.
+async fn run_after(client: &mut Client, since: &Offset, count: usize) -> Vec<String> {
+    let mut texts = Vec::with_capacity(count);
+    let mut position = since.position();
+    for _ in 0..count {
+        let (offset, text) = line(client).await;
+        assert_eq!(offset.epoch(), since.epoch(), "{text}");
+        assert_eq!(offset.position(), position + 1, "not the next: {text}");
+        position = offset.position();
+        texts.push(text);
+    }
+    texts
+}
+
+async fn nothing_more(client: &mut Client) {
+    if let Some(extra) = client.try_recv(Duration::from_millis(300)).await {
+        panic!("nothing more was expected, got {extra:?}");
+    }
+}
+
+async fn until_empty(group: &Group) {
+    wait_for("the group to see its member leave", || {
+        let empty = group.is_empty();
+        async move { empty.then_some(()) }
+    })
+    .await;
+}
+
+fn texts(range: std::ops::Range<usize>) -> Vec<String> {
+    range.map(|i| format!("m{i}")).collect()
+}
+
+#[actix_rt::test]
+async fn s21_one_node_replays_exactly_what_was_missed_then_live_once() {
+    let room = Group::with_history(history(2_000, Duration::from_secs(60)));
+    let node = Node::start(room.clone());
+    let mut bob = node.join().await;
+    for i in 0..3 {
+        room.broadcast(format!("m{i}"));
+    }
+    let mut last = None;
+    for i in 0..3 {
+        let (offset, text) = line(&mut bob).await;
+        assert_eq!(text, format!("m{i}"));
+        last = Some(offset);
+    }
+    let last = last.expect("three lines");
+    bob.close().await;
+    until_empty(&room).await;
+
+    for i in 3..1_003 {
+        room.broadcast(format!("m{i}"));
+    }
+    let mut bob = node.rejoin(&last.to_string()).await;
+    // Live lines while the replay runs: they must come after it, once.
+    let live = room.clone();
+    let publisher = thread::spawn(move || {
+        for i in 1_003..1_203 {
+            live.broadcast(format!("m{i}"));
+            if i % 10 == 0 {
+                thread::sleep(Duration::from_millis(1));
+            }
+        }
+    });
+    let seen = run_after(&mut bob, &last, 1_200).await;
+    publisher.join().expect("publisher");
+    assert_eq!(seen, texts(3..1_203));
+    nothing_more(&mut bob).await;
+    // And live as a plain member afterwards.
+    room.broadcast("after");
+    assert_eq!(line(&mut bob).await.1, "after");
+}
+
+#[actix_rt::test]
+async fn s21_one_node_tells_of_a_gap_when_the_history_does_not_reach_back() {
+    let room = Group::with_history(history(10, Duration::from_secs(60)));
+    let node = Node::start(room.clone());
+    let mut bob = node.join().await;
+    let mut offsets = Vec::new();
+    for i in 0..30 {
+        room.broadcast(format!("m{i}"));
+        offsets.push(line(&mut bob).await.0);
+    }
+    bob.close().await;
+    until_empty(&room).await;
+
+    // 20 messages later, 10 kept: whoever saw m4 missed m5..m19 for good.
+    let mut old = node.rejoin(&offsets[4].to_string()).await;
+    assert_eq!(next(&mut old).await, Seen::Gap);
+    // Whoever saw m19 misses only kept ones: m20..m29.
+    let mut recent = node.rejoin(&offsets[19].to_string()).await;
+    assert_eq!(
+        run_after(&mut recent, &offsets[19], 10).await,
+        texts(20..30)
+    );
+    // Not an offset, or one of another history (another process): a gap.
+    let mut garbage = node.rejoin("nonsense").await;
+    assert_eq!(next(&mut garbage).await, Seen::Gap);
+    let other = Group::with_history(history(10, Duration::from_secs(60)));
+    other.broadcast("elsewhere");
+    let foreign = format!("{}:{}", "0123456789abcdef", offsets[29].position());
+    let mut stranger = node.rejoin(&foreign).await;
+    assert_eq!(next(&mut stranger).await, Seen::Gap);
+    // Up to date: nothing replayed.
+    let mut current = node.rejoin(&offsets[29].to_string()).await;
+
+    room.broadcast("live");
+    for client in [
+        &mut old,
+        &mut recent,
+        &mut garbage,
+        &mut stranger,
+        &mut current,
+    ] {
+        let (offset, text) = line(client).await;
+        assert_eq!((offset.position(), text.as_str()), (31, "live"));
+        nothing_more(client).await;
+    }
+}
+
+#[actix_rt::test]
+async fn s21_messages_older_than_the_history_age_are_a_gap() {
+    let room = Group::with_history(history(100, Duration::from_millis(300)));
+    let node = Node::start(room.clone());
+    let mut bob = node.join().await;
+    room.broadcast("old");
+    let (first, _) = line(&mut bob).await;
+    room.broadcast("older than max_age by the time bob asks");
+    line(&mut bob).await;
+    bob.close().await;
+    until_empty(&room).await;
+    actix_rt::time::sleep(Duration::from_millis(500)).await;
+    let mut bob = node.rejoin(&first.to_string()).await;
+    assert_eq!(next(&mut bob).await, Seen::Gap);
+}
+
+#[actix_rt::test]
+async fn s21_a_group_without_history_recovers_as_a_plain_insert() {
+    let room = Group::new();
+    let node = Node::start(room.clone());
+    let mut bob = node.rejoin("whatever:1").await;
+    assert!(room.history().is_none());
+    room.broadcast("plain");
+    assert_eq!(bob.recv_text().await, "plain");
+}
+
+#[actix_rt::test]
+async fn s21_across_nodes_a_returning_client_gets_what_every_node_said_meanwhile() {
+    let redis = Redis::start();
+    let a = Cluster::connect(&redis.url()).await.expect("connect");
+    let b = Cluster::connect(&redis.url()).await.expect("connect");
+    let settings = history(2_000, Duration::from_secs(60));
+    let room_a = a
+        .group_with_history("room", settings.clone())
+        .await
+        .expect("open");
+    let room_b = b.group_with_history("room", settings).await.expect("open");
+    let (node_a, node_b) = (Node::start(room_a.clone()), Node::start(room_b.clone()));
+
+    let mut bob = node_b.join().await;
+    for i in 0..3 {
+        room_a
+            .broadcast(format!("m{i}"))
+            .published()
+            .await
+            .expect("published");
+    }
+    let mut last = None;
+    for i in 0..3 {
+        let (offset, text) = line(&mut bob).await;
+        assert_eq!(text, format!("m{i}"));
+        last = Some(offset);
+    }
+    let last = last.expect("three lines");
+    bob.close().await;
+    until_empty(&room_b).await;
+
+    // Said on both nodes while bob was away.
+    for i in 3..503 {
+        let room = if i % 2 == 0 { &room_a } else { &room_b };
+        room.broadcast(format!("m{i}"))
+            .published()
+            .await
+            .expect("published");
+    }
+    // Bob comes back on the other node; live lines flow during the replay.
+    let mut bob = node_a.rejoin(&last.to_string()).await;
+    let live = room_b.clone();
+    let publisher = actix_rt::spawn(async move {
+        for i in 503..603 {
+            live.broadcast(format!("m{i}"))
+                .published()
+                .await
+                .expect("published");
+        }
+    });
+    let mut seen = run_after(&mut bob, &last, 600).await;
+    publisher.await.expect("publisher");
+    // One order for every node: positions are consecutive (checked); the
+    // lines of one publisher keep their order, and none is missing.
+    seen.sort_by_key(|text| text[1..].parse::<usize>().expect("m<i>"));
+    assert_eq!(seen, texts(3..603));
+    nothing_more(&mut bob).await;
+
+    // Live afterwards, once, from either node.
+    room_b
+        .broadcast("after")
+        .published()
+        .await
+        .expect("published");
+    assert_eq!(line(&mut bob).await.1, "after");
+    nothing_more(&mut bob).await;
+}
+
+#[actix_rt::test]
+async fn s21_across_nodes_a_too_old_offset_is_a_gap() {
+    let redis = Redis::start();
+    let a = Cluster::connect(&redis.url()).await.expect("connect");
+    let room = a
+        .group_with_history("room", history(10, Duration::from_secs(60)))
+        .await
+        .expect("open");
+    let node = Node::start(room.clone());
+    let mut bob = node.join().await;
+    let mut offsets = Vec::new();
+    // Redis trims in whole nodes of its radix tree: go well past them.
+    for i in 0..300 {
+        room.broadcast(format!("m{i}"))
+            .published()
+            .await
+            .expect("published");
+        offsets.push(line(&mut bob).await.0);
+    }
+    bob.close().await;
+    until_empty(&room).await;
+    let mut old = node.rejoin(&offsets[0].to_string()).await;
+    assert_eq!(next(&mut old).await, Seen::Gap);
+    let mut recent = node.rejoin(&offsets[294].to_string()).await;
+    assert_eq!(
+        run_after(&mut recent, &offsets[294], 5).await,
+        texts(295..300)
+    );
+    let mut future = node
+        .rejoin(&format!("{}:{}", offsets[0].epoch(), 10_000))
+        .await;
+    assert_eq!(next(&mut future).await, Seen::Gap);
+    room.broadcast("live").published().await.expect("published");
+    for client in [&mut old, &mut recent, &mut future] {
+        assert_eq!(line(client).await.1, "live");
+        nothing_more(client).await;
+    }
+}
+
+#[actix_rt::test]
+async fn s21_redis_restarted_during_a_replay_gives_a_gap_never_a_wrong_replay() {
+    let mut redis = Redis::start();
+    let a = Cluster::connect(&redis.url()).await.expect("connect");
+    let b = Cluster::connect(&redis.url()).await.expect("connect");
+    let settings = history(3_000, Duration::from_secs(60));
+    let room_a = a
+        .group_with_history("room", settings.clone())
+        .await
+        .expect("open");
+    let room_b = b.group_with_history("room", settings).await.expect("open");
+    let node_b = Node::start(room_b.clone());
+
+    let mut bob = node_b.join().await;
+    room_a.broadcast("m0").published().await.expect("published");
+    let (since, _) = line(&mut bob).await;
+    bob.close().await;
+    until_empty(&room_b).await;
+    // 64 MB missed: the replay is held back by bob's reading (S15).
+    let padding = "x".repeat(32 * 1024);
+    for i in 1..2_001 {
+        room_a
+            .broadcast(format!("m{i} {padding}"))
+            .published()
+            .await
+            .expect("published");
+    }
+    let mut bob = node_b.rejoin(&since.to_string()).await;
+    let mut position = since.position();
+    for _ in 0..10 {
+        let (offset, text) = line(&mut bob).await;
+        assert_eq!(offset.position(), position + 1);
+        position = offset.position();
+        assert!(
+            text == format!("m{} {padding}", position - since.position()),
+            "the wrong message at {position}: {:.20}",
+            text
+        );
+    }
+    // Redis loses everything (no persistence) while the replay is held back.
+    redis.start_again();
+
+    // Whatever was read before the restart comes right; then a gap.
+    loop {
+        match next(&mut bob).await {
+            Seen::Line(offset, text) => {
+                assert_eq!(offset.epoch(), since.epoch(), "an old epoch before the gap");
+                assert_eq!(offset.position(), position + 1, "consecutive");
+                position = offset.position();
+                assert!(
+                    text == format!("m{} {padding}", position - since.position()),
+                    "the wrong message at {position}: {:.20}",
+                    text
+                );
+            }
+            Seen::Gap => break,
+        }
+    }
+    assert!(
+        position < since.position() + 2_000,
+        "the restart came before the replay ended"
+    );
+    // Then live lines of the new history.
+    let after = wait_for("a broadcast after Redis came back", || {
+        let room = room_a.clone();
+        async move { room.broadcast("after").published().await.ok() }
+    })
+    .await;
+    let () = after;
+    let (offset, text) = line(&mut bob).await;
+    assert_eq!(text, "after");
+    assert_ne!(
+        offset.epoch(),
+        since.epoch(),
+        "a new history after the reset"
+    );
+}
