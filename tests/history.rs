@@ -344,20 +344,16 @@ async fn s21_redis_restarted_during_a_replay_gives_a_gap_never_a_wrong_replay() 
     redis.start_again();
 
     // Whatever was read before the restart comes right; then a gap.
-    loop {
-        match next(&mut bob).await {
-            Seen::Line(offset, text) => {
-                assert_eq!(offset.epoch(), since.epoch(), "an old epoch before the gap");
-                assert_eq!(offset.position(), position + 1, "consecutive");
-                position = offset.position();
-                assert!(
-                    text == format!("m{} {padding}", position - since.position()),
-                    "the wrong message at {position}: {:.20}",
-                    text
-                );
-            }
-            Seen::Gap => break,
-        }
+    // (The loop ends at the gap.)
+    while let Seen::Line(offset, text) = next(&mut bob).await {
+        assert_eq!(offset.epoch(), since.epoch(), "an old epoch before the gap");
+        assert_eq!(offset.position(), position + 1, "consecutive");
+        position = offset.position();
+        assert!(
+            text == format!("m{} {padding}", position - since.position()),
+            "the wrong message at {position}: {:.20}",
+            text
+        );
     }
     assert!(
         position < since.position() + 2_000,
