@@ -19,11 +19,18 @@
 //!
 //! JSON (`?format=json`), one object per text frame:
 //! `{"type":"welcome","name":N,"online":K}` first, then
-//! `{"type":"line","name":N,"text":T}`, `{"type":"join","name":N}`,
-//! `{"type":"leave","name":N}`, `{"type":"rename","from":A,"to":B}`, and
-//! `{"type":"who","names":[...]}` (sorted) in answer to `/who`. This build
-//! keeps no history: a client that comes back with `&since=ID` is told
-//! `{"type":"gap"}` after the welcome (what it missed is gone).
+//! `{"type":"line","id":ID,"name":N,"text":T}`, `{"type":"join","name":N}`,
+//! `{"type":"leave","name":N}`, `{"type":"rename","id":ID,"from":A,"to":B}`,
+//! and `{"type":"who","names":[...]}` (sorted) in answer to `/who`.
+//!
+//! History: the JSON room keeps its last 1,000 lines and renames, none
+//! older than 5 minutes (`Group::with_history`, or in Redis with
+//! `Cluster::group_with_history`). `ID` is an opaque string, the line's
+//! offset: a client that comes back with `&since=ID` (the last `ID` it saw)
+//! gets, after the welcome, exactly the lines and renames it missed, in
+//! order, then live ones, each once; or `{"type":"gap"}` when `ID` is too
+//! old (or from before a restart of the history), then live ones. The page
+//! at `/` does this by itself when its connection drops.
 //!
 //! `N online`, `K` and `/who` count every member of the room, on every chat
 //! process sharing it (presence, `Group::track`); a process that dies
@@ -51,8 +58,8 @@ use actix_web::{middleware::Logger, web, App, HttpResponse, HttpServer, Responde
 #[cfg(feature = "redis")]
 use actix_ws_listener::Cluster;
 use actix_ws_listener::{
-    run_with_graceful_shutdown, CloseCode, Compression, Group, Listener, Message, PresenceEvent,
-    Socket, WebSocketUpgrade,
+    run_with_graceful_shutdown, CloseCode, Compression, Group, History, Listener, Message, Offset,
+    PresenceEvent, Socket, WebSocketUpgrade,
 };
 use serde::Deserialize;
 
@@ -61,6 +68,27 @@ const INDEX_HTML: &str = include_str!("chat/index.html");
 
 /// Longest name kept, in characters.
 const MAX_NAME: usize = 24;
+
+/// What the JSON room keeps for clients that come back (`&since=ID`).
+fn history() -> History {
+    History::new(1_000, Duration::from_secs(300))
+        .render(with_id)
+        .gap(r#"{"type":"gap"}"#)
+}
+
+/// A recorded JSON object, `{"type":"KIND",...}`, as members see it: with
+/// its offset as `"id"` right after the type.
+fn with_id(offset: &Offset, message: &Message) -> Message {
+    let recorded = message.as_text().unwrap_or_default();
+    let id = json(&offset.to_string());
+    match recorded.find("\",") {
+        Some(end) => {
+            let (kind, rest) = recorded.split_at(end + 2);
+            Message::from(format!(r#"{kind}"id":{id},{rest}"#))
+        }
+        None => message.clone(),
+    }
+}
 
 /// The room: the members who read text, the members who read JSON (two
 /// groups, as each line goes out in two formats), and one presence, kept by
@@ -95,7 +123,7 @@ impl Room {
     async fn open() -> Result<Room, String> {
         let (text, json) = match std::env::var("REDIS_URL") {
             Ok(url) => shared_groups(&url).await?,
-            Err(_) => (Group::new(), Group::new()),
+            Err(_) => (Group::new(), Group::with_history(history())),
         };
         let room = Room { text, json };
         // Every process gets every join and leave (a dead process's too,
@@ -141,7 +169,10 @@ async fn shared_groups(url: &str) -> Result<(Group, Group), String> {
     let advice = |error| format!("{error}; start redis-server there or unset REDIS_URL");
     let cluster = Cluster::connect(url).await.map_err(advice)?;
     let text = cluster.group("chat").await.map_err(advice)?;
-    let json = cluster.group("chat.json").await.map_err(advice)?;
+    let json = cluster
+        .group_with_history("chat.json", history())
+        .await
+        .map_err(advice)?;
     log::info!(
         "room shared through Redis (node {:032x})",
         cluster.node_id()
@@ -154,7 +185,7 @@ async fn shared_groups(url: &str) -> Result<(Group, Group), String> {
     log::warn!(
         "REDIS_URL={url} is ignored: this build has no `redis` feature (add --features redis); the room stays in this process"
     );
-    Ok((Group::new(), Group::new()))
+    Ok((Group::new(), Group::with_history(history())))
 }
 
 /// Everyone, or everyone but `skip`; returns how many of this process's
@@ -202,7 +233,8 @@ impl Listener for Chatter {
             self.name = format!("guest-{}", socket.id());
         }
         // Tracked first, so the count includes the newcomer; welcomed before
-        // joining the delivery group, so the welcome is the first message.
+        // joining the delivery group, so the welcome is the first message
+        // (a replay of what a returning client missed comes right after it).
         // The join line reaches everyone else from the presence event.
         self.room.text.track(socket, self.name.clone());
         let online = self.room.text.member_count();
@@ -220,9 +252,10 @@ impl Listener for Chatter {
                         json(&self.name)
                     ),
                 );
-                if self.since.is_some() {
-                    // No history is kept: whatever came after ID is gone.
-                    tell(socket, r#"{"type":"gap"}"#);
+                if let Some(since) = &self.since {
+                    // What came after `since`, then live; or a gap.
+                    self.room.json.recover(socket, since);
+                    return;
                 }
             }
         }
@@ -252,6 +285,7 @@ impl Listener for Chatter {
             let missed = self.room.say(
                 None,
                 format!("{}: {text}", self.name),
+                // Recorded; members get it with its "id" (`with_id`).
                 format!(
                     r#"{{"type":"line","name":{},"text":{}}}"#,
                     json(&self.name),

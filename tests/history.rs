@@ -374,3 +374,82 @@ async fn s21_redis_restarted_during_a_replay_gives_a_gap_never_a_wrong_replay() 
         "a new history after the reset"
     );
 }
+
+/// The next JSON object a chat client reads.
+async fn object(client: &mut Client) -> serde_json::Value {
+    let text = client.recv_text().await;
+    serde_json::from_str(&text).unwrap_or_else(|error| panic!("not JSON ({error}): {text}"))
+}
+
+/// The next `line` object: its id and text.
+async fn chat_line(client: &mut Client) -> (String, String) {
+    let line = object(client).await;
+    assert_eq!(line["type"], "line", "{line}");
+    (
+        line["id"].as_str().expect("an id").to_owned(),
+        line["text"].as_str().expect("a text").to_owned(),
+    )
+}
+
+#[actix_rt::test]
+async fn s21_chat_json_clients_come_back_with_since_on_either_process() {
+    let redis = Redis::start();
+    let chat = build_example("chat");
+    let one = ChatProcess::start(&chat, &redis.url());
+    let two = ChatProcess::start(&chat, &redis.url());
+
+    let mut alice = Client::connect(&one.json_url("alice")).await;
+    assert_eq!(object(&mut alice).await["type"], "welcome");
+    let mut bob = Client::connect(&two.json_url("bob")).await;
+    assert_eq!(object(&mut bob).await["type"], "welcome");
+    // Bob's join reaches alice (so both processes have the room).
+    loop {
+        let seen = object(&mut alice).await;
+        if seen["type"] == "join" {
+            break;
+        }
+    }
+    alice.send("before").await;
+    let (id, text) = chat_line(&mut bob).await;
+    assert_eq!(text, "before");
+    assert_eq!(chat_line(&mut alice).await.1, "before");
+    bob.close().await;
+
+    for text in ["missed 1", "missed 2", "missed 3"] {
+        alice.send(text).await;
+        // Alice hears her own lines: each is recorded by then.
+        loop {
+            let seen = object(&mut alice).await;
+            if seen["type"] == "line" {
+                assert_eq!(seen["text"], text);
+                break;
+            }
+        }
+    }
+    // Bob comes back on the other process with the id of the last line he saw.
+    let mut bob = Client::connect(&format!("{}&since={id}", one.json_url("bob"))).await;
+    assert_eq!(object(&mut bob).await["type"], "welcome");
+    let mut replayed = Vec::new();
+    for _ in 0..3 {
+        replayed.push(chat_line(&mut bob).await.1);
+    }
+    assert_eq!(replayed, ["missed 1", "missed 2", "missed 3"]);
+    alice.send("live").await;
+    let live = loop {
+        let seen = object(&mut bob).await;
+        if seen["type"] == "line" {
+            break seen;
+        }
+        // Presence news (bob's own leave and join) may come in between.
+        assert!(
+            matches!(seen["type"].as_str(), Some("join" | "leave")),
+            "{seen}"
+        );
+    };
+    assert_eq!(live["text"], "live");
+
+    // An id the history does not know: a gap, then live.
+    let mut carol = Client::connect(&format!("{}&since=nonsense", two.json_url("carol"))).await;
+    assert_eq!(object(&mut carol).await["type"], "welcome");
+    assert_eq!(object(&mut carol).await, serde_json::json!({"type": "gap"}));
+}

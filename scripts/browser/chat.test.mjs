@@ -2,7 +2,9 @@
 //
 // Two browsers (separate contexts, so separate sessions) join the chat page
 // as alice and bob; alice's message must reach both pages, bob's join must
-// be announced to alice, bob's rename and departure too. A screenshot of
+// be announced to alice, bob's rename and departure too; when bob's
+// connection drops, his page reconnects with `since` and shows the lines
+// said meanwhile, each once. A screenshot of
 // alice's page is saved for a person to look at.
 //
 // Env: BASE_URL (required), BROWSER_TEST_DIR (where playwright-core is
@@ -121,6 +123,22 @@ try {
   await expectLine(alice, "alice", "* bob is now carol");
   await say(bob, "hi, I am carol now");
   await expectLine(alice, "alice", "carol: hi, I am carol now");
+
+  step = "carol's connection drops: her page reconnects and shows what was said meanwhile, once";
+  // Closed under the page's feet, as a network drop or a server restart would.
+  await bob.evaluate(() => socket.close());
+  await expectLine(bob, "bob", /^\* disconnected \(\d+\); reconnecting in 1 s$/);
+  await say(alice, "said while carol was away");
+  await say(alice, "and this too");
+  await expectLine(alice, "alice", "alice: and this too");
+  await expectLine(bob, "bob", /^\* welcome, carol \(\d+ online\)$/);
+  await expectLine(bob, "bob", "alice: and this too");
+  for (const line of ["alice: said while carol was away", "alice: and this too", "alice: hello from alice"]) {
+    const shown = (await bob.locator("#log li").allTextContents()).filter((text) => text === line).length;
+    if (shown !== 1) throw new Error(`carol's page shows ${JSON.stringify(line)} ${shown} times, not once`);
+  }
+  await say(alice, "live again");
+  await expectLine(bob, "bob", "alice: live again");
 
   step = "carol leaves and alice sees it";
   await bobContext.close();
