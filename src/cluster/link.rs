@@ -92,13 +92,32 @@ use crate::{cluster_error::ClusterError, group::WeakGroup};
 ///               for a presence change, the member's metadata (UTF-8)
 /// ```
 ///
+/// - A group opened with [`Cluster::group_with_history`] records each
+///   broadcast instead, with one `EVAL` of a script (in the same pipeline
+///   as other publishes) that, atomically: reads the epoch from the hash
+///   `PREFIX` + `NAME` + `:history:meta` (field `epoch`; a new random one,
+///   16 hex digits, when the hash is missing, which also deletes any old
+///   stream), increments its field `seq` to get the position, appends the
+///   message to the stream `PREFIX` + `NAME` + `:history` with the explicit
+///   id `POSITION-0` and fields `t` (Redis `TIME` in ms), `k` (1 text, 2
+///   binary), `p` (the payload), trimmed with `MAXLEN ~` [`History::len`](crate::History::len),
+///   sets the stream's expiry to [`History::max_age`](crate::History::max_age) (renewed by each
+///   broadcast; the meta hash never expires: a few bytes per group name),
+///   and publishes the envelope with kind 6 (text) or 7 (binary), whose
+///   payload starts with the offset: one byte of length, then
+///   `EPOCH:POSITION` in ASCII, then the message. A recovery read is a
+///   second script: the epoch and `seq` from the meta hash, then `XRANGE`
+///   from `POSITION+1`; it answers a gap when the epoch differs, the
+///   position is past `seq`, the first entry is not the next position or is
+///   older than the max age.
 /// - Presence of group `NAME` is the Redis hash `PREFIX` + `NAME` +
 ///   `:presence`: field `NODE:SOCKET` (the node id in 32 hex digits, the
 ///   socket id in decimal; it is [`Member::id`](crate::Member::id)), value
 ///   the metadata. A node's liveness is the key `PREFIX` + `node:` + `NODE`,
 ///   set with a 10 s expiry when the node connects and every 3 s after.
 ///
-/// The origin delivers to its own members directly, as a local
+/// The origin delivers to its own members directly (except in a group with
+/// history, below), as a local
 /// [`Group`](crate::Group) does, and ignores its own envelope when Redis
 /// echoes it back, so no member of the origin gets a broadcast twice. The
 /// excluded socket of [`Group::broadcast_except`](crate::Group::broadcast_except)
@@ -133,6 +152,36 @@ use crate::{cluster_error::ClusterError, group::WeakGroup};
 ///   dropped, counted in [`ClusterStats::dropped`] and logged at debug).
 ///   Redis itself disconnects a subscriber that falls too far behind
 ///   (`client-output-buffer-limit pubsub`); the node then reconnects.
+///
+/// # History and recovery
+///
+/// A group opened with [`Cluster::group_with_history`] keeps its last
+/// messages in a Redis stream (S21), and every node delivers each broadcast,
+/// the origin's members included, when Redis hands it back with its offset,
+/// so that offsets come in one order on every node. With history on:
+///
+/// - **While Redis is up**: exactly once and in offset order for live
+///   members, as without history; positions are consecutive, so a client
+///   can see that it missed something.
+/// - **Reconnecting clients** ([`Group::recover`](crate::Group::recover)
+///   with the last offset they saw, on any node): every message after it,
+///   in order, once, then live, as long as the stream still holds them
+///   (the last [`History::len`](crate::History::len) messages, none older
+///   than [`History::max_age`](crate::History::max_age)); otherwise the
+///   [`History::gap`](crate::History::gap) message, then live. Across an
+///   outage this is at-least-once deduplicated by offset: what a client
+///   missed while its node was cut off is in the stream when it comes back.
+/// - **Redis restarted without persistence**: the history starts over with a
+///   new epoch; an offset of the old one gets a gap, never a replay of other
+///   messages.
+/// - **Members that stay connected across an outage** miss what was
+///   published meanwhile (pub/sub keeps nothing), and see the hole in the
+///   positions; a broadcast made while Redis is unreachable reaches nobody,
+///   not even the origin's members, and `published()` says so.
+/// - **Bounded**: the stream is capped by Redis; a replay sends through the
+///   socket's flow control (S15) a page of 100 at a time, and the live
+///   messages that arrive meanwhile wait in a buffer of at most 256 per
+///   recovering socket (past it they are read again from the stream).
 ///
 /// # Presence
 ///
