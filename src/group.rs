@@ -250,7 +250,9 @@ impl Group {
     /// # }
     /// ```
     pub fn contains(&self, socket: &Socket) -> bool {
-        self.lock().contains(socket) || self.is_recovering(socket)
+        // One lock at a time: a broadcast takes the history's, then this one.
+        let live = self.lock().contains(socket);
+        live || self.is_recovering(socket)
     }
 
     /// Number of members, closed ones that no broadcast has met yet included.
@@ -260,7 +262,8 @@ impl Group {
     /// assert_eq!(Group::new().len(), 0);
     /// ```
     pub fn len(&self) -> usize {
-        self.lock().len() + self.recovering_count()
+        let live = self.lock().len();
+        live + self.recovering_count()
     }
 
     /// True when the group has no member.

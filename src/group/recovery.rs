@@ -17,7 +17,10 @@
 use std::{
     collections::{HashMap, VecDeque},
     future::Future,
-    sync::{Mutex, MutexGuard},
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Mutex, MutexGuard,
+    },
     time::{Duration, Instant},
 };
 
@@ -46,6 +49,9 @@ const READ_PATIENCE: Duration = Duration::from_secs(5);
 /// Pause between retries of a send refused for backpressure, or of a read.
 const RETRY: Duration = Duration::from_millis(20);
 
+/// Numbers the calls of [`Group::recover`].
+static RUNS: AtomicU64 = AtomicU64::new(1);
+
 /// A group's history setting and the state of its recoveries.
 pub(super) struct Recorded {
     pub(super) settings: History,
@@ -63,6 +69,9 @@ struct RecordState {
 }
 
 struct Recovering {
+    /// Which call of [`Group::recover`] this is: a second one for the same
+    /// socket starts over, and the first one's replay stops.
+    run: u64,
     /// Live messages for it meanwhile, with their offsets (`None`: not
     /// recorded).
     buffer: VecDeque<(Option<Offset>, Message)>,
@@ -224,6 +233,7 @@ impl Group {
             return false;
         };
         let since = since.parse::<Offset>().ok();
+        let run = RUNS.fetch_add(1, Ordering::Relaxed);
         {
             let mut state = recorded.lock();
             // A live member that recovers again starts over.
@@ -232,12 +242,13 @@ impl Group {
             state.recovering.insert(
                 socket.id(),
                 Recovering {
+                    run,
                     buffer: VecDeque::new(),
                     overflowed: false,
                 },
             );
         }
-        spawn(replay(self.clone(), socket.clone(), since));
+        spawn(replay(self.clone(), socket.clone(), since, run));
         true
     }
 
@@ -368,6 +379,31 @@ impl Group {
             .map_or(0, |recorded| recorded.lock().recovering.len())
     }
 
+    /// True while run `run` of `socket`'s recovery is the current one.
+    fn is_current(&self, socket: &Socket, run: u64) -> bool {
+        self.inner.history.as_ref().is_some_and(|recorded| {
+            recorded
+                .lock()
+                .recovering
+                .get(&socket.id())
+                .is_some_and(|recovering| recovering.run == run)
+        })
+    }
+
+    /// Ends run `run` of `socket`'s recovery, if it is still the current one.
+    fn abandon(&self, socket: &Socket, run: u64) {
+        if let Some(recorded) = &self.inner.history {
+            let mut state = recorded.lock();
+            if state
+                .recovering
+                .get(&socket.id())
+                .is_some_and(|recovering| recovering.run == run)
+            {
+                state.recovering.remove(&socket.id());
+            }
+        }
+    }
+
     /// At most `max` recorded messages after `since`, from wherever the
     /// group's history is.
     async fn read_after(&self, since: &Offset, max: usize) -> Result<Read, String> {
@@ -389,7 +425,12 @@ impl Group {
     }
 
     /// Sends what came after `cursor`, page by page; moves `cursor` along.
-    async fn replay_after(&self, socket: &Socket, cursor: &mut Option<Offset>) -> Replayed {
+    async fn replay_after(
+        &self,
+        socket: &Socket,
+        run: u64,
+        cursor: &mut Option<Offset>,
+    ) -> Replayed {
         let Some(recorded) = &self.inner.history else {
             return Replayed::Gone;
         };
@@ -398,7 +439,7 @@ impl Group {
             let Some(since) = cursor.clone() else {
                 return Replayed::Done;
             };
-            if !self.is_recovering(socket) {
+            if !self.is_current(socket, run) {
                 return Replayed::Gone;
             }
             let (entries, more) = match self.read_after(&since, PAGE).await {
@@ -417,6 +458,9 @@ impl Group {
             failing_since = None;
             let count = entries.len();
             for (index, (offset, message)) in entries.into_iter().enumerate() {
+                if !self.is_current(socket, run) {
+                    return Replayed::Gone;
+                }
                 let rendered = recorded.settings.rendered(&offset, &message);
                 if send_paced(socket, rendered, index + 1 == count)
                     .await
@@ -436,12 +480,16 @@ impl Group {
     /// (skipping what the replay sent) and makes it a live member. When its
     /// buffer overflowed, hands the buffer back instead, to be sent before
     /// the history is read again.
-    fn seam(&self, socket: &Socket, cursor: &mut Option<Offset>) -> Seam {
+    fn seam(&self, socket: &Socket, run: u64, cursor: &mut Option<Offset>) -> Seam {
         let Some(recorded) = &self.inner.history else {
             return Seam::Live;
         };
         let mut state = recorded.lock();
-        let Some(recovering) = state.recovering.get_mut(&socket.id()) else {
+        let Some(recovering) = state
+            .recovering
+            .get_mut(&socket.id())
+            .filter(|recovering| recovering.run == run)
+        else {
             return Seam::Live;
         };
         if recovering.overflowed {
@@ -499,24 +547,24 @@ enum Seam {
 }
 
 /// One socket's recovery, from its offset to live membership.
-async fn replay(group: Group, socket: Socket, since: Option<Offset>) {
+async fn replay(group: Group, socket: Socket, since: Option<Offset>, run: u64) {
     let mut cursor = since;
     if cursor.is_none() {
         group.send_gap(&socket);
     }
     loop {
-        match group.replay_after(&socket, &mut cursor).await {
+        match group.replay_after(&socket, run, &mut cursor).await {
             Replayed::Done => {}
             Replayed::Gap => {
                 group.send_gap(&socket);
                 cursor = None;
             }
             Replayed::Gone => {
-                group.forget_recovering(&socket);
+                group.abandon(&socket, run);
                 return;
             }
         }
-        match group.seam(&socket, &mut cursor) {
+        match group.seam(&socket, run, &mut cursor) {
             Seam::Live => return,
             Seam::Again(buffer) => {
                 for (offset, message) in buffer {
@@ -526,7 +574,7 @@ async fn replay(group: Group, socket: Socket, since: Option<Offset>) {
                     }
                     if verdict != Admit::Skip && send_paced(&socket, message, false).await.is_err()
                     {
-                        group.forget_recovering(&socket);
+                        group.abandon(&socket, run);
                         return;
                     }
                 }
