@@ -122,6 +122,39 @@ async fn s21_one_node_replays_exactly_what_was_missed_then_live_once() {
 }
 
 #[actix_rt::test]
+async fn s21_a_replay_held_back_by_a_slow_client_loses_nothing_live_meanwhile() {
+    let room = Group::with_history(history(5_000, Duration::from_secs(60)));
+    let node = Node::start(room.clone());
+    let mut bob = node.join().await;
+    room.broadcast("m0");
+    let (since, _) = line(&mut bob).await;
+    bob.close().await;
+    until_empty(&room).await;
+    // 8 MB missed: more than the socket buffers take, so the replay waits
+    // for bob to read (S15) while live lines pile up, past the 256 that
+    // wait for a recovering socket.
+    let padding = "x".repeat(8 * 1024);
+    for i in 1..1_001 {
+        room.broadcast(format!("m{i} {padding}"));
+    }
+    let mut bob = node.rejoin(&since.to_string()).await;
+    for i in 1_001..1_601 {
+        room.broadcast(format!("m{i} {padding}"));
+    }
+    actix_rt::time::sleep(Duration::from_millis(200)).await;
+    let seen = run_after(&mut bob, &since, 1_600).await;
+    for (i, text) in seen.iter().enumerate() {
+        assert!(
+            *text == format!("m{} {padding}", i + 1),
+            "line {} is {:.12}",
+            i + 1,
+            text
+        );
+    }
+    nothing_more(&mut bob).await;
+}
+
+#[actix_rt::test]
 async fn s21_one_node_tells_of_a_gap_when_the_history_does_not_reach_back() {
     let room = Group::with_history(history(10, Duration::from_secs(60)));
     let node = Node::start(room.clone());
