@@ -16,6 +16,12 @@ use crate::{cluster_error::ClusterError, fanout::Pending};
 /// the broker to accept the copy for the other processes; dropping the
 /// report does not cancel that publish.
 ///
+/// In a group with history, a recovering member counts as `sent` when the
+/// message waits for it behind its replay. A clustered group with history
+/// delivers on the broker's echo, the origin's members too
+/// (`Cluster::group_with_history`, feature `redis`): its report counts no
+/// member, and `published()` says whether the broker recorded it.
+///
 /// ```no_run
 /// # fn demo(group: actix_ws_listener::Group) {
 /// let report = group.broadcast("tick");

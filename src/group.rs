@@ -111,6 +111,14 @@ use recovery::Recorded;
 /// processes hold in the group of that name. Membership stays per process
 /// ([`Group::len`] counts this process's members). Code written against a
 /// `Group` works unchanged with either.
+///
+/// # History and recovery
+///
+/// A group opened with [`Group::with_history`] (or
+/// `Cluster::group_with_history`, feature `redis`) records each broadcast
+/// with an [`Offset`](crate::Offset), and [`Group::recover`] gives a
+/// returning client what it missed, then live messages (S21); see
+/// [`History`](crate::History).
 #[derive(Clone, Default)]
 pub struct Group {
     inner: Arc<Inner>,
