@@ -72,7 +72,10 @@
 //! # Beyond Ring
 //!
 //! - [`Group`]: a set of sockets that broadcasts one message to all its
-//!   members, from any thread, sharing the payload.
+//!   members, from any thread, sharing the payload; with presence
+//!   ([`Group::track`], [`Group::members`]) and, opened with
+//!   [`Group::with_history`], a [`History`] of offsets from which a
+//!   returning client is given what it missed ([`Group::recover`]).
 //! - [`Connections`]: the live-connection registry (a count an operator can
 //!   read, `close_all` for shutdown).
 //! - [`run_with_graceful_shutdown`]: runs the server and, on SIGINT or
@@ -142,7 +145,8 @@
 //! - `redis` (off by default): `Cluster`, whose named groups are `Group`s
 //!   that span processes through Redis pub/sub: a broadcast reaches every
 //!   member on every node, one `PUBLISH` per broadcast (see `Cluster` for
-//!   the wire format and the delivery guarantees).
+//!   the wire format and the delivery guarantees); presence across nodes,
+//!   and history in a Redis stream (`Cluster::group_with_history`).
 #![forbid(unsafe_code)]
 #![deny(missing_docs, unreachable_pub)]
 #![warn(rust_2018_idioms)]
