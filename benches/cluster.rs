@@ -22,6 +22,8 @@
 #[allow(dead_code)]
 #[path = "load/client.rs"]
 mod client;
+#[path = "common/redis.rs"]
+mod redis_server;
 #[allow(dead_code)]
 #[path = "load/server.rs"]
 mod server;
@@ -31,9 +33,8 @@ mod sys;
 
 use std::{
     io::{BufRead, BufReader},
-    net::{SocketAddr, TcpListener},
+    net::SocketAddr,
     process::{Child, Command, Stdio},
-    time::{Duration, Instant},
 };
 
 use actix_web::{web, App, HttpServer, Responder};
@@ -99,7 +100,7 @@ fn run_node() -> std::io::Result<()> {
     })
 }
 
-/// A child process (redis-server or a node); killed when dropped.
+/// A node's child process; killed when dropped.
 struct Process(Child);
 
 impl Drop for Process {
@@ -107,27 +108,6 @@ impl Drop for Process {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-fn start_redis() -> std::io::Result<(Process, String)> {
-    let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-    let child = Command::new("redis-server")
-        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-        .args(["--save", "", "--appendonly", "no"])
-        .stdout(Stdio::null())
-        .spawn()?;
-    let url = format!("redis://127.0.0.1:{port}/");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while redis::Client::open(url.as_str())
-        .and_then(|client| client.get_connection())
-        .is_err()
-    {
-        if Instant::now() > deadline {
-            return Err(std::io::Error::other("redis-server did not start"));
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Ok((Process(child), url))
 }
 
 fn start_node(redis_url: &str) -> std::io::Result<(Process, SocketAddr)> {
@@ -191,7 +171,7 @@ fn main() -> std::io::Result<()> {
         .and_then(|v| v.parse().ok())
         .unwrap_or(5);
     sys::raise_nofile(65_536);
-    let (_redis, url) = start_redis()?;
+    let (_redis, url) = redis_server::start()?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;

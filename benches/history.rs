@@ -28,10 +28,11 @@
 //!   start of its connection to the last replayed message). Both in the
 //!   same round, so the ratio is the bench's figure.
 
+#[path = "common/redis.rs"]
+mod redis_server;
+
 use std::{
     cell::{Cell, RefCell},
-    net::TcpListener,
-    process::{Child, Command, Stdio},
     rc::Rc,
     sync::mpsc,
     time::{Duration, Instant},
@@ -255,38 +256,6 @@ async fn recovery_sample(room: Group, missed: usize) -> (f64, f64) {
     (live_ms, recovery_ms)
 }
 
-/// A redis-server of the bench's own; killed when dropped.
-struct Redis(Child);
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start_redis() -> std::io::Result<(Redis, String)> {
-    let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-    let child = Command::new("redis-server")
-        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-        .args(["--save", "", "--appendonly", "no"])
-        .stdout(Stdio::null())
-        .spawn()?;
-    let redis = Redis(child);
-    let url = format!("redis://127.0.0.1:{port}/");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while redis::Client::open(url.as_str())
-        .and_then(|client| client.get_connection())
-        .is_err()
-    {
-        if Instant::now() > deadline {
-            return Err(std::io::Error::other("redis-server did not start"));
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Ok((redis, url))
-}
-
 fn median(values: &mut [f64]) -> f64 {
     values.sort_by(f64::total_cmp);
     values[values.len() / 2]
@@ -304,7 +273,7 @@ fn main() -> std::io::Result<()> {
     let broadcasts = knob("BENCH_BROADCASTS", 20);
     let missed = knob("BENCH_MISSED", 1_000);
     let rounds = knob("BENCH_ROUNDS", 5).max(1);
-    let (_redis, url) = start_redis()?;
+    let (_redis, url) = redis_server::start()?;
     actix_web::rt::System::new().block_on(async move {
         let cluster = Cluster::connect(&url).await.map_err(std::io::Error::other)?;
         let layouts = [
