@@ -28,6 +28,7 @@ use crate::{
 };
 
 mod recovery;
+mod replay;
 
 use recovery::Recorded;
 
@@ -547,10 +548,8 @@ impl Group {
     }
 }
 
-/// Sends `message` to every socket of `members` except `skip` and those
-/// `wanted` turns down, removing the members found closed, and counts the
-/// outcome in `report`. Callers hold the group's lock, so every member sees
-/// broadcasts in one order.
+/// Sends `message` to `members` but `skip` and those `wanted` refuses, drops
+/// the closed ones, counts in `report`. Under the lock: one order for all.
 fn send_each(
     members: &mut HashSet<Socket>,
     message: &Message,
@@ -558,8 +557,7 @@ fn send_each(
     report: &mut Broadcast,
     mut wanted: impl FnMut(&Socket) -> bool,
 ) {
-    // Members that compress without context takeover share one
-    // compressed payload; the others compress in their own context.
+    // Members without context takeover share one compressed payload.
     let shared = SharedPayload::default();
     members.retain(|socket| {
         if skip == Some(socket.id()) || !wanted(socket) {

@@ -5,7 +5,7 @@
 //!
 //! This module owns the seam between replay and live delivery. A recovering
 //! socket is not yet a live member: live deliveries meant for it wait in a
-//! small buffer of its own while a task (the replay) reads the history after
+//! small buffer of its own while a task (the replay, `replay.rs`) reads the history after
 //! its offset, page by page, and sends it with flow control (S15). When the
 //! history has nothing more, the buffer is drained under the group's lock,
 //! skipping what the replay already sent (by offset), and the socket becomes
@@ -16,18 +16,16 @@
 
 use std::{
     collections::{HashMap, VecDeque},
-    future::Future,
     sync::{
         atomic::{AtomicU64, Ordering},
         Mutex, MutexGuard,
     },
-    time::{Duration, Instant},
+    time::Instant,
 };
 
 use super::{send_each, Group, Inner};
 use crate::{
     broadcast::Broadcast,
-    error::SendError,
     history::{History, Offset, Read, Ring},
     message::Message,
     socket::Socket,
@@ -39,15 +37,6 @@ use crate::{
 /// the cap (unrecorded [`Group::broadcast_here`] ones are, counted as
 /// backpressured).
 const BUFFER: usize = 256;
-/// Messages read from the history at a time; the last of each page is sent
-/// with [`Socket::send_and_wait`], so a replay runs at most a page ahead of
-/// the connection's writer.
-const PAGE: usize = 100;
-/// How long a replay keeps retrying a history that cannot be read (Redis
-/// unreachable) before it tells the client of a gap.
-const READ_PATIENCE: Duration = Duration::from_secs(5);
-/// Pause between retries of a send refused for backpressure, or of a read.
-const RETRY: Duration = Duration::from_millis(20);
 
 /// Numbers the calls of [`Group::recover`].
 static RUNS: AtomicU64 = AtomicU64::new(1);
@@ -102,7 +91,7 @@ impl Recorded {
 
 /// What to do with a recorded message, given the offset a socket has seen.
 #[derive(Debug, PartialEq)]
-enum Admit {
+pub(super) enum Admit {
     /// Already sent to it.
     Skip,
     Send,
@@ -113,7 +102,7 @@ enum Admit {
 
 /// Whether a socket that has seen `cursor` gets the message at `offset`;
 /// moves `cursor` to it when it does.
-fn admit(cursor: &mut Option<Offset>, offset: Option<&Offset>) -> Admit {
+pub(super) fn admit(cursor: &mut Option<Offset>, offset: Option<&Offset>) -> Admit {
     let Some(offset) = offset else {
         return Admit::Send;
     };
@@ -129,16 +118,6 @@ fn admit(cursor: &mut Option<Offset>, offset: Option<&Offset>) -> Admit {
     };
     *cursor = Some(offset.clone());
     verdict
-}
-
-/// How a replay ended.
-enum Replayed {
-    /// Everything after the offset was sent; the cursor is the last sent.
-    Done,
-    /// The history does not reach back that far.
-    Gap,
-    /// The socket closed, or left the group.
-    Gone,
 }
 
 impl Group {
@@ -248,7 +227,7 @@ impl Group {
                 },
             );
         }
-        spawn(replay(self.clone(), socket.clone(), since, run));
+        super::replay::start(self.clone(), socket.clone(), since, run);
         true
     }
 
@@ -380,7 +359,7 @@ impl Group {
     }
 
     /// True while run `run` of `socket`'s recovery is the current one.
-    fn is_current(&self, socket: &Socket, run: u64) -> bool {
+    pub(super) fn is_current(&self, socket: &Socket, run: u64) -> bool {
         self.inner.history.as_ref().is_some_and(|recorded| {
             recorded
                 .lock()
@@ -391,7 +370,7 @@ impl Group {
     }
 
     /// Ends run `run` of `socket`'s recovery, if it is still the current one.
-    fn abandon(&self, socket: &Socket, run: u64) {
+    pub(super) fn abandon(&self, socket: &Socket, run: u64) {
         if let Some(recorded) = &self.inner.history {
             let mut state = recorded.lock();
             if state
@@ -406,7 +385,7 @@ impl Group {
 
     /// At most `max` recorded messages after `since`, from wherever the
     /// group's history is.
-    async fn read_after(&self, since: &Offset, max: usize) -> Result<Read, String> {
+    pub(super) async fn read_after(&self, since: &Offset, max: usize) -> Result<Read, String> {
         let Some(recorded) = &self.inner.history else {
             return Ok(Read::Gap);
         };
@@ -424,63 +403,11 @@ impl Group {
         })
     }
 
-    /// Sends what came after `cursor`, page by page; moves `cursor` along.
-    async fn replay_after(
-        &self,
-        socket: &Socket,
-        run: u64,
-        cursor: &mut Option<Offset>,
-    ) -> Replayed {
-        let Some(recorded) = &self.inner.history else {
-            return Replayed::Gone;
-        };
-        let mut failing_since: Option<Instant> = None;
-        loop {
-            let Some(since) = cursor.clone() else {
-                return Replayed::Done;
-            };
-            if !self.is_current(socket, run) {
-                return Replayed::Gone;
-            }
-            let (entries, more) = match self.read_after(&since, PAGE).await {
-                Ok(Read::Entries { entries, more }) => (entries, more),
-                Ok(Read::Gap) => return Replayed::Gap,
-                Err(error) => {
-                    let first = *failing_since.get_or_insert_with(Instant::now);
-                    if first.elapsed() >= READ_PATIENCE {
-                        log::debug!("ws {}: history unreadable, a gap: {error}", socket.id());
-                        return Replayed::Gap;
-                    }
-                    actix_rt::time::sleep(RETRY * 10).await;
-                    continue;
-                }
-            };
-            failing_since = None;
-            let count = entries.len();
-            for (index, (offset, message)) in entries.into_iter().enumerate() {
-                if !self.is_current(socket, run) {
-                    return Replayed::Gone;
-                }
-                let rendered = recorded.settings.rendered(&offset, &message);
-                if send_paced(socket, rendered, index + 1 == count)
-                    .await
-                    .is_err()
-                {
-                    return Replayed::Gone;
-                }
-                *cursor = Some(offset);
-            }
-            if !more {
-                return Replayed::Done;
-            }
-        }
-    }
-
     /// The seam: under the group's lock, sends what waited for the socket
     /// (skipping what the replay sent) and makes it a live member. When its
     /// buffer overflowed, hands the buffer back instead, to be sent before
     /// the history is read again.
-    fn seam(&self, socket: &Socket, run: u64, cursor: &mut Option<Offset>) -> Seam {
+    pub(super) fn seam(&self, socket: &Socket, run: u64, cursor: &mut Option<Offset>) -> Seam {
         let Some(recorded) = &self.inner.history else {
             return Seam::Live;
         };
@@ -524,7 +451,7 @@ impl Group {
         Seam::Live
     }
 
-    fn send_gap(&self, socket: &Socket) {
+    pub(super) fn send_gap(&self, socket: &Socket) {
         let gap = self
             .inner
             .history
@@ -539,93 +466,11 @@ impl Group {
 }
 
 /// What the seam found.
-enum Seam {
+pub(super) enum Seam {
     /// The socket is a live member now (or gone).
     Live,
     /// Its buffer overflowed: these first, then read the history again.
     Again(VecDeque<(Option<Offset>, Message)>),
-}
-
-/// One socket's recovery, from its offset to live membership.
-async fn replay(group: Group, socket: Socket, since: Option<Offset>, run: u64) {
-    let mut cursor = since;
-    if cursor.is_none() {
-        group.send_gap(&socket);
-    }
-    loop {
-        match group.replay_after(&socket, run, &mut cursor).await {
-            Replayed::Done => {}
-            Replayed::Gap => {
-                group.send_gap(&socket);
-                cursor = None;
-            }
-            Replayed::Gone => {
-                group.abandon(&socket, run);
-                return;
-            }
-        }
-        match group.seam(&socket, run, &mut cursor) {
-            Seam::Live => return,
-            Seam::Again(buffer) => {
-                for (offset, message) in buffer {
-                    let verdict = admit(&mut cursor, offset.as_ref());
-                    if verdict == Admit::GapThenSend {
-                        group.send_gap(&socket);
-                    }
-                    if verdict != Admit::Skip && send_paced(&socket, message, false).await.is_err()
-                    {
-                        group.abandon(&socket, run);
-                        return;
-                    }
-                }
-            }
-        }
-    }
-}
-
-/// Sends `message`, waiting while the socket's queue is full (S15); with
-/// `wait`, until the writer has taken it. `Err` once the socket is closed.
-async fn send_paced(socket: &Socket, message: Message, wait: bool) -> Result<(), ()> {
-    let mut message = message;
-    loop {
-        let sent = if wait {
-            socket.send_and_wait(message).await
-        } else {
-            socket.send(message)
-        };
-        match sent {
-            Ok(()) => return Ok(()),
-            Err(SendError::Backpressure {
-                message: Some(refused),
-                ..
-            }) if socket.is_open() => {
-                message = refused;
-                actix_rt::time::sleep(RETRY).await;
-            }
-            Err(_) => return Err(()),
-        }
-    }
-}
-
-/// Runs a replay on the current runtime, or on a thread of its own outside
-/// one.
-fn spawn(task: impl Future<Output = ()> + Send + 'static) {
-    if let Some(arbiter) = actix_rt::Arbiter::try_current() {
-        if arbiter.spawn(task) {
-            return;
-        }
-        log::debug!("recovery: the current arbiter is stopping");
-        return;
-    }
-    let started = std::thread::Builder::new()
-        .name("actix-ws-recovery".to_owned())
-        .spawn(move || match actix_rt::Runtime::new() {
-            Ok(runtime) => runtime.block_on(task),
-            Err(error) => log::debug!("recovery: no runtime for the replay: {error}"),
-        });
-    if let Err(error) = started {
-        log::debug!("recovery: no thread for the replay: {error}");
-    }
 }
 
 #[cfg(test)]
