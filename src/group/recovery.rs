@@ -328,7 +328,11 @@ impl Group {
                 caught_up.remove(&socket.id());
                 true
             });
-            caught_up.retain(|id, _| members.iter().any(|socket| socket.id() == *id));
+            if !caught_up.is_empty() {
+                // Forget the members this broadcast found closed.
+                let ids: std::collections::HashSet<u64> = members.iter().map(Socket::id).collect();
+                caught_up.retain(|id, _| ids.contains(id));
+            }
         }
         report
     }
