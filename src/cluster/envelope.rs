@@ -65,18 +65,26 @@ pub(crate) enum Malformed {
     Offset,
 }
 
+/// The header every envelope starts with, written into a buffer with room
+/// for `payload` more bytes.
+fn header(kind: u8, origin: u128, socket: Option<u64>, payload: usize) -> BytesMut {
+    let mut out = BytesMut::with_capacity(HEADER_LEN + payload);
+    out.put_u8(VERSION);
+    out.put_u8(kind);
+    out.put_u128(origin);
+    out.put_u64(socket.unwrap_or(0));
+    out
+}
+
 /// The publish payload for `message` from node `origin`: the header, then
 /// the payload copied once (Redis needs one contiguous value).
 pub(crate) fn encode(origin: u128, except: Option<u64>, message: &Message) -> Bytes {
-    let mut out = BytesMut::with_capacity(HEADER_LEN + message.len());
-    out.put_u8(VERSION);
-    out.put_u8(if message.is_text() {
+    let kind = if message.is_text() {
         KIND_TEXT
     } else {
         KIND_BINARY
-    });
-    out.put_u128(origin);
-    out.put_u64(except.unwrap_or(0));
+    };
+    let mut out = header(kind, origin, except, message.len());
     out.put_slice(message.as_bytes());
     out.freeze()
 }
@@ -84,15 +92,12 @@ pub(crate) fn encode(origin: u128, except: Option<u64>, message: &Message) -> By
 /// The publish payload announcing a presence change of socket `socket` of
 /// node `origin`, with its metadata.
 pub(crate) fn encode_change(origin: u128, socket: u64, change: Change, meta: &str) -> Bytes {
-    let mut out = BytesMut::with_capacity(HEADER_LEN + meta.len());
-    out.put_u8(VERSION);
-    out.put_u8(match change {
+    let kind = match change {
         Change::Join => KIND_JOIN,
         Change::Update => KIND_UPDATE,
         Change::Leave => KIND_LEAVE,
-    });
-    out.put_u128(origin);
-    out.put_u64(socket);
+    };
+    let mut out = header(kind, origin, Some(socket), meta.len());
     out.put_slice(meta.as_bytes());
     out.freeze()
 }
@@ -105,16 +110,12 @@ pub(crate) fn encode_recorded_header(
     except: Option<u64>,
     message: &Message,
 ) -> Bytes {
-    let mut out = BytesMut::with_capacity(HEADER_LEN);
-    out.put_u8(VERSION);
-    out.put_u8(if message.is_text() {
+    let kind = if message.is_text() {
         KIND_RECORDED_TEXT
     } else {
         KIND_RECORDED_BINARY
-    });
-    out.put_u128(origin);
-    out.put_u64(except.unwrap_or(0));
-    out.freeze()
+    };
+    header(kind, origin, except, 0).freeze()
 }
 
 /// Reads the header without touching the payload: which node sent it.
