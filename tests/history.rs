@@ -414,9 +414,15 @@ async fn object(client: &mut Client) -> serde_json::Value {
     serde_json::from_str(&text).unwrap_or_else(|error| panic!("not JSON ({error}): {text}"))
 }
 
-/// The next `line` object: its id and text.
+/// The next `line` object: its id and text. Presence news (a join that
+/// reached this process late, a leave) may come first.
 async fn chat_line(client: &mut Client) -> (String, String) {
-    let line = object(client).await;
+    let line = loop {
+        let seen = object(client).await;
+        if !matches!(seen["type"].as_str(), Some("join" | "leave")) {
+            break seen;
+        }
+    };
     assert_eq!(line["type"], "line", "{line}");
     (
         line["id"].as_str().expect("an id").to_owned(),
