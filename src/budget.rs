@@ -185,14 +185,26 @@ pub(crate) struct Refused {
 }
 
 /// One connection's share of a budget. Dropping it gives everything back.
+///
+/// Bytes given back with [`Hold::shrink_later`] stay taken from the budget
+/// as `spare` until [`Hold::settle`]: the next frames of the same turn
+/// take them again without touching the shared count, so that a turn of
+/// small messages costs one atomic operation on the budget rather than two
+/// per message.
 pub(crate) struct Hold {
     budget: InboundBudget,
     held: usize,
+    /// Taken from the budget, held by nothing: given back at `settle`.
+    spare: usize,
 }
 
 impl Hold {
     pub(crate) fn new(budget: InboundBudget) -> Hold {
-        Hold { budget, held: 0 }
+        Hold {
+            budget,
+            held: 0,
+            spare: 0,
+        }
     }
 
     /// Bytes this connection holds.
@@ -204,12 +216,16 @@ impl Hold {
     /// Takes `bytes` more, or says why not; a refusal counts as a
     /// connection closed for the budget (the caller closes it).
     pub(crate) fn grow(&mut self, bytes: usize) -> Result<(), Refused> {
-        if bytes == 0 {
+        if bytes <= self.spare {
+            self.spare -= bytes;
+            self.held += bytes;
             return Ok(());
         }
-        match self.budget.take(self.held, bytes) {
+        let spare = std::mem::take(&mut self.spare);
+        self.held += spare;
+        match self.budget.take(self.held, bytes - spare) {
             Ok(()) => {
-                self.held += bytes;
+                self.held += bytes - spare;
                 Ok(())
             }
             Err(left) => {
@@ -226,8 +242,24 @@ impl Hold {
         self.budget.give_back(bytes);
     }
 
+    /// Stops holding `bytes` (at most what is held), but keeps them from
+    /// the budget until [`Hold::settle`], for the next frames to take.
+    pub(crate) fn shrink_later(&mut self, bytes: usize) {
+        let bytes = bytes.min(self.held);
+        self.held -= bytes;
+        self.spare += bytes;
+    }
+
+    /// Gives back what [`Hold::shrink_later`] kept.
+    pub(crate) fn settle(&mut self) {
+        if self.spare > 0 {
+            self.budget.give_back(std::mem::take(&mut self.spare));
+        }
+    }
+
     /// Gives everything back.
     pub(crate) fn clear(&mut self) {
+        self.settle();
         self.shrink(self.held);
     }
 }
@@ -280,6 +312,37 @@ mod tests {
         // Past its first 64 KiB a small one is large.
         assert!(smalls[0].grow(1).is_err());
         assert_eq!(budget.in_use(), (7 << 20) + 16 * SMALL_HOLD);
+    }
+
+    #[test]
+    fn bytes_shrunk_for_later_are_taken_again_first_and_given_back_at_settle() {
+        let budget = InboundBudget::new(1 << 20);
+        let mut hold = Hold::new(budget.clone());
+        assert_eq!(hold.grow(100), Ok(()));
+        hold.shrink_later(100);
+        assert_eq!((hold.held(), budget.in_use()), (0, 100));
+        // The next frame takes the spare bytes, then the rest.
+        assert_eq!(hold.grow(60), Ok(()));
+        assert_eq!((hold.held(), budget.in_use()), (60, 100));
+        assert_eq!(hold.grow(90), Ok(()));
+        assert_eq!((hold.held(), budget.in_use()), (150, 150));
+        hold.shrink_later(150);
+        hold.settle();
+        assert_eq!((hold.held(), budget.in_use()), (0, 0));
+        // A refusal counts what the connection held, spare included.
+        let small = InboundBudget::new(100);
+        let mut hold = Hold::new(small.clone());
+        assert_eq!(hold.grow(80), Ok(()));
+        hold.shrink_later(80);
+        assert_eq!(
+            hold.grow(120),
+            Err(Refused {
+                asked: 120,
+                left: 20
+            })
+        );
+        hold.clear();
+        assert_eq!(small.in_use(), 0);
     }
 
     #[test]

@@ -3,7 +3,9 @@
 //!
 //! It owns two things every listener call needs: the callback scope (the
 //! connection's own socket writes straight into its outbound buffer, S6)
-//! and turning a panic into a message. It knows nothing of actors or of
+//! and turning a panic into a message. [`contain`] does both; [`catch`]
+//! only the second, for the reader, which holds the scope for a whole turn
+//! of reading. It knows nothing of actors or of
 //! what the connection does with a panic.
 
 use std::{
@@ -18,6 +20,13 @@ use crate::command::{enter_callback, Sink};
 /// scope, with a panic caught: `Err` carries the panic's message.
 pub(crate) fn contain<R>(id: u64, sink: Rc<dyn Sink>, f: impl FnOnce() -> R) -> Result<R, String> {
     let _scope = enter_callback(id, sink);
+    catch(f)
+}
+
+/// Runs `f` with a panic caught, inside the callback scope its caller
+/// already holds: the connection's reader enters it once per turn (see
+/// [`enter_callback`]) rather than once per message.
+pub(crate) fn catch<R>(f: impl FnOnce() -> R) -> Result<R, String> {
     catch_unwind(AssertUnwindSafe(f)).map_err(|panic| panic_message(&*panic))
 }
 

@@ -184,7 +184,13 @@ impl Inbound {
     /// returned, or its async handler completed): their bytes go back to
     /// the budget.
     pub(crate) fn release_delivered(&mut self) {
-        self.hold.shrink(std::mem::take(&mut self.delivered));
+        self.hold.shrink_later(std::mem::take(&mut self.delivered));
+    }
+
+    /// Gives the budget back what [`Inbound::release_delivered`] released:
+    /// once per turn of the reader rather than once per message (S19).
+    pub(crate) fn settle_budget(&mut self) {
+        self.hold.settle();
     }
 
     /// When a whole message waits for its rate token: the moment it is due
@@ -747,12 +753,14 @@ mod tests {
         // Handed out, still with the listener: still held.
         assert!(budget.in_use() >= 1500, "{}", budget.in_use());
         inbound.release_delivered();
+        inbound.settle_budget();
         assert_eq!(budget.in_use(), 0);
         // A whole single-frame message holds exactly its payload.
         inbound.feed(&frame(0x82, &[1; 300]));
         assert!(matches!(inbound.next_event(), Ok(Some(Event::Message(_)))));
         assert_eq!(budget.in_use(), 300);
         inbound.release_delivered();
+        inbound.settle_budget();
         assert_eq!(budget.in_use(), 0);
     }
 
@@ -784,6 +792,7 @@ mod tests {
         // The connection that ended gave everything back.
         first.clear();
         small.release_delivered();
+        small.settle_budget();
         assert_eq!(budget.in_use(), 0);
     }
 

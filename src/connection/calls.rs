@@ -12,7 +12,7 @@ use actix::Context;
 
 use super::Connection;
 use crate::{
-    contain::contain,
+    contain::{catch, contain},
     driver::{Call, Driver, Pending},
     socket::Socket,
 };
@@ -21,7 +21,8 @@ impl<L: 'static> Connection<L> {
     /// Calls the listener with panics contained (S10); an async call that
     /// has to wait becomes the pending handler. With the reader's `task`,
     /// an async call is polled once at once, in the same scope: a handler
-    /// that finishes without waiting costs no second pass.
+    /// that finishes without waiting costs no second pass. Only the reader
+    /// passes a `task`, and it holds the callback scope for its turn.
     pub(super) fn call(
         &mut self,
         ctx: &mut Context<Self>,
@@ -44,15 +45,22 @@ impl<L: 'static> Connection<L> {
         if self.is_done() {
             return;
         }
-        let (id, sink) = (self.socket.id(), self.sink());
-        let (driver, socket) = (&mut *self.driver, &self.socket);
-        let result = contain(id, sink, || {
+        let (driver, socket, out) = (&mut *self.driver, &self.socket, &self.out);
+        let run = |task: &mut task::Context<'_>| {
             let mut pending = start(driver, socket)?;
-            let mut detached = task::Context::from_waker(futures::task::noop_waker_ref());
-            let task = task.unwrap_or(&mut detached);
             let done = pending.as_mut().poll(task).is_ready();
             (!done).then_some(pending)
-        });
+        };
+        let result = match task {
+            // The reader calls with its task, inside the callback scope it
+            // holds for its turn.
+            Some(task) => catch(|| run(task)),
+            None => contain(socket.id(), Rc::clone(out) as _, || {
+                run(&mut task::Context::from_waker(
+                    futures::task::noop_waker_ref(),
+                ))
+            }),
+        };
         match result {
             Ok(pending) => {
                 self.pending = pending;
@@ -71,9 +79,8 @@ impl<L: 'static> Connection<L> {
         let Some(pending) = self.pending.as_mut() else {
             return Poll::Ready(());
         };
-        let result = contain(self.socket.id(), Rc::clone(&self.out) as _, || {
-            pending.as_mut().poll(task)
-        });
+        // Only the reader polls it, inside the scope it holds.
+        let result = catch(|| pending.as_mut().poll(task));
         match result {
             Ok(Poll::Pending) => return Poll::Pending,
             Ok(Poll::Ready(())) => {

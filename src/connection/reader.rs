@@ -19,7 +19,11 @@ use bytes::Bytes;
 use futures::Stream;
 
 use super::{typed::Waiting, Connection};
-use crate::{command::Commands, inbound::Event, listener::answer_ping};
+use crate::{
+    command::{enter_callback, Commands},
+    inbound::Event,
+    listener::answer_ping,
+};
 
 /// Events handled in one go before the connection lets the other
 /// connections of its thread run.
@@ -243,7 +247,31 @@ where
         ctx: &mut Context<Connection<L>>,
         task: &mut task::Context<'_>,
     ) -> Poll<()> {
-        let this = self.get_mut();
+        // One callback scope for the whole turn (S6): the listener's calls
+        // below run inside it without entering it each.
+        let scope = enter_callback(act.socket.id(), act.sink());
+        let poll = self.get_mut().turn(act, ctx, task);
+        drop(scope);
+        // What the listener was done with during the turn goes back to the
+        // budget once per turn (S19), not once per message.
+        act.inbound.settle_budget();
+        poll
+    }
+}
+
+impl<S> Reader<S>
+where
+    S: Stream<Item = Result<Bytes, PayloadError>> + Unpin + 'static,
+{
+    /// One turn of the reader: the mailbox, the timer requests, then up to
+    /// [`EVENT_BUDGET`] events.
+    fn turn<L: 'static>(
+        &mut self,
+        act: &mut Connection<L>,
+        ctx: &mut Context<Connection<L>>,
+        task: &mut task::Context<'_>,
+    ) -> Poll<()> {
+        let this = self;
         while let Poll::Ready(Some(command)) = Pin::new(&mut this.commands).poll_next(task) {
             act.on_command(ctx, command);
         }
