@@ -234,6 +234,53 @@ impl<L: 'static> Connection<L> {
     }
 }
 
+impl<S> Reader<S>
+where
+    S: Stream<Item = Result<Bytes, PayloadError>> + Unpin + 'static,
+{
+    /// One turn of the reader: the mailbox, the timer requests, then up to
+    /// [`EVENT_BUDGET`] events.
+    fn turn<L: 'static>(
+        &mut self,
+        act: &mut Connection<L>,
+        ctx: &mut Context<Connection<L>>,
+        task: &mut task::Context<'_>,
+    ) -> Poll<()> {
+        while let Poll::Ready(Some(command)) = Pin::new(&mut self.commands).poll_next(task) {
+            act.on_command(ctx, command);
+        }
+        while let Some(timer) = act.timers_in.pop(&act.link) {
+            act.on_timer(ctx, timer);
+        }
+        for _ in 0..EVENT_BUDGET {
+            let step = match act.demand() {
+                Demand::Stop => return Poll::Ready(()),
+                Demand::Handler => match act.poll_pending(ctx, task) {
+                    Poll::Ready(()) => Poll::Ready(()),
+                    Poll::Pending => self.read_ahead(act, ctx, task),
+                },
+                Demand::Waiting => {
+                    act.run_waiting(ctx, task);
+                    Poll::Ready(())
+                }
+                Demand::Full => {
+                    // The writer wakes us when the queue is down to the
+                    // low-water mark, or when it goes away.
+                    act.out.borrow_mut().park_reader(task.waker());
+                    Poll::Pending
+                }
+                Demand::Read => self.read_event(act, ctx, task),
+            };
+            if step.is_pending() {
+                return Poll::Pending;
+            }
+        }
+        // Other connections on this thread get their turn.
+        task.waker().wake_by_ref();
+        Poll::Pending
+    }
+}
+
 impl<L, S> ActorFuture<Connection<L>> for Reader<S>
 where
     L: 'static,
@@ -256,53 +303,5 @@ where
         // budget once per turn (S19), not once per message.
         act.inbound.settle_budget();
         poll
-    }
-}
-
-impl<S> Reader<S>
-where
-    S: Stream<Item = Result<Bytes, PayloadError>> + Unpin + 'static,
-{
-    /// One turn of the reader: the mailbox, the timer requests, then up to
-    /// [`EVENT_BUDGET`] events.
-    fn turn<L: 'static>(
-        &mut self,
-        act: &mut Connection<L>,
-        ctx: &mut Context<Connection<L>>,
-        task: &mut task::Context<'_>,
-    ) -> Poll<()> {
-        let this = self;
-        while let Poll::Ready(Some(command)) = Pin::new(&mut this.commands).poll_next(task) {
-            act.on_command(ctx, command);
-        }
-        while let Some(timer) = act.timers_in.pop(&act.link) {
-            act.on_timer(ctx, timer);
-        }
-        for _ in 0..EVENT_BUDGET {
-            let step = match act.demand() {
-                Demand::Stop => return Poll::Ready(()),
-                Demand::Handler => match act.poll_pending(ctx, task) {
-                    Poll::Ready(()) => Poll::Ready(()),
-                    Poll::Pending => this.read_ahead(act, ctx, task),
-                },
-                Demand::Waiting => {
-                    act.run_waiting(ctx, task);
-                    Poll::Ready(())
-                }
-                Demand::Full => {
-                    // The writer wakes us when the queue is down to the
-                    // low-water mark, or when it goes away.
-                    act.out.borrow_mut().park_reader(task.waker());
-                    Poll::Pending
-                }
-                Demand::Read => this.read_event(act, ctx, task),
-            };
-            if step.is_pending() {
-                return Poll::Pending;
-            }
-        }
-        // Other connections on this thread get their turn.
-        task.waker().wake_by_ref();
-        Poll::Pending
     }
 }
