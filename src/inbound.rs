@@ -35,6 +35,14 @@ use crate::{
 /// Most a frame header alone makes the assembler allocate for its payload.
 const EAGER_RESERVE: usize = 256 * 1024;
 
+/// Payloads up to this long are copied out of the read buffer into their
+/// own allocation; longer ones are split off it and share its memory. A
+/// split costs two atomic operations on the buffer's shared count (one at
+/// the split, one when the message drops), which on small messages cost
+/// more than an allocation and a short copy; and a buffer never split stays
+/// unshared, so the next frame reuses its memory without asking.
+const COPY_MAX: usize = 1024;
+
 /// What a complete frame or message means to the connection.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Event {
@@ -274,7 +282,7 @@ impl Inbound {
             else {
                 return Ok(None);
             };
-            let payload = self.buf.split_to(frame.header.len).freeze();
+            let payload = take_payload(&mut self.buf, frame.header.len);
             if let Some(event) = self.on_frame(frame, payload)? {
                 return Ok(Some(event));
             }
@@ -520,6 +528,17 @@ fn budget_error(refused: Refused) -> Error {
     }
 }
 
+/// The first `len` bytes of `buf`, taken off it: copied when short,
+/// split off (sharing the buffer's memory) when long ([`COPY_MAX`]).
+fn take_payload(buf: &mut BytesMut, len: usize) -> Bytes {
+    if len > COPY_MAX {
+        return buf.split_to(len).freeze();
+    }
+    let payload = Bytes::copy_from_slice(&buf[..len]);
+    buf.advance(len);
+    payload
+}
+
 /// Parses and validates a close frame's payload (S4).
 fn parse_close(payload: &[u8]) -> Result<(CloseCode, &str), Error> {
     match payload.len() {
@@ -597,6 +616,26 @@ mod tests {
 
     fn text(s: &str) -> Event {
         Event::Message(Message::from(s))
+    }
+
+    #[test]
+    fn short_payloads_are_copied_out_and_long_ones_split_off() {
+        let mut buf = BytesMut::from(&[1u8; 3 * COPY_MAX][..]);
+        buf[COPY_MAX] = 2;
+        let start = buf.as_ptr() as usize;
+        let short = take_payload(&mut buf, COPY_MAX);
+        assert_eq!(&short[..], &[1u8; COPY_MAX][..]);
+        let at = short.as_ptr() as usize;
+        assert!(
+            at < start || at >= start + 3 * COPY_MAX,
+            "a short payload has its own memory"
+        );
+        assert_eq!(buf.len(), 2 * COPY_MAX);
+        let rest = buf.as_ptr();
+        let long = take_payload(&mut buf, COPY_MAX + 1);
+        assert_eq!(long.as_ptr(), rest, "a long payload shares the buffer's");
+        assert_eq!((long[0], long.len()), (2, COPY_MAX + 1));
+        assert_eq!(buf.len(), COPY_MAX - 1);
     }
 
     #[test]
