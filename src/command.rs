@@ -13,7 +13,7 @@
 
 use std::{
     any::Any,
-    cell::RefCell,
+    cell::Cell,
     collections::VecDeque,
     panic::{catch_unwind, AssertUnwindSafe},
     pin::Pin,
@@ -473,14 +473,21 @@ impl Link {
         }
     }
 
+    #[allow(
+        unsafe_code,
+        reason = "the one unsafe block of the crate: see IN_CALLBACK"
+    )]
     fn write_direct(&self, command: Command) -> Option<Command> {
         if self.in_mailbox.load(Ordering::Acquire) != 0 {
             return Some(command);
         }
-        IN_CALLBACK.with(|slot| match &*slot.borrow() {
-            Some((id, sink)) if *id == self.id => sink.apply_now(command).err(),
+        match IN_CALLBACK.get() {
+            // SAFETY: a pointer in IN_CALLBACK is that of the sink the
+            // innermost live `CallbackScope` of this thread holds an `Rc`
+            // to (see `enter_callback`), so it points to a live sink.
+            Some((id, sink)) if id == self.id => unsafe { &*sink }.apply_now(command).err(),
             _ => Some(command),
-        })
+        }
     }
 }
 
@@ -491,26 +498,38 @@ pub(crate) trait Sink {
     fn apply_now(&self, command: Command) -> Result<(), Command>;
 }
 
+/// The sink of the connection whose listener is running on this thread.
+/// A raw pointer, so that the slot is `Copy` and needs no destructor: the
+/// send path reads it once per message, and a thread-local with drop glue
+/// costs a registration check on every read.
+type Running = Option<(u64, *const (dyn Sink + 'static))>;
+
 thread_local! {
     /// The connection whose listener is running on this thread, if any.
-    static IN_CALLBACK: RefCell<Option<(u64, Rc<dyn Sink>)>> = const { RefCell::new(None) };
+    static IN_CALLBACK: Cell<Running> = const { Cell::new(None) };
 }
 
 /// Marks the connection `id` as running its listener on this thread until
 /// the returned guard drops: its socket's commands go straight to `sink`.
 pub(crate) fn enter_callback(id: u64, sink: Rc<dyn Sink>) -> CallbackScope {
-    let previous = IN_CALLBACK.with(|slot| slot.replace(Some((id, sink))));
-    CallbackScope { previous }
+    let previous = IN_CALLBACK.replace(Some((id, Rc::as_ptr(&sink))));
+    CallbackScope {
+        previous,
+        _sink: sink,
+    }
 }
 
+/// While it lives, the sink it holds is the one `IN_CALLBACK` names (the
+/// scopes of one thread nest, each restoring the one before it), and the
+/// `Rc` it holds keeps that sink alive.
 pub(crate) struct CallbackScope {
-    previous: Option<(u64, Rc<dyn Sink>)>,
+    previous: Running,
+    _sink: Rc<dyn Sink>,
 }
 
 impl Drop for CallbackScope {
     fn drop(&mut self) {
-        let previous = self.previous.take();
-        IN_CALLBACK.with(|slot| *slot.borrow_mut() = previous);
+        IN_CALLBACK.set(self.previous);
     }
 }
 
@@ -545,6 +564,47 @@ mod tests {
         assert_eq!(counters.queued(), 40);
         counters.settle(40, 70);
         assert_eq!(counters.queued(), 70);
+    }
+
+    /// A sink that counts what it took.
+    #[derive(Default)]
+    struct Counting(Cell<usize>);
+
+    impl Sink for Counting {
+        fn apply_now(&self, _command: Command) -> Result<(), Command> {
+            self.0.set(self.0.get() + 1);
+            Ok(())
+        }
+    }
+
+    fn ping() -> Command {
+        Command::Ping(Bytes::new())
+    }
+
+    #[test]
+    fn nested_callback_scopes_route_to_the_innermost_and_restore_the_outer() {
+        let (outer_link, inner_link) = (Link::detached(1 << 20), Link::detached(1 << 20));
+        let (outer, inner) = (Rc::new(Counting::default()), Rc::new(Counting::default()));
+        {
+            let _outer = enter_callback(outer_link.id(), outer.clone());
+            assert!(outer_link.submit(ping()).is_ok());
+            {
+                let _inner = enter_callback(inner_link.id(), inner.clone());
+                assert!(inner_link.submit(ping()).is_ok());
+                // Not the running connection: through its mailbox.
+                assert!(outer_link.submit(ping()).is_ok());
+            }
+            assert_eq!(outer_link.lock_mailbox().queue.len(), 1);
+            // Behind the mailbox entry now (S6), so through it as well.
+            assert!(outer_link.submit(ping()).is_ok());
+            assert!(inner_link.submit(ping()).is_ok());
+        }
+        assert_eq!((outer.0.get(), inner.0.get()), (1, 1));
+        assert_eq!(outer_link.lock_mailbox().queue.len(), 2);
+        assert_eq!(inner_link.lock_mailbox().queue.len(), 1);
+        assert_eq!(IN_CALLBACK.get().map(|(id, _)| id), None);
+        // The scopes held the only other references to their sinks.
+        assert_eq!((Rc::strong_count(&outer), Rc::strong_count(&inner)), (1, 1));
     }
 
     #[test]
