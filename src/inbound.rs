@@ -35,11 +35,12 @@ use crate::{
 /// Most a frame header alone makes the assembler allocate for its payload.
 const EAGER_RESERVE: usize = 256 * 1024;
 
-/// Payloads up to this long are copied out of the read buffer into their
-/// own allocation; longer ones are split off it and share its memory. A
-/// split costs two atomic operations on the buffer's shared count (one at
-/// the split, one when the message drops), which on small messages cost
-/// more than an allocation and a short copy; and a buffer never split stays
+/// Payloads gathered in the assembler's buffer (those that came in more
+/// than one chunk) up to this long are copied out of it into their own
+/// allocation; longer ones are split off it and share its memory. A split
+/// costs two atomic operations on the buffer's shared count (one at the
+/// split, one when the message drops), which on small messages cost more
+/// than an allocation and a short copy; and a buffer never split stays
 /// unshared, so the next frame reuses its memory without asking.
 const COPY_MAX: usize = 1024;
 
@@ -102,10 +103,12 @@ enum Reading {
     Payload(InFrame),
 }
 
-/// The frame being read: its header and how much of its payload is unmasked.
+/// The frame being read: its header, how much of its payload is unmasked,
+/// and how much of that went through the checks that run as it arrives.
 struct InFrame {
     header: Header,
     unmasked: usize,
+    checked: usize,
     /// The payload went through the streaming UTF-8 validator.
     streamed: bool,
 }
@@ -135,9 +138,22 @@ impl Assembly {
     }
 }
 
+/// Longest frame header: 2 bytes, 8 of extended length, 4 of mask key.
+const MAX_HEADER: usize = 14;
+
 /// Turns the bytes of one connection into [`Event`]s.
+///
+/// Bytes come in as the HTTP reader's chunks and stay in them until they
+/// are needed: a header is parsed where it lies, and a payload that is
+/// whole in the chunk is unmasked straight into its own allocation, one
+/// pass over its bytes. Only what straddles two chunks (a header cut short,
+/// a payload still arriving) is gathered in `buf`, and a payload is
+/// unmasked as it is gathered there.
 pub(crate) struct Inbound {
+    /// Bytes gathered from earlier chunks; logically before `incoming`.
     buf: BytesMut,
+    /// The rest of the last chunk fed, not yet read.
+    incoming: Bytes,
     reading: Reading,
     assembly: Assembly,
     utf8: Utf8Validator,
@@ -174,6 +190,7 @@ impl Inbound {
         });
         Inbound {
             buf: BytesMut::new(),
+            incoming: Bytes::new(),
             reading: Reading::Header,
             assembly: Assembly::Idle,
             utf8: Utf8Validator::default(),
@@ -216,20 +233,33 @@ impl Inbound {
         self.hold.held()
     }
 
-    /// Appends bytes read from the peer.
-    pub(crate) fn feed(&mut self, chunk: &[u8]) {
-        self.buf.extend_from_slice(chunk);
+    /// Takes a chunk read from the peer. It is read in place by
+    /// [`Inbound::next_event`]; the connection feeds the next chunk only
+    /// once that has said it needs more bytes.
+    pub(crate) fn feed(&mut self, chunk: Bytes) {
+        if !self.incoming.is_empty() {
+            // Not read yet (a paced message was waiting): keep the order.
+            self.buf.extend_from_slice(&self.incoming);
+        }
+        self.incoming = chunk;
+    }
+
+    /// Takes a copy of `chunk`, as [`Inbound::feed`].
+    #[cfg(test)]
+    fn feed_slice(&mut self, chunk: &[u8]) {
+        self.feed(Bytes::copy_from_slice(chunk));
     }
 
     /// Bytes held: read and not yet made into events, and the message being
     /// assembled.
     pub(crate) fn buffered(&self) -> usize {
-        self.buf.len() + self.assembly.len()
+        self.buf.len() + self.incoming.len() + self.assembly.len()
     }
 
     /// Frees everything held: the connection is over.
     pub(crate) fn clear(&mut self) {
         self.buf = BytesMut::new();
+        self.incoming = Bytes::new();
         self.reading = Reading::Header;
         self.assembly = Assembly::Idle;
         self.inflater = None;
@@ -275,28 +305,56 @@ impl Inbound {
                     return Ok(None);
                 }
             }
-            if !self.unmask()? {
+            let Some(payload) = self.payload()? else {
                 return Ok(None);
-            }
+            };
             let Reading::Payload(frame) = std::mem::replace(&mut self.reading, Reading::Header)
             else {
                 return Ok(None);
             };
-            let payload = take_payload(&mut self.buf, frame.header.len);
             if let Some(event) = self.on_frame(frame, payload)? {
                 return Ok(Some(event));
             }
         }
     }
 
-    /// Parses a frame header if all of it is here; `false` when it is not.
+    /// Parses a frame header if all of it is here; `false` when it is not
+    /// (then nothing is left in `incoming`).
     fn read_header(&mut self) -> Result<bool, Error> {
         let rsv1_allowed = self.deflate.is_some();
-        let Some((header, header_len)) =
-            frame::parse_header(&self.buf, self.limits.max_frame, rsv1_allowed)?
+        let max_frame = self.limits.max_frame;
+        if self.buf.is_empty() {
+            // The usual case: the header is in the chunk.
+            let Some((header, header_len)) =
+                frame::parse_header(&self.incoming, max_frame, rsv1_allowed)?
+            else {
+                self.buf.extend_from_slice(&self.incoming);
+                self.incoming = Bytes::new();
+                return Ok(false);
+            };
+            consume(&mut self.incoming, header_len);
+            self.start_frame(header)?;
+            return Ok(true);
+        }
+        // A header cut short by the end of the last chunk: gather what it
+        // may still need (bytes past it are payload, unmasked in `buf`).
+        let more = MAX_HEADER
+            .saturating_sub(self.buf.len())
+            .min(self.incoming.len());
+        self.buf.extend_from_slice(&self.incoming[..more]);
+        consume(&mut self.incoming, more);
+        let Some((header, header_len)) = frame::parse_header(&self.buf, max_frame, rsv1_allowed)?
         else {
             return Ok(false);
         };
+        self.buf.advance(header_len);
+        self.start_frame(header)?;
+        Ok(true)
+    }
+
+    /// A frame whose header was just read: its checks, its budget, and the
+    /// state that reads its payload.
+    fn start_frame(&mut self, header: Header) -> Result<(), Error> {
         self.check_header(&header)?;
         if matches!(
             header.opcode,
@@ -307,18 +365,35 @@ impl Inbound {
             self.hold.grow(header.len).map_err(budget_error)?;
             self.frame_held = header.len;
         }
-        self.buf.advance(header_len);
-        // Room for the whole payload now, rather than doubling (and
-        // copying) as it streams in; capped so that a declared size alone
-        // cannot make us allocate much.
-        let missing = header.len.saturating_sub(self.buf.len());
-        self.buf.reserve(missing.min(EAGER_RESERVE));
         self.reading = Reading::Payload(InFrame {
             header,
             unmasked: 0,
+            checked: 0,
             streamed: false,
         });
-        Ok(true)
+        Ok(())
+    }
+
+    /// The whole payload of the frame being read, unmasked, or `None`
+    /// while more of it must arrive (then nothing is left in `incoming`).
+    fn payload(&mut self) -> Result<Option<Bytes>, Error> {
+        let Reading::Payload(frame) = &mut self.reading else {
+            return Ok(None);
+        };
+        let len = frame.header.len;
+        if self.buf.is_empty() && self.incoming.len() >= len {
+            // All of it is in the chunk: unmasked into its own memory.
+            let mut payload = BytesMut::with_capacity(len);
+            frame::extend_unmasked(&mut payload, &self.incoming[..len], frame.header.mask, 0);
+            consume(&mut self.incoming, len);
+            let streams_text = self.assembly.streams_text();
+            check_arrived(frame, &mut self.utf8, streams_text, &payload)?;
+            return Ok(Some(payload.freeze()));
+        }
+        if !self.gather()? {
+            return Ok(None);
+        }
+        Ok(Some(take_payload(&mut self.buf, len)))
     }
 
     /// Message-level rules that a header alone decides (S2, S8).
@@ -354,37 +429,36 @@ impl Inbound {
         Ok(())
     }
 
-    /// Unmasks the payload bytes that have arrived, validating text that
-    /// arrives in pieces as it comes; `true` once the whole payload is here.
-    fn unmask(&mut self) -> Result<bool, Error> {
+    /// Gathers the payload in `buf`, unmasked, validating text that
+    /// arrives in pieces as it comes; `true` once the whole payload is there.
+    fn gather(&mut self) -> Result<bool, Error> {
         let Reading::Payload(frame) = &mut self.reading else {
             return Ok(false);
         };
         let len = frame.header.len;
+        // Bytes that came with a header cut short are unmasked in place.
         let available = self.buf.len().min(len);
         if available > frame.unmasked {
             let start = frame.unmasked;
             frame::apply_mask(&mut self.buf[start..available], frame.header.mask, start);
             frame.unmasked = available;
-            // Compressed payloads are validated after inflation.
-            let is_text = match frame.header.opcode {
-                OpCode::Text => !frame.header.rsv1,
-                OpCode::Continuation => self.assembly.streams_text(),
-                _ => false,
-            };
-            // A whole single-frame text message is validated once, at the
-            // end; anything arriving in pieces is validated as it comes.
-            let whole = frame.header.opcode == OpCode::Text
-                && frame.header.fin
-                && start == 0
-                && available == len;
-            if is_text && !whole {
-                frame.streamed = true;
-                if self.utf8.feed(&self.buf[start..available]).is_err() {
-                    return Err(Error::InvalidUtf8);
-                }
-            }
         }
+        // The chunk's share is unmasked as it is copied. Room for the whole
+        // payload first, rather than doubling (and copying) as it streams
+        // in; capped so that a declared size alone cannot make us allocate
+        // much.
+        if frame.unmasked == self.buf.len() && !self.incoming.is_empty() {
+            let take = self.incoming.len().min(len - frame.unmasked);
+            self.buf
+                .reserve((len - frame.unmasked).min(EAGER_RESERVE.max(take)));
+            let mask = frame.header.mask;
+            frame::extend_unmasked(&mut self.buf, &self.incoming[..take], mask, frame.unmasked);
+            consume(&mut self.incoming, take);
+            frame.unmasked += take;
+        }
+        let available = self.buf.len().min(len);
+        let streams_text = self.assembly.streams_text();
+        check_arrived(frame, &mut self.utf8, streams_text, &self.buf[..available])?;
         Ok(available == len)
     }
 
@@ -521,6 +595,54 @@ impl Inbound {
     }
 }
 
+/// Runs the checks due as payload bytes arrive: `arrived` is the frame's
+/// payload from its start, unmasked, as far as it has come. Text that comes
+/// in pieces is validated as it comes (`streams_text`: the open message is
+/// plain text, for a continuation frame).
+fn check_arrived(
+    frame: &mut InFrame,
+    utf8: &mut Utf8Validator,
+    streams_text: bool,
+    arrived: &[u8],
+) -> Result<(), Error> {
+    let available = arrived.len();
+    if available <= frame.checked {
+        return Ok(());
+    }
+    let start = frame.checked;
+    frame.checked = available;
+    // Compressed payloads are validated after inflation.
+    let is_text = match frame.header.opcode {
+        OpCode::Text => !frame.header.rsv1,
+        OpCode::Continuation => streams_text,
+        _ => false,
+    };
+    // A whole single-frame text message is validated once, at the end;
+    // anything arriving in pieces is validated as it comes.
+    let whole = frame.header.opcode == OpCode::Text
+        && frame.header.fin
+        && start == 0
+        && available == frame.header.len;
+    if is_text && !whole {
+        frame.streamed = true;
+        if utf8.feed(&arrived[start..]).is_err() {
+            return Err(Error::InvalidUtf8);
+        }
+    }
+    Ok(())
+}
+
+/// Drops `n` read bytes off a chunk, and the chunk itself once it is read:
+/// an empty view would still hold the HTTP reader's buffer, which then
+/// could not reuse its memory for the next read.
+fn consume(incoming: &mut Bytes, n: usize) {
+    if n == incoming.len() {
+        *incoming = Bytes::new();
+    } else {
+        incoming.advance(n);
+    }
+}
+
 fn budget_error(refused: Refused) -> Error {
     Error::BudgetExhausted {
         asked: refused.asked as u64,
@@ -606,7 +728,7 @@ mod tests {
     fn events_byte_by_byte(inbound: &mut Inbound, bytes: &[u8]) -> Result<Vec<Event>, Error> {
         let mut events = Vec::new();
         for byte in bytes {
-            inbound.feed(&[*byte]);
+            inbound.feed_slice(&[*byte]);
             while let Some(event) = inbound.next_event()? {
                 events.push(event);
             }
@@ -662,7 +784,7 @@ mod tests {
     fn s2_invalid_utf8_fails_at_the_first_bad_byte_not_at_the_end() {
         let mut inbound = inbound();
         // The first fragment is already invalid; the message never ends.
-        inbound.feed(&frame(0x01, &[b'a', 0xFF]));
+        inbound.feed_slice(&frame(0x01, &[b'a', 0xFF]));
         assert_eq!(inbound.next_event(), Err(Error::InvalidUtf8));
         // A character split across fragments is fine; one cut short is not.
         let mut bytes = frame(0x01, &[0xC3]);
@@ -680,6 +802,44 @@ mod tests {
     }
 
     #[test]
+    fn payloads_unmasked_as_they_are_fed_in_chunks_make_the_same_events() {
+        let long_text = "dé€😀".repeat(1_500);
+        let long_binary: Vec<u8> = (0..20_000u32).map(|i| (i % 251) as u8).collect();
+        let mut bytes = frame(0x81, long_text.as_bytes());
+        bytes.extend(frame(0x89, b"ping"));
+        bytes.extend(frame(0x02, &long_binary[..7_000]));
+        bytes.extend(frame(0x80, &long_binary[7_000..]));
+        bytes.extend(frame(0x81, b"short"));
+        let want = vec![
+            text(&long_text),
+            Event::Ping(Bytes::from_static(b"ping")),
+            Event::Message(Message::from(long_binary.clone())),
+            text("short"),
+        ];
+        for size in [1, 7, 500, 4_096, 65_536] {
+            let mut inbound = inbound();
+            let mut events = Vec::new();
+            for chunk in bytes.chunks(size) {
+                inbound.feed_slice(chunk);
+                while let Some(event) = inbound.next_event().unwrap() {
+                    events.push(event);
+                }
+            }
+            assert_eq!(events, want, "chunks of {size}");
+        }
+        // Text unmasked as it is fed is still validated as it comes: the
+        // bad byte fails the chunk it arrives in, not the end of the frame.
+        let mut bad = long_text.clone().into_bytes();
+        bad[3_000] = 0xFF;
+        let bytes = frame(0x81, &bad);
+        let mut inbound = inbound();
+        inbound.feed_slice(&bytes[..2_000]);
+        assert_eq!(inbound.next_event(), Ok(None));
+        inbound.feed_slice(&bytes[2_000..4_000]);
+        assert_eq!(inbound.next_event(), Err(Error::InvalidUtf8));
+    }
+
+    #[test]
     fn s8_limits_fail_at_the_header_with_the_sizes() {
         let mut inbound = new_inbound(
             Limits {
@@ -691,7 +851,7 @@ mod tests {
             None,
         );
         // Only the header of a 6-byte text frame: refused before its payload.
-        inbound.feed(&frame(0x81, b"123456")[..6]);
+        inbound.feed_slice(&frame(0x81, b"123456")[..6]);
         assert_eq!(
             inbound.next_event(),
             Err(Error::TextTooLarge { size: 6, max: 5 })
@@ -704,7 +864,7 @@ mod tests {
             Err(Error::BinaryTooLarge { size: 9, max: 8 })
         );
         let mut inbound = new_inbound(limits(8), None);
-        inbound.feed(&frame(0x82, &[0; 9])[..4]);
+        inbound.feed_slice(&frame(0x82, &[0; 9])[..4]);
         assert_eq!(
             inbound.next_event(),
             Err(Error::FrameTooLarge { size: 9, max: 8 })
@@ -740,7 +900,7 @@ mod tests {
     #[test]
     fn a_close_without_payload_has_no_status() {
         let mut inbound = inbound();
-        inbound.feed(&frame(0x88, &[]));
+        inbound.feed_slice(&frame(0x88, &[]));
         assert_eq!(
             inbound.next_event(),
             Ok(Some(Event::Close(CloseCode::NO_STATUS, String::new())))
@@ -780,14 +940,14 @@ mod tests {
         let budget = InboundBudget::new(1 << 20);
         let mut inbound = Inbound::new(limits(1 << 20), None, Hold::new(budget.clone()));
         // Only the header of a 1000-byte fragment: its payload is taken now.
-        inbound.feed(&frame(0x02, &[7; 1000])[..8]);
+        inbound.feed_slice(&frame(0x02, &[7; 1000])[..8]);
         assert_eq!(inbound.next_event(), Ok(None));
         assert_eq!(budget.in_use(), 1000);
-        inbound.feed(&frame(0x02, &[7; 1000])[8..]);
+        inbound.feed_slice(&frame(0x02, &[7; 1000])[8..]);
         assert_eq!(inbound.next_event(), Ok(None));
         // The frame moved into the assembly (capacity counted).
         assert_eq!(budget.in_use(), inbound.held());
-        inbound.feed(&frame(0x80, &[8; 500]));
+        inbound.feed_slice(&frame(0x80, &[8; 500]));
         assert!(matches!(inbound.next_event(), Ok(Some(Event::Message(_)))));
         // Handed out, still with the listener: still held.
         assert!(budget.in_use() >= 1500, "{}", budget.in_use());
@@ -795,7 +955,7 @@ mod tests {
         inbound.settle_budget();
         assert_eq!(budget.in_use(), 0);
         // A whole single-frame message holds exactly its payload.
-        inbound.feed(&frame(0x82, &[1; 300]));
+        inbound.feed_slice(&frame(0x82, &[1; 300]));
         assert!(matches!(inbound.next_event(), Ok(Some(Event::Message(_)))));
         assert_eq!(budget.in_use(), 300);
         inbound.release_delivered();
@@ -807,10 +967,10 @@ mod tests {
     fn s19_a_frame_past_the_budget_is_refused_at_its_header_with_the_sizes() {
         let budget = InboundBudget::new(800 << 10);
         let mut first = Inbound::new(limits(1 << 20), None, Hold::new(budget.clone()));
-        first.feed(&frame(0x02, &[0; 600 << 10])[..14]);
+        first.feed_slice(&frame(0x02, &[0; 600 << 10])[..14]);
         assert_eq!(first.next_event(), Ok(None));
         let mut second = Inbound::new(limits(1 << 20), None, Hold::new(budget.clone()));
-        second.feed(&frame(0x02, &[0; 200 << 10])[..14]);
+        second.feed_slice(&frame(0x02, &[0; 200 << 10])[..14]);
         // Large holders may use 7/8 of 800 KiB = 700 KiB; 100 KiB are left.
         assert_eq!(
             second.next_event(),
@@ -826,7 +986,7 @@ mod tests {
         // A small message still fits in the part kept for small ones.
         second.clear();
         let mut small = Inbound::new(limits(1 << 20), None, Hold::new(budget.clone()));
-        small.feed(&frame(0x81, b"hi"));
+        small.feed_slice(&frame(0x81, b"hi"));
         assert_eq!(small.next_event(), Ok(Some(text("hi"))));
         // The connection that ended gave everything back.
         first.clear();
@@ -848,7 +1008,7 @@ mod tests {
         let budget = InboundBudget::new(1 << 20);
         // The message limit (64 MiB) would allow it; the budget does not.
         let mut inbound = Inbound::new(limits(64 << 20), Some(agreed), Hold::new(budget.clone()));
-        inbound.feed(&frame(0xC2, &compressed));
+        inbound.feed_slice(&frame(0xC2, &compressed));
         match inbound.next_event() {
             Err(Error::BudgetExhausted { asked, left }) => {
                 assert!(asked > left, "{asked} {left}")
@@ -870,9 +1030,9 @@ mod tests {
             None,
         );
         for word in ["a", "b", "c"] {
-            inbound.feed(&frame(0x81, word.as_bytes()));
+            inbound.feed_slice(&frame(0x81, word.as_bytes()));
         }
-        inbound.feed(&frame(0x89, b"p"));
+        inbound.feed_slice(&frame(0x89, b"p"));
         assert_eq!(inbound.next_event(), Ok(Some(text("a"))));
         assert_eq!(inbound.next_event(), Ok(Some(text("b"))));
         // The burst is spent: "c" waits, and nothing behind it is read.

@@ -18,15 +18,19 @@ use std::{
     time::Instant,
 };
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures::Stream;
 
 use crate::{
     command::{Command, Completion, Link, SharedPayload, Sink},
     deflate::{Agreed, Deflater},
-    frame::{self, OpCode},
+    frame::OpCode,
     CloseCode, Message, SendError,
 };
+
+mod frames;
+
+use frames::Frames;
 
 /// Where the outbound side of a connection is in its life.
 #[derive(Debug, PartialEq, Eq)]
@@ -45,7 +49,7 @@ enum State {
 
 /// Frames encoded for one connection and not yet taken by its HTTP writer.
 pub(crate) struct Outbound {
-    buf: BytesMut,
+    frames: Frames,
     /// Total bytes ever encoded and ever handed to the writer; a completion
     /// is due once `written` reaches the `encoded` mark of its frame.
     encoded: u64,
@@ -77,7 +81,7 @@ impl Outbound {
         track_drain: bool,
     ) -> Outbound {
         Outbound {
-            buf: BytesMut::new(),
+            frames: Frames::default(),
             encoded: 0,
             written: 0,
             pending: VecDeque::new(),
@@ -132,7 +136,7 @@ impl Outbound {
         match command {
             Command::Send(message, completion, broadcast) => {
                 let before = self.encoded;
-                self.encode_message(&message, broadcast.as_ref());
+                self.encode_message(message, broadcast.as_ref());
                 // Compression changed the size the socket counted.
                 self.counters.settle(len, (self.encoded - before) as usize);
                 if let Some(completion) = completion {
@@ -161,9 +165,7 @@ impl Outbound {
     }
 
     fn encode_close(&mut self, code: CloseCode, reason: String) {
-        let before = self.buf.len();
-        frame::encode_close(&mut self.buf, code.as_u16(), &reason);
-        self.encoded += (self.buf.len() - before) as u64;
+        self.encoded += self.frames.encode_close(code.as_u16(), &reason) as u64;
         self.state = State::Closing(code, reason);
         self.counters.mark_closed();
     }
@@ -185,7 +187,8 @@ impl Outbound {
     /// what is still buffered is dropped (its completions fail) and the body
     /// ends with an error, so actix-http drops the TCP connection.
     pub(crate) fn abort(&mut self) {
-        if self.state == State::WriterGone || (self.state == State::Finished && self.buf.is_empty())
+        if self.state == State::WriterGone
+            || (self.state == State::Finished && self.frames.is_empty())
         {
             return;
         }
@@ -196,19 +199,19 @@ impl Outbound {
 
     /// Drops what is buffered; the completions of its frames fail.
     fn drop_buffered(&mut self) {
-        self.counters.release(self.buf.len());
-        self.buf = BytesMut::new();
+        self.counters.release(self.frames.len());
+        self.frames.clear();
         let pending = std::mem::take(&mut self.pending);
         drop(pending);
     }
 
-    fn encode_message(&mut self, message: &Message, broadcast: Option<&SharedPayload>) {
+    fn encode_message(&mut self, message: Message, broadcast: Option<&SharedPayload>) {
         let opcode = match message {
             Message::Text(_) => OpCode::Text,
             Message::Binary(_) => OpCode::Binary,
         };
         if !self.encode_compressed(opcode, message.as_bytes(), broadcast) {
-            self.encode(opcode, false, message.as_bytes());
+            self.encoded += self.frames.encode(opcode, false, &message.into_bytes()) as u64;
         }
     }
 
@@ -252,9 +255,7 @@ impl Outbound {
                 scratch
             }
         };
-        let before = self.buf.len();
-        frame::encode(&mut self.buf, opcode, true, compressed);
-        self.encoded += (self.buf.len() - before) as u64;
+        self.encoded += self.frames.encode_copied(opcode, true, compressed) as u64;
         // Keep the scratch buffer for the next message, unless one huge
         // message would pin its memory for the connection's lifetime.
         if self.compressed.capacity() > 64 * 1024 {
@@ -263,10 +264,9 @@ impl Outbound {
         true
     }
 
+    /// Encodes a control frame (its payload is at most 125 bytes).
     fn encode(&mut self, opcode: OpCode, rsv1: bool, payload: &[u8]) {
-        let before = self.buf.len();
-        frame::encode(&mut self.buf, opcode, rsv1, payload);
-        self.encoded += (self.buf.len() - before) as u64;
+        self.encoded += self.frames.encode_copied(opcode, rsv1, payload) as u64;
     }
 
     fn wake(&mut self) {
@@ -285,7 +285,7 @@ impl Outbound {
                 "WebSocket peer did not take its data within close_timeout",
             ))));
         }
-        if self.buf.is_empty() {
+        let Some(chunk) = self.frames.take() else {
             if self.state == State::Finished {
                 return Poll::Ready(None);
             }
@@ -294,8 +294,7 @@ impl Outbound {
                 _ => self.waker = Some(cx.waker().clone()),
             }
             return Poll::Pending;
-        }
-        let chunk = self.buf.split().freeze();
+        };
         self.written += chunk.len() as u64;
         self.counters.release(chunk.len());
         if let Some(last_drain) = &mut self.last_drain {
@@ -367,8 +366,8 @@ impl Drop for BodyStream {
             let mut out = self.0.borrow_mut();
             out.state = State::WriterGone;
             out.counters.mark_closed();
-            out.counters.release(out.buf.len());
-            out.buf = BytesMut::new();
+            out.counters.release(out.frames.len());
+            out.frames.clear();
             // The reader may be paused on this buffer: it must learn that
             // the connection is over.
             if let Some(reader) = out.reader.take() {
@@ -410,7 +409,7 @@ mod tests {
         send(&mut out, &counters, &"compress me ".repeat(40));
         assert!(out.deflater.is_some());
         // Compression settled the count to the compressed frame.
-        assert_eq!(counters.queued(), out.buf.len());
+        assert_eq!(counters.queued(), out.frames.len());
         out.finish();
         assert!(out.deflater.is_none());
     }
@@ -424,7 +423,7 @@ mod tests {
         let queued = counters.queued();
         send(&mut out, &counters, "after");
         assert_eq!(counters.queued(), queued, "a refused frame is released");
-        assert_eq!(queued, out.buf.len());
+        assert_eq!(queued, out.frames.len());
         assert!(!counters.is_open());
     }
 

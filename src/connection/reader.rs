@@ -108,7 +108,7 @@ where
                 if act.settings.idle_timeout.is_some() {
                     act.last_seen = Instant::now();
                 }
-                act.inbound.feed(&chunk);
+                act.inbound.feed(chunk);
             }
             Poll::Ready(Some(Err(error))) => {
                 log::debug!("ws {}: read error: {error}", act.socket.id());
