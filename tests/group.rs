@@ -76,6 +76,24 @@ fn broadcast_reaches_every_member_sender_included_type_kept() {
 }
 
 #[test]
+fn a_large_broadcast_reaches_every_member_whole() {
+    // Every member's frame shares the one payload (4 KiB and more are not
+    // copied per member): each still gets all of it, and the next message
+    // after it.
+    let group = Group::new();
+    let room = group.clone();
+    let server = serve(move || Room::new(&room));
+    let mut clients = join(&server, 3);
+    let big: Vec<u8> = (0..300_000u32).map(|i| (i % 253) as u8).collect();
+    clients[2].send_binary(&big);
+    clients[2].send_text("after");
+    for client in &mut clients {
+        assert_eq!(client.recv(), Incoming::Binary(big.clone()));
+        assert_eq!(client.recv(), Incoming::Text("after".into()));
+    }
+}
+
+#[test]
 fn broadcast_except_skips_only_the_sender() {
     let group = Group::new();
     let room = group.clone();

@@ -435,3 +435,43 @@ fn s6_send_async_callbacks_succeed_in_issue_order() {
         .collect();
     assert_eq!(order, (0..500).collect::<Vec<_>>());
 }
+
+#[test]
+fn s6_large_payloads_keep_their_place_among_small_frames_and_their_callbacks_order() {
+    // Payloads of 4 KiB and more go to the writer as chunks of their own
+    // (shared with the message, not copied): they must still come out whole,
+    // in issue order among the small frames, with `succeed` in that order.
+    let events = Events::new();
+    let server = serve_echo(&events);
+    let mut client = server.connect();
+    let socket = events.wait_open();
+    let large = |i: u32| -> Vec<u8> { (0..70_000u32).map(|j| ((i * 7 + j) % 251) as u8).collect() };
+    let large_text = "é€ large ".repeat(600);
+    let (tx, rx) = mpsc::channel();
+    let sender = socket.clone();
+    thread::spawn(move || {
+        for i in 0..20u32 {
+            let tx = tx.clone();
+            sender.send(format!("small {i}")).unwrap();
+            sender.send_async(
+                large(i),
+                move || tx.send(i).unwrap(),
+                |e| panic!("send failed: {e}"),
+            );
+            sender.ping_with(&b"between"[..]).unwrap();
+        }
+    })
+    .join()
+    .unwrap();
+    socket.send(large_text.clone()).unwrap();
+    for i in 0..20u32 {
+        assert_eq!(client.recv(), Incoming::Text(format!("small {i}")));
+        assert_eq!(client.recv(), Incoming::Binary(large(i)));
+        assert_eq!(client.recv(), Incoming::Ping(b"between".to_vec()));
+    }
+    assert_eq!(client.recv(), Incoming::Text(large_text));
+    let order: Vec<u32> = (0..20)
+        .map(|_| rx.recv_timeout(TIMEOUT).expect("succeed did not run"))
+        .collect();
+    assert_eq!(order, (0..20).collect::<Vec<_>>());
+}
