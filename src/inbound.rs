@@ -103,12 +103,10 @@ enum Reading {
     Payload(InFrame),
 }
 
-/// The frame being read: its header, how much of its payload is unmasked,
-/// and how much of that went through the checks that run as it arrives.
+/// The frame being read: its header and how much of its payload is unmasked.
 struct InFrame {
     header: Header,
     unmasked: usize,
-    checked: usize,
     /// The payload went through the streaming UTF-8 validator.
     streamed: bool,
 }
@@ -368,7 +366,6 @@ impl Inbound {
         self.reading = Reading::Payload(InFrame {
             header,
             unmasked: 0,
-            checked: 0,
             streamed: false,
         });
         Ok(())
@@ -387,7 +384,7 @@ impl Inbound {
             frame::extend_unmasked(&mut payload, &self.incoming[..len], frame.header.mask, 0);
             consume(&mut self.incoming, len);
             let streams_text = self.assembly.streams_text();
-            check_arrived(frame, &mut self.utf8, streams_text, &payload)?;
+            check_arrived(frame, &mut self.utf8, streams_text, 0, &payload)?;
             return Ok(Some(payload.freeze()));
         }
         if !self.gather()? {
@@ -436,12 +433,12 @@ impl Inbound {
             return Ok(false);
         };
         let len = frame.header.len;
+        let start = frame.unmasked;
         // Bytes that came with a header cut short are unmasked in place.
-        let available = self.buf.len().min(len);
-        if available > frame.unmasked {
-            let start = frame.unmasked;
-            frame::apply_mask(&mut self.buf[start..available], frame.header.mask, start);
-            frame.unmasked = available;
+        let in_buf = self.buf.len().min(len);
+        if in_buf > start {
+            frame::apply_mask(&mut self.buf[start..in_buf], frame.header.mask, start);
+            frame.unmasked = in_buf;
         }
         // The chunk's share is unmasked as it is copied. Room for the whole
         // payload first, rather than doubling (and copying) as it streams
@@ -458,7 +455,8 @@ impl Inbound {
         }
         let available = self.buf.len().min(len);
         let streams_text = self.assembly.streams_text();
-        check_arrived(frame, &mut self.utf8, streams_text, &self.buf[..available])?;
+        let arrived = &self.buf[start..available];
+        check_arrived(frame, &mut self.utf8, streams_text, start, arrived)?;
         Ok(available == len)
     }
 
@@ -595,22 +593,20 @@ impl Inbound {
     }
 }
 
-/// Runs the checks due as payload bytes arrive: `arrived` is the frame's
-/// payload from its start, unmasked, as far as it has come. Text that comes
-/// in pieces is validated as it comes (`streams_text`: the open message is
-/// plain text, for a continuation frame).
+/// Runs the checks due as payload bytes arrive: `arrived` are the bytes
+/// just unmasked, from position `start` of the frame's payload. Text that
+/// comes in pieces is validated as it comes (`streams_text`: the open
+/// message is plain text, for a continuation frame).
 fn check_arrived(
     frame: &mut InFrame,
     utf8: &mut Utf8Validator,
     streams_text: bool,
+    start: usize,
     arrived: &[u8],
 ) -> Result<(), Error> {
-    let available = arrived.len();
-    if available <= frame.checked {
+    if arrived.is_empty() {
         return Ok(());
     }
-    let start = frame.checked;
-    frame.checked = available;
     // Compressed payloads are validated after inflation.
     let is_text = match frame.header.opcode {
         OpCode::Text => !frame.header.rsv1,
@@ -622,10 +618,10 @@ fn check_arrived(
     let whole = frame.header.opcode == OpCode::Text
         && frame.header.fin
         && start == 0
-        && available == frame.header.len;
+        && arrived.len() == frame.header.len;
     if is_text && !whole {
         frame.streamed = true;
-        if utf8.feed(&arrived[start..]).is_err() {
+        if utf8.feed(arrived).is_err() {
             return Err(Error::InvalidUtf8);
         }
     }
