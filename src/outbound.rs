@@ -143,8 +143,8 @@ impl Outbound {
                     self.pending.push_back((self.encoded, completion));
                 }
             }
-            Command::Ping(data) => self.encode(OpCode::Ping, false, &data),
-            Command::Pong(data) => self.encode(OpCode::Pong, false, &data),
+            Command::Ping(data) => self.encode_control(OpCode::Ping, &data),
+            Command::Pong(data) => self.encode_control(OpCode::Pong, &data),
             Command::Fail(_) | Command::Disconnect => {}
             Command::Close(code, reason) => self.encode_close(code, reason),
         }
@@ -264,9 +264,9 @@ impl Outbound {
         true
     }
 
-    /// Encodes a control frame (its payload is at most 125 bytes).
-    fn encode(&mut self, opcode: OpCode, rsv1: bool, payload: &[u8]) {
-        self.encoded += self.frames.encode_copied(opcode, rsv1, payload) as u64;
+    /// Encodes a ping or a pong (its payload is at most 125 bytes).
+    fn encode_control(&mut self, opcode: OpCode, payload: &[u8]) {
+        self.encoded += self.frames.encode_copied(opcode, false, payload) as u64;
     }
 
     fn wake(&mut self) {
