@@ -29,7 +29,7 @@ pub(crate) use self::wiring::{start, Edge};
 use crate::{
     admission::Admission,
     close::CloseCode,
-    command::{Command, Link, Sink},
+    command::{Command, Sink},
     contain::contain,
     driver::{Call, Driver, Pending},
     error::Error,
@@ -61,8 +61,9 @@ enum Phase {
 /// The actor of one connection whose listener is an `L`.
 pub(crate) struct Connection<L: 'static> {
     driver: Box<dyn Driver<L>>,
+    /// The connection's socket, and through it the counts and mailbox it
+    /// shares with every clone (`Socket::link`).
     socket: Socket,
-    link: Arc<Link>,
     out: Rc<RefCell<Outbound>>,
     inbound: Inbound,
     settings: Settings,
@@ -129,7 +130,7 @@ impl<L: 'static> Connection<L> {
             Command::Disconnect => self.disconnect(ctx),
             command => {
                 self.out.borrow_mut().apply(command);
-                self.link.took_from_mailbox();
+                self.socket.link().took_from_mailbox();
                 self.after_event(ctx);
             }
         }
@@ -361,8 +362,8 @@ impl<L: 'static> Connection<L> {
     }
 
     fn socket_closed(&mut self) {
-        self.link.mark_closed();
-        self.timers_in.close(&self.link);
+        self.socket.link().mark_closed();
+        self.timers_in.close(self.socket.link());
         self.admission.leave(&self.socket);
     }
 }

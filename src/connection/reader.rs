@@ -74,7 +74,7 @@ impl<L: 'static> Connection<L> {
     /// Once the writer is gone, reading is how the end of the connection
     /// is found.
     fn is_full(&self) -> bool {
-        self.link.queued() > self.settings.high_water_mark
+        self.socket.link().queued() > self.settings.high_water_mark
             && !self.is_closing()
             && !self.out.borrow().is_writer_gone()
     }
@@ -249,7 +249,7 @@ where
         while let Poll::Ready(Some(command)) = Pin::new(&mut self.commands).poll_next(task) {
             act.on_command(ctx, command);
         }
-        while let Some(timer) = act.timers_in.pop(&act.link) {
+        while let Some(timer) = act.timers_in.pop(act.socket.link()) {
             act.on_timer(ctx, timer);
         }
         for _ in 0..EVENT_BUDGET {

@@ -117,7 +117,7 @@ impl<L: 'static> Connection<L> {
         if self.pending.is_some() {
             return None;
         }
-        if self.link.queued() > self.settings.high_water_mark {
+        if self.socket.link().queued() > self.settings.high_water_mark {
             let drained = self.out.borrow().last_drain().unwrap_or(self.last_seen);
             return Some(self.last_seen.max(drained));
         }

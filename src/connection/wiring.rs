@@ -70,8 +70,7 @@ where
     });
     let connection = Connection {
         driver,
-        socket: Socket::new(Arc::clone(&link)),
-        link,
+        socket: Socket::new(link),
         out,
         inbound: Inbound::new(
             Limits::of(&config),
