@@ -20,7 +20,7 @@ mod wiring;
 
 use std::{cell::RefCell, collections::VecDeque, rc::Rc, sync::Arc, task, time::Instant};
 
-use actix::{Actor, ActorContext, AsyncContext, Context, SpawnHandle};
+use actix::{Actor, ActorContext, AsyncContext, Context, Running, SpawnHandle};
 
 pub(crate) use self::timers::{Timer, TimerQueue};
 use self::typed::Waiting;
@@ -100,6 +100,17 @@ impl<L: 'static> Actor for Connection<L> {
         self.call(ctx, Call::Open, None);
     }
 
+    fn stopping(&mut self, _: &mut Context<Self>) -> Running {
+        // On a socket of its own, the connection's frames go out through
+        // its writer, which stops it once they are written (or the socket
+        // failed, or `close_timeout` cut it off).
+        if self.settings.owns_socket && !self.out.borrow().is_writer_gone() {
+            Running::Continue
+        } else {
+            Running::Stop
+        }
+    }
+
     fn stopped(&mut self, _: &mut Context<Self>) {
         // Stopped from outside (arbiter shutdown): the listener still gets
         // its on_close.
@@ -151,6 +162,17 @@ impl<L: 'static> Connection<L> {
 
     fn is_done(&self) -> bool {
         matches!(self.phase, Phase::Done)
+    }
+
+    /// Whether `on_close` has run: once its frames are written, the
+    /// connection stops.
+    pub(crate) fn is_finished(&self) -> bool {
+        self.is_done()
+    }
+
+    /// The connection's id, for logs.
+    pub(crate) fn id(&self) -> u64 {
+        self.socket.id()
     }
 
     /// Where the listener's socket writes while it runs (S6).

@@ -176,10 +176,12 @@ mod error;
 mod fanout;
 mod frame;
 mod group;
+mod handoff;
 mod history;
 mod inbound;
 #[cfg(feature = "json")]
 mod json;
+mod line;
 mod listener;
 mod listening;
 mod message;
@@ -189,6 +191,7 @@ mod rate;
 mod registry;
 #[cfg(unix)]
 mod reuseport;
+mod server;
 mod shutdown;
 mod socket;
 mod stats;
@@ -225,6 +228,7 @@ pub use presence::{Member, PresenceEvent};
 pub use registry::Connections;
 #[cfg(unix)]
 pub use reuseport::reuse_port_listener;
+pub use server::WsServer;
 pub use shutdown::run_with_graceful_shutdown;
 pub use socket::Socket;
 pub use stats::Stats;

@@ -39,9 +39,14 @@ use bytestring::ByteString;
 
 use crate::test_frame::{self, Frame, Head};
 use crate::{
-    close::CloseCode, config::Config, listening::Listen, message::Message,
+    close::CloseCode, config::Config, listening::Listen, message::Message, server::WsServer,
     upgrade::WebSocketUpgrade,
 };
+
+/// Whether test servers run on [`WsServer`] (`ACTIX_WS_LISTENER_SERVER=ws`).
+fn on_ws_server() -> bool {
+    std::env::var("ACTIX_WS_LISTENER_SERVER").is_ok_and(|server| server == "ws")
+}
 
 /// How long [`TestServer`] waits for its server to start and
 /// [`TestClient::recv`] waits for a frame.
@@ -49,6 +54,10 @@ pub const TIMEOUT: Duration = Duration::from_secs(10);
 
 /// An actix-web app on `127.0.0.1:<free port>` with one worker, in its own
 /// thread and actix system; stopped when dropped.
+///
+/// It runs on actix-web's `HttpServer`, or on [`WsServer`](crate::WsServer)
+/// when the environment variable `ACTIX_WS_LISTENER_SERVER` is `ws`: the
+/// same tests then check both ways of serving a connection.
 pub struct TestServer {
     addr: SocketAddr,
     handle: ServerHandle,
@@ -69,20 +78,29 @@ impl TestServer {
             .name("actix-ws-listener-test-server".into())
             .spawn(move || {
                 actix_rt::System::new().block_on(async move {
-                    let server = HttpServer::new(move || App::new().configure(configure.clone()))
-                        .workers(1)
-                        .disable_signals()
-                        .shutdown_timeout(1)
-                        .bind("127.0.0.1:0");
-                    let server = match server {
-                        Ok(server) => server,
+                    let app = move || App::new().configure(configure.clone());
+                    let bound = if on_ws_server() {
+                        WsServer::new(app)
+                            .workers(1)
+                            .disable_signals()
+                            .shutdown_timeout(1)
+                            .bind("127.0.0.1:0")
+                            .map(|server| (server.addrs()[0], server.run()))
+                    } else {
+                        HttpServer::new(app)
+                            .workers(1)
+                            .disable_signals()
+                            .shutdown_timeout(1)
+                            .bind("127.0.0.1:0")
+                            .map(|server| (server.addrs()[0], server.run()))
+                    };
+                    let (addr, server) = match bound {
+                        Ok(bound) => bound,
                         Err(error) => {
                             let _ = tx.send(Err(error));
                             return;
                         }
                     };
-                    let addr = server.addrs()[0];
-                    let server = server.run();
                     let _ = tx.send(Ok((addr, server.handle())));
                     if let Err(error) = server.await {
                         log::error!("test server on {addr}: {error}");

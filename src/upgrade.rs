@@ -6,13 +6,13 @@
 //! S13): a request that is not a valid WebSocket upgrade, or comes from an
 //! origin that is not allowed, gets a clear 4xx and no actor starts.
 
-use std::{fmt, future::Ready};
+use std::{fmt, future::Ready, rc::Rc};
 
 use actix_web::{
     body::BoxBody,
     dev::Payload,
     http::{header, Method, StatusCode},
-    web, FromRequest, HttpRequest, HttpResponse, ResponseError,
+    web, FromRequest, HttpMessage as _, HttpRequest, HttpResponse, ResponseError,
 };
 
 use crate::{
@@ -23,6 +23,8 @@ use crate::{
     config::{ClientAddress, Config},
     connection, deflate,
     driver::Driver,
+    handoff::Handoff,
+    line::LineReader,
     listening::{Listen, Listening},
     registry::Connections,
 };
@@ -345,8 +347,20 @@ fn respond<L: 'static>(
         protocol,
         deflate
     );
-    let (edge, socket, body) = connection::start(driver, config, admission, deflate, payload);
-    Ok((response.streaming(body), Address::new(&edge, socket)))
+    // On `WsServer`, the connection takes the socket once the 101 is out.
+    let line = req.extensions().get::<Handoff>().and_then(Handoff::open);
+    let (edge, socket, body) = match line {
+        Some(line) => {
+            let reader = LineReader(Rc::clone(&line));
+            connection::start(driver, config, admission, deflate, reader, Some(line))
+        }
+        None => connection::start(driver, config, admission, deflate, payload, None),
+    };
+    let response = match body {
+        Some(body) => response.streaming(body),
+        None => response.finish(),
+    };
+    Ok((response, Address::new(&edge, socket)))
 }
 
 /// Extractor for a WebSocket upgrade: Ring's `{::ws/listener L}` response

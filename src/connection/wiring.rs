@@ -25,20 +25,23 @@ use crate::{
     deflate::Agreed,
     driver::Driver,
     inbound::{Inbound, Limits},
+    line::{Line, LineWriter},
     outbound::{BodyStream, Outbound},
     socket::Socket,
 };
 
 /// Starts the actor for one upgraded connection; returns what its
 /// [`Address`](crate::Address) needs, its socket and the body of its 101
-/// response.
+/// response. On a [`Line`] (the connection reads it through `payload` and
+/// writes it itself) there is no body.
 pub(crate) fn start<L, S>(
     driver: Box<dyn Driver<L>>,
     config: Config,
     admission: Admission,
     deflate: Option<Agreed>,
     payload: S,
-) -> (Edge<L>, Socket, BodyStream)
+    line: Option<Rc<Line>>,
+) -> (Edge<L>, Socket, Option<BodyStream>)
 where
     L: 'static,
     S: Stream<Item = Result<Bytes, PayloadError>> + Unpin + 'static,
@@ -68,6 +71,16 @@ where
         commands,
         pace: None,
     });
+    // On a socket of its own, the connection writes it too, after reading
+    // in the same turn; otherwise the body goes to actix-http.
+    let owns_socket = line.is_some();
+    let body = match line {
+        Some(line) => {
+            ctx.spawn(LineWriter::new(line, body));
+            None
+        }
+        None => Some(body),
+    };
     let connection = Connection {
         driver,
         socket: Socket::new(link),
@@ -77,7 +90,7 @@ where
             deflate,
             Hold::new(admission.budget.clone()),
         ),
-        settings: Settings::of(config),
+        settings: Settings::of(config, owns_socket),
         admission,
         phase: Phase::Open,
         pending: None,
@@ -111,16 +124,20 @@ pub(super) struct Settings {
     pub(super) close_timeout: Duration,
     pub(super) keepalive: Option<Duration>,
     pub(super) idle_timeout: Option<Duration>,
+    /// The connection writes its own socket ([`LineWriter`]): it stops
+    /// once the writer is done, not before.
+    pub(super) owns_socket: bool,
 }
 
 impl Settings {
-    pub(super) fn of(config: Config) -> Settings {
+    pub(super) fn of(config: Config, owns_socket: bool) -> Settings {
         Settings {
             high_water_mark: config.high_water_mark,
             max_queued_messages: config.max_queued_messages,
             close_timeout: config.close_timeout,
             keepalive: config.keepalive,
             idle_timeout: config.idle_timeout,
+            owns_socket,
         }
     }
 }

@@ -1,0 +1,356 @@
+//! A connection that owns its TCP socket ([`WsServer`](crate::WsServer)):
+//! the [`Line`] it shares with the server's upgrade future, the
+//! [`LineReader`] its reader pulls bytes from and the [`LineWriter`] that
+//! writes its frames, both run by the connection's own actor.
+//!
+//! On `HttpServer`, actix-http's dispatcher keeps the socket after the 101:
+//! it reads into its own buffer and hands the bytes over through the
+//! request payload, and it copies every outbound chunk into its write
+//! buffer; each idle connection keeps both 8 KiB buffers and the
+//! dispatcher's task. Here the upgrade hands the socket itself to the
+//! connection: after the handshake no HTTP buffer is left, and reading,
+//! the listener's calls and writing all run in the actor's one task.
+//!
+//! This module owns the socket's reads and writes and the end of the line
+//! (socket closed, upgrade future told). It must not decide when the
+//! connection closes: the body ending ([`BodyStream`]) says when to stop
+//! writing, as it tells actix-http on the other path.
+
+use std::{
+    cell::{Cell, RefCell},
+    io::{self, IoSlice},
+    pin::Pin,
+    rc::Rc,
+    task::{self, Poll, Waker},
+};
+
+use actix::{ActorContext, ActorFuture, Context};
+use actix_codec::{AsyncRead, AsyncWrite, ReadBuf};
+use actix_http::error::PayloadError;
+use bytes::{Buf, Bytes};
+use futures::Stream;
+
+use crate::{connection::Connection, outbound::BodyStream};
+
+/// Bytes read from the socket at most at a time: a connection holds at
+/// most this much unread beyond its bounds (S19, S20).
+const READ_CHUNK: usize = 16 * 1024;
+
+/// Chunks written at once with one vectored write.
+const WRITE_BATCH: usize = 4;
+
+/// A socket a connection can own: TCP (or TLS over it) after the
+/// handshake.
+pub(crate) trait Io: AsyncRead + AsyncWrite + Unpin {}
+
+impl<T: AsyncRead + AsyncWrite + Unpin> Io for T {}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum State {
+    /// The 101 is not written yet: the socket is still the upgrade's.
+    Waiting,
+    /// The connection reads and writes the socket.
+    Attached,
+    /// The upgrade gave up before handing the socket over (no 101 went
+    /// out, or the server is stopping): the connection ends as if the
+    /// peer had gone.
+    Abandoned,
+    /// The writer is done and the socket is closed.
+    Ended,
+}
+
+/// What a connection and its upgrade future share.
+pub(crate) struct Line {
+    io: RefCell<Option<Box<dyn Io>>>,
+    /// Bytes the client sent behind its handshake, read with it.
+    leftover: Cell<Option<Bytes>>,
+    state: Cell<State>,
+    /// The connection's task, waiting for the socket.
+    actor: RefCell<Option<Waker>>,
+    /// The upgrade future, waiting for the end.
+    upgrade: RefCell<Option<Waker>>,
+}
+
+impl Line {
+    pub(crate) fn new() -> Rc<Line> {
+        Rc::new(Line {
+            io: RefCell::new(None),
+            leftover: Cell::new(None),
+            state: Cell::new(State::Waiting),
+            actor: RefCell::new(None),
+            upgrade: RefCell::new(None),
+        })
+    }
+
+    /// Hands the socket to the connection, with what the client sent after
+    /// its handshake. A connection that already ended closes it at once.
+    pub(crate) fn attach(&self, io: Box<dyn Io>, leftover: Option<Bytes>) {
+        if self.state.get() != State::Waiting {
+            return;
+        }
+        *self.io.borrow_mut() = Some(io);
+        self.leftover.set(leftover);
+        self.state.set(State::Attached);
+        self.wake_actor();
+    }
+
+    /// The upgrade will not hand the socket over: the connection ends.
+    pub(crate) fn abandon(&self) {
+        if self.state.get() == State::Waiting {
+            self.state.set(State::Abandoned);
+            self.wake_actor();
+        }
+    }
+
+    /// `Ready` once the connection's writer is done and the socket closed.
+    pub(crate) fn poll_end(&self, cx: &mut task::Context<'_>) -> Poll<()> {
+        match self.state.get() {
+            State::Ended | State::Abandoned => Poll::Ready(()),
+            State::Waiting | State::Attached => {
+                register(&self.upgrade, cx.waker());
+                Poll::Pending
+            }
+        }
+    }
+
+    /// Closes the socket and tells the upgrade future.
+    fn end(&self) {
+        self.state.set(State::Ended);
+        drop(self.io.borrow_mut().take());
+        if let Some(waker) = self.upgrade.borrow_mut().take() {
+            waker.wake();
+        }
+    }
+
+    fn wake_actor(&self) {
+        if let Some(waker) = self.actor.borrow_mut().take() {
+            waker.wake();
+        }
+    }
+}
+
+fn register(slot: &RefCell<Option<Waker>>, waker: &Waker) {
+    let mut slot = slot.borrow_mut();
+    match &*slot {
+        Some(current) if current.will_wake(waker) => {}
+        _ => *slot = Some(waker.clone()),
+    }
+}
+
+thread_local! {
+    /// Where every connection of a thread reads into; what was read is
+    /// copied out at its exact size, so that no connection keeps a read
+    /// buffer between reads.
+    static SCRATCH: RefCell<Box<[u8]>> = RefCell::new(vec![0; READ_CHUNK].into_boxed_slice());
+}
+
+/// The bytes from the socket, as the connection's reader takes them (the
+/// place of the request payload on actix-web's path).
+pub(crate) struct LineReader(pub(crate) Rc<Line>);
+
+impl Stream for LineReader {
+    type Item = Result<Bytes, PayloadError>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut task::Context<'_>) -> Poll<Option<Self::Item>> {
+        let line = &self.0;
+        match line.state.get() {
+            State::Waiting => {
+                register(&line.actor, cx.waker());
+                return Poll::Pending;
+            }
+            State::Abandoned | State::Ended => return Poll::Ready(None),
+            State::Attached => {}
+        }
+        if let Some(bytes) = line.leftover.take() {
+            return Poll::Ready(Some(Ok(bytes)));
+        }
+        let mut io = line.io.borrow_mut();
+        let Some(io) = io.as_mut() else {
+            return Poll::Ready(None);
+        };
+        SCRATCH.with(|scratch| {
+            let mut scratch = scratch.borrow_mut();
+            let mut buf = ReadBuf::new(&mut scratch[..]);
+            match Pin::new(io).poll_read(cx, &mut buf) {
+                Poll::Pending => Poll::Pending,
+                Poll::Ready(Err(error)) => Poll::Ready(Some(Err(PayloadError::Io(error)))),
+                Poll::Ready(Ok(())) if buf.filled().is_empty() => Poll::Ready(None),
+                Poll::Ready(Ok(())) => Poll::Ready(Some(Ok(Bytes::copy_from_slice(buf.filled())))),
+            }
+        })
+    }
+}
+
+/// Writes the connection's frames to the socket as the body stream gives
+/// them; when the body ends, shuts the socket down and closes it.
+pub(crate) struct LineWriter {
+    line: Rc<Line>,
+    /// `None` once the body ended or failed.
+    body: Option<BodyStream>,
+    /// Chunks taken from the body and not yet written, in order.
+    chunks: [Bytes; WRITE_BATCH],
+    queued: usize,
+    /// The body ended: only the shutdown is left.
+    shutting_down: bool,
+}
+
+impl LineWriter {
+    pub(crate) fn new(line: Rc<Line>, body: BodyStream) -> LineWriter {
+        LineWriter {
+            line,
+            body: Some(body),
+            chunks: Default::default(),
+            queued: 0,
+            shutting_down: false,
+        }
+    }
+
+    /// Takes chunks from the body until the batch is full or the body has
+    /// none; `Ready(false)` when the body ended, `Ready(true)` when there
+    /// are chunks to write.
+    fn fill(&mut self, task: &mut task::Context<'_>) -> Poll<io::Result<bool>> {
+        while self.queued < WRITE_BATCH {
+            let Some(body) = self.body.as_mut() else {
+                return Poll::Ready(Ok(false));
+            };
+            match Pin::new(body).poll_next(task) {
+                Poll::Ready(Some(Ok(chunk))) => {
+                    if !chunk.is_empty() {
+                        self.chunks[self.queued] = chunk;
+                        self.queued += 1;
+                    }
+                }
+                Poll::Ready(Some(Err(error))) => return Poll::Ready(Err(error)),
+                Poll::Ready(None) => {
+                    if self.queued > 0 {
+                        break;
+                    }
+                    return Poll::Ready(Ok(false));
+                }
+                Poll::Pending if self.queued > 0 => break,
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        Poll::Ready(Ok(true))
+    }
+
+    /// Writes what is queued; `Ready` once all of it is written.
+    fn write(&mut self, io: &mut dyn Io, task: &mut task::Context<'_>) -> Poll<io::Result<()>> {
+        while self.queued > 0 {
+            let written = {
+                let slices: [IoSlice<'_>; WRITE_BATCH] =
+                    std::array::from_fn(|i| IoSlice::new(&self.chunks[i][..]));
+                match Pin::new(&mut *io).poll_write_vectored(task, &slices[..self.queued]) {
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(Err(error)) => return Poll::Ready(Err(error)),
+                    Poll::Ready(Ok(0)) => {
+                        return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+                    }
+                    Poll::Ready(Ok(n)) => n,
+                }
+            };
+            self.advance(written);
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    /// Drops `n` written bytes from the front of the queue.
+    fn advance(&mut self, mut n: usize) {
+        let mut done = 0;
+        while done < self.queued && n >= self.chunks[done].len() {
+            n -= self.chunks[done].len();
+            self.chunks[done] = Bytes::new();
+            done += 1;
+        }
+        if done < self.queued {
+            self.chunks[done].advance(n);
+        }
+        self.chunks[..self.queued].rotate_left(done);
+        self.queued -= done;
+    }
+
+    /// Writes until the body has nothing more for now; `Ready` when the
+    /// writer is done (the body ended or the socket failed).
+    fn drive(&mut self, task: &mut task::Context<'_>) -> Poll<io::Result<()>> {
+        let line = Rc::clone(&self.line);
+        let mut io = line.io.borrow_mut();
+        let Some(io) = io.as_mut() else {
+            return Poll::Ready(Ok(()));
+        };
+        loop {
+            if self.shutting_down {
+                return Pin::new(&mut **io).poll_shutdown(task);
+            }
+            if self.queued == 0 {
+                match self.fill(task) {
+                    // Nothing more for now: what was written is pushed out
+                    // (a no-op on TCP) and the body wakes us for more.
+                    Poll::Pending => {
+                        return match Pin::new(&mut **io).poll_flush(task) {
+                            Poll::Ready(Err(error)) => Poll::Ready(Err(error)),
+                            _ => Poll::Pending,
+                        };
+                    }
+                    Poll::Ready(Err(error)) => return Poll::Ready(Err(error)),
+                    Poll::Ready(Ok(false)) => {
+                        // The body ended: what it had is out.
+                        self.body = None;
+                        self.shutting_down = true;
+                        continue;
+                    }
+                    Poll::Ready(Ok(true)) => {}
+                }
+            }
+            match self.write(&mut **io, task) {
+                Poll::Ready(Ok(())) => {}
+                other => return other,
+            }
+        }
+    }
+}
+
+impl<L: 'static> ActorFuture<Connection<L>> for LineWriter {
+    type Output = ();
+
+    fn poll(
+        self: Pin<&mut Self>,
+        act: &mut Connection<L>,
+        ctx: &mut Context<Connection<L>>,
+        task: &mut task::Context<'_>,
+    ) -> Poll<()> {
+        let this = self.get_mut();
+        match this.line.state.get() {
+            State::Waiting => {
+                register(&this.line.actor, task.waker());
+                return Poll::Pending;
+            }
+            State::Attached => match this.drive(task) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Ok(())) => {}
+                Poll::Ready(Err(error)) => {
+                    log::debug!("ws {}: write error: {error}", act.id());
+                }
+            },
+            State::Abandoned | State::Ended => {}
+        }
+        // Done: the body goes (the connection learns its writer is gone),
+        // the socket closes, and a connection that was only waiting for its
+        // frames to go out stops.
+        this.body = None;
+        this.queued = 0;
+        this.line.end();
+        if act.is_finished() {
+            ctx.stop();
+        }
+        Poll::Ready(())
+    }
+}
+
+impl Drop for LineWriter {
+    fn drop(&mut self) {
+        // The actor stopped (or its runtime is going away) first.
+        if self.line.state.get() != State::Abandoned {
+            self.line.end();
+        }
+    }
+}
