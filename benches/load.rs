@@ -5,7 +5,7 @@
 //! Run:    cargo bench --bench load
 //! Quick:  BENCH_QUICK=1 cargo bench --bench load        (smoke run, ~20 s)
 //! Knobs:  BENCH_SECS=3 (per measurement), BENCH_ROUNDS=5, BENCH_IDLE=10000,
-//!         BENCH_SERVERS=A,A2,B,C,T,F,R, BENCH_WORKLOADS=1,2,3,4,5,
+//!         BENCH_SERVERS=A,W,A2,B,C,T,F,R,X, BENCH_WORKLOADS=1,2,3,4,5,
 //!         BENCH_QUIET_WAIT=20 (s to wait for other programs to leave the
 //!         cores before each sample; 0 in quick mode), BENCH_RETRIES=2
 //!         (samples taken again when other work took >10% of a core),
@@ -16,7 +16,7 @@
 //! Output: a table on stdout, target/bench/load.md and target/bench/load.svg.
 //!
 //! Each server runs in a child process (this binary re-executed with
-//! LOAD_BENCH_ROLE=A|A2|B|C|T|F|R) with one actix worker (one tokio thread
+//! LOAD_BENCH_ROLE=A|W|A2|B|C|T|F|R|X) with one actix worker (one tokio thread
 //! for T, F and R), pinned to core 1; the load client runs here on one
 //! thread pinned to core 0. Servers alternate A A2 B C T F R, A A2 B C T F
 //! R, … for every workload, a fresh process each time, and the report shows
@@ -77,7 +77,7 @@ impl Settings {
                 .unwrap_or(if quick { fast } else { normal })
         };
         let servers = var("BENCH_SERVERS")
-            .unwrap_or_else(|| "A,A2,B,C,T,F,R,X".to_owned())
+            .unwrap_or_else(|| "A,W,A2,B,C,T,F,R,X".to_owned())
             .split(',')
             .filter_map(|s| report::role(s.trim()))
             .collect();

@@ -45,7 +45,7 @@ use std::{
 
 use actix_web::{web, App, HttpServer, Responder};
 use actix_ws_listener::{
-    reuse_port_listener, CloseCode, Cluster, Config, Group, Listener, Message, Socket,
+    reuse_port_listener, CloseCode, WsServer, Cluster, Config, Group, Listener, Message, Socket,
     WebSocketUpgrade,
 };
 use child::Child;
@@ -124,17 +124,29 @@ fn run_node() -> io::Result<()> {
         let room = web::Data::new(cluster.group("scale").await.map_err(io::Error::other)?);
         let config = Config::default();
         let listener = reuse_port_listener(SocketAddr::from(([127, 0, 0, 1], port)), 4096)?;
-        let server = HttpServer::new(move || {
+        let app = move || {
             App::new()
                 .app_data(room.clone())
                 .app_data(config.clone())
                 .route("/", web::get().to(ws))
-        })
-        .workers(1)
-        .max_connections(1 << 20)
-        .disable_signals()
-        .listen(listener)?
-        .run();
+        };
+        // WsServer unless SCALE_SERVER=http: the same app on HttpServer,
+        // for comparison.
+        let server = if var("SCALE_SERVER").as_deref() == Some("http") {
+            HttpServer::new(app)
+                .workers(1)
+                .max_connections(1 << 20)
+                .disable_signals()
+                .listen(listener)?
+                .run()
+        } else {
+            WsServer::new(app)
+                .workers(1)
+                .max_connections(1 << 20)
+                .disable_signals()
+                .listen(listener)?
+                .run()
+        };
         say("READY");
         server.await
     })

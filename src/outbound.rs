@@ -269,6 +269,14 @@ impl Outbound {
         self.encoded += self.frames.encode_copied(opcode, false, payload) as u64;
     }
 
+    /// The writer is polled right after the current turn, in the same task
+    /// (a connection on its own socket, whose writer follows its reader):
+    /// what the turn buffers needs no wake-up, which would only poll the
+    /// task once more for nothing.
+    pub(crate) fn writer_follows(&mut self) {
+        self.waker = None;
+    }
+
     fn wake(&mut self) {
         if let Some(waker) = self.waker.take() {
             waker.wake();

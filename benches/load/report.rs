@@ -32,8 +32,9 @@ pub struct Sample {
 /// A server's short name: `A`, `A2`, `B`, `C`, `T`, `F`, `R`.
 pub type Role = &'static str;
 
-pub const SERVERS: [(Role, &str); 8] = [
+pub const SERVERS: [(Role, &str); 9] = [
     ("A", "actix-ws-listener"),
+    ("W", "actix-ws-listener on WsServer"),
     ("A2", "actix-ws-listener, AsyncListener"),
     ("B", "actix-web-actors (baseline)"),
     ("C", "actix-ws 0.3"),
@@ -189,7 +190,8 @@ fn round_ratios(w: &WorkloadResult, server: &str, base: &str, metric: Metric) ->
 }
 
 /// The margins, robustly: for each echo workload, A's CPU per message and
-/// p99 against B, F and X as the median of the per-round ratios with their
+/// p99 against B, F and X (and W's, A on `WsServer`, against B, F and A) as
+/// the median of the per-round ratios with their
 /// (min, max) and the number of rounds, in Markdown.
 pub fn margins(results: &[WorkloadResult]) -> String {
     let mut md = String::new();
@@ -201,8 +203,17 @@ pub fn margins(results: &[WorkloadResult]) -> String {
     let p99: Metric = |s| s.p99_us;
     for w in results.iter().filter(|w| w.id <= 3) {
         for (label, metric) in [("CPU/msg", cpu), ("p99", p99)] {
-            for base in ["B", "F", "X", "A2"] {
-                let ratios = round_ratios(w, "A", base, metric);
+            let pairs = [
+                ("A", "B"),
+                ("A", "F"),
+                ("A", "X"),
+                ("A", "A2"),
+                ("W", "B"),
+                ("W", "F"),
+                ("W", "A"),
+            ];
+            for (ours, base) in pairs {
+                let ratios = round_ratios(w, ours, base, metric);
                 let Some(mid) = median(ratios.clone()) else {
                     continue;
                 };
@@ -210,7 +221,7 @@ pub fn margins(results: &[WorkloadResult]) -> String {
                 let hi = ratios.iter().copied().fold(f64::MIN, f64::max);
                 let _ = writeln!(
                     md,
-                    "| {} {} | A/{base} {label} | {mid:.3} | ({lo:.3}, {hi:.3}) | {} |",
+                    "| {} {} | {ours}/{base} {label} | {mid:.3} | ({lo:.3}, {hi:.3}) | {} |",
                     w.id,
                     w.title,
                     ratios.len()
@@ -328,7 +339,7 @@ pub fn markdown(results: &[WorkloadResult], setup: &str) -> String {
     let _ = writeln!(md, "{setup}\n");
     let _ = writeln!(
         md,
-        "Servers: A = actix-ws-listener (this crate), A2 = the same with an AsyncListener, \
+        "Servers: A = actix-ws-listener (this crate) on actix-web's HttpServer, W = the same app on its WsServer, A2 = A with an AsyncListener, \
          B = actix-web-actors actor (baseline), C = actix-ws 0.3, T = tokio-tungstenite 0.30, \
          F = fastwebsockets 0.10 (hyper 1), R = raw TCP echo (client ceiling), X = actix-web echoing the raw payload stream (the actix stack's ceiling). \
          Ratios are against B (A/B, C/B, …) or another server named in the column: the median over \

@@ -40,7 +40,7 @@ use actix::{Actor, ActorContext, Addr, AsyncContext, Handler, StreamHandler};
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer, Responder};
 use actix_web_actors::ws;
 use actix_ws_listener::{
-    AsyncListener, Bytes, CloseCode, Group, Listener, Message, Socket, WebSocketUpgrade,
+    AsyncListener, Bytes, CloseCode, Group, Listener, Message, Socket, WsServer, WebSocketUpgrade,
 };
 use bytes::BytesMut;
 use bytestring::ByteString;
@@ -76,7 +76,7 @@ pub fn run(role: &str) -> std::io::Result<()> {
             .build()
     };
     match role {
-        "A" | "A2" | "B" | "C" | "X" => {
+        "A" | "A2" | "B" | "C" | "X" | "W" => {
             actix_web::rt::System::new().block_on(run_actix(role.to_owned()))
         }
         "T" => tokio()?.block_on(tungstenite::run()),
@@ -98,13 +98,14 @@ async fn run_actix(role: String) -> std::io::Result<()> {
     let hub_a = Group::new();
     let hub_b: HubB = Arc::default();
     let hub_c: HubC = Arc::default();
-    let server = HttpServer::new(move || {
+    let on_ws_server = role == "W";
+    let app = move || {
         let app = App::new()
             .app_data(web::Data::new(hub_a.clone()))
             .app_data(web::Data::new(hub_b.clone()))
             .app_data(web::Data::new(hub_c.clone()));
         match role.as_str() {
-            "A" => app
+            "A" | "W" => app
                 .route("/", web::get().to(echo_a))
                 .route("/broadcast", web::get().to(broadcast_a)),
             "A2" => app.route("/", web::get().to(echo_a2)),
@@ -116,15 +117,26 @@ async fn run_actix(role: String) -> std::io::Result<()> {
                 .route("/", web::get().to(echo_c))
                 .route("/broadcast", web::get().to(broadcast_c)),
         }
-    })
-    .workers(1)
-    .backlog(4096)
-    .max_connections(1 << 20)
-    .disable_signals()
-    .bind(("127.0.0.1", 0))?;
-    let port = server.addrs().first().map_or(0, |a| a.port());
-    let server = server.run();
-    announce(port);
+    };
+    // W: the same app as A, on WsServer (the connection owns its socket).
+    let (addrs, server) = if on_ws_server {
+        let server = WsServer::new(app)
+            .workers(1)
+            .backlog(4096)
+            .max_connections(1 << 20)
+            .disable_signals()
+            .bind(("127.0.0.1", 0))?;
+        (server.addrs(), server.run())
+    } else {
+        let server = HttpServer::new(app)
+            .workers(1)
+            .backlog(4096)
+            .max_connections(1 << 20)
+            .disable_signals()
+            .bind(("127.0.0.1", 0))?;
+        (server.addrs(), server.run())
+    };
+    announce(addrs.first().map_or(0, |a| a.port()));
     server.await
 }
 

@@ -296,6 +296,11 @@ where
     ) -> Poll<()> {
         // One callback scope for the whole turn (S6): the listener's calls
         // below run inside it without entering it each.
+        if act.settings.owns_socket {
+            // Its `LineWriter` comes after this future in the actor's
+            // items: it takes what this turn writes in the same poll.
+            act.out.borrow_mut().writer_follows();
+        }
         let scope = enter_callback(act.socket.id(), act.sink());
         let poll = self.get_mut().turn(act, ctx, task);
         drop(scope);
