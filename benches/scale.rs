@@ -45,8 +45,8 @@ use std::{
 
 use actix_web::{web, App, HttpServer, Responder};
 use actix_ws_listener::{
-    reuse_port_listener, CloseCode, WsServer, Cluster, Config, Group, Listener, Message, Socket,
-    WebSocketUpgrade,
+    reuse_port_listener, CloseCode, Cluster, Config, Group, Listener, Message, Socket,
+    WebSocketUpgrade, WsServer,
 };
 use child::Child;
 

@@ -1,7 +1,8 @@
 //! A pure echo server for conformance testing with the Autobahn TestSuite:
 //! no greeting, WebSocket on every path, limits at their defaults,
 //! permessage-deflate accepted (Autobahn groups 12 and 13) unless
-//! `COMPRESSION=off`.
+//! `COMPRESSION=off`. On actix-web's `HttpServer`, or on `WsServer` with
+//! `SERVER=ws`.
 //!
 //! Run:   cargo run --release --example autobahn   (BIND=127.0.0.1:9001 by default)
 //! Test:  scripts/conformance.sh                    (builds and runs this for you)
@@ -11,6 +12,7 @@ use std::process::ExitCode;
 use actix_web::{web, App, HttpServer, Responder};
 use actix_ws_listener::{
     run_with_graceful_shutdown, Compression, Config, Listener, Message, Socket, WebSocketUpgrade,
+    WsServer,
 };
 
 struct Echo;
@@ -39,21 +41,32 @@ async fn main() -> ExitCode {
     if std::env::var("COMPRESSION").as_deref() != Ok("off") {
         config = config.compression(Compression::default().min_size(0));
     }
-    let server = HttpServer::new(move || {
+    let app = move || {
         App::new()
             .app_data(config.clone())
             .default_service(web::get().to(ws))
-    })
-    .workers(workers)
-    // Close TCP right after a close handshake instead of lingering up to
-    // actix-web's default 1 s for the client to close first.
-    .client_disconnect_timeout(std::time::Duration::ZERO)
+    };
     // run_with_graceful_shutdown takes SIGINT and SIGTERM: on either, every
-    // WebSocket is closed with 1001 (and gets its on_close), then the server stops.
-    .disable_signals();
-    // Fails like a finished program: one line saying what, where, and what
-    // to do, then a non-zero exit.
-    let server = match server.bind(&bind) {
+    // WebSocket is closed with 1001 (and gets its on_close), then the server
+    // stops. Fails like a finished program: one line saying what, where,
+    // and what to do, then a non-zero exit.
+    let bound = if std::env::var("SERVER").as_deref() == Ok("ws") {
+        WsServer::new(app)
+            .workers(workers)
+            .disable_signals()
+            .bind(&bind)
+            .map(WsServer::run)
+    } else {
+        HttpServer::new(app)
+            .workers(workers)
+            // Close TCP right after a close handshake instead of lingering
+            // up to actix-web's default 1 s for the client to close first.
+            .client_disconnect_timeout(std::time::Duration::ZERO)
+            .disable_signals()
+            .bind(&bind)
+            .map(HttpServer::run)
+    };
+    let server = match bound {
         Ok(server) => server,
         Err(error) => {
             eprintln!("autobahn: cannot listen on {bind}: {error}; choose another BIND");
@@ -61,7 +74,7 @@ async fn main() -> ExitCode {
         }
     };
     log::info!("autobahn echo on ws://{bind}/");
-    match run_with_graceful_shutdown(server.run()).await {
+    match run_with_graceful_shutdown(server).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("autobahn: server failed: {error}");

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Everything CI runs, in order, installing what it needs on a fresh machine:
-# formatting, lints, unit/integration/doc tests (with a local redis-server), docs, the package
-# (with its verification build), the flow check, the Autobahn conformance suite and the
-# headless-browser chat test.
+# formatting, lints, unit/integration/doc tests (with a local redis-server; the integration tests
+# twice: on actix-web's HttpServer and on WsServer), docs, the package (with its verification
+# build), the flow check, the Autobahn conformance suite (on both servers), the headless-browser
+# chat test and the scale smoke run.
 #
 # Usage: scripts/test.sh            (from anywhere; CI calls it via .ci/run)
 # Env:   SKIP_FLOW=1, SKIP_CONFORMANCE=1, SKIP_BROWSER=1 to leave out the slow parts locally.
@@ -33,6 +34,11 @@ cargo clippy --all-targets --all-features -- -D warnings
 step "cargo test (all features)"
 cargo test --all-features
 
+# The same integration tests with every TestServer on WsServer (the
+# connection owns its socket) instead of actix-web's HttpServer.
+step "cargo test on WsServer (ACTIX_WS_LISTENER_SERVER=ws, integration tests)"
+ACTIX_WS_LISTENER_SERVER=ws cargo test --all-features --tests
+
 step "cargo doc (default features, then all features; warnings are errors)"
 RUSTDOCFLAGS="-D warnings" cargo doc --no-deps
 RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --all-features
@@ -59,6 +65,8 @@ fi
 if [ "${SKIP_CONFORMANCE:-0}" != 1 ]; then
     step "Autobahn conformance"
     scripts/conformance.sh
+    step "Autobahn conformance on WsServer"
+    SERVER=ws CONFORMANCE_REPORT_DIR=target/conformance-report-ws scripts/conformance.sh
 fi
 
 if [ "${SKIP_BROWSER:-0}" != 1 ] && [ -x scripts/browser-test.sh ]; then

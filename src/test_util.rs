@@ -73,13 +73,32 @@ impl TestServer {
     where
         F: Fn(&mut web::ServiceConfig) + Send + Clone + 'static,
     {
+        TestServer::start_on(on_ws_server(), configure)
+    }
+
+    /// As [`TestServer::start`], always on [`WsServer`], whatever the
+    /// environment says.
+    ///
+    /// # Panics
+    /// As [`TestServer::start`].
+    pub fn start_on_ws_server<F>(configure: F) -> TestServer
+    where
+        F: Fn(&mut web::ServiceConfig) + Send + Clone + 'static,
+    {
+        TestServer::start_on(true, configure)
+    }
+
+    fn start_on<F>(ws_server: bool, configure: F) -> TestServer
+    where
+        F: Fn(&mut web::ServiceConfig) + Send + Clone + 'static,
+    {
         let (tx, rx) = mpsc::channel();
         thread::Builder::new()
             .name("actix-ws-listener-test-server".into())
             .spawn(move || {
                 actix_rt::System::new().block_on(async move {
                     let app = move || App::new().configure(configure.clone());
-                    let bound = if on_ws_server() {
+                    let bound = if ws_server {
                         WsServer::new(app)
                             .workers(1)
                             .disable_signals()

@@ -40,7 +40,7 @@ use actix::{Actor, ActorContext, Addr, AsyncContext, Handler, StreamHandler};
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer, Responder};
 use actix_web_actors::ws;
 use actix_ws_listener::{
-    AsyncListener, Bytes, CloseCode, Group, Listener, Message, Socket, WsServer, WebSocketUpgrade,
+    AsyncListener, Bytes, CloseCode, Group, Listener, Message, Socket, WebSocketUpgrade, WsServer,
 };
 use bytes::BytesMut;
 use bytestring::ByteString;
