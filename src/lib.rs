@@ -86,7 +86,12 @@
 //! - [`AsyncListener`]: event methods that await (a database call), with
 //!   `&mut self` state, one event at a time, in arrival order.
 //! - `reuse_port_listener` (Unix): a `SO_REUSEPORT` listener for
-//!   `HttpServer::listen`, so several server processes share one port.
+//!   `HttpServer::listen` or `WsServer::listen`, so several server
+//!   processes share one port.
+//! - [`WsServer`]: actix-web's `HttpServer` for the same app, on which a
+//!   WebSocket connection takes its TCP socket after the handshake: no HTTP
+//!   buffers or second task per connection (an idle connection costs less
+//!   than half the memory), reading, the listener and writing in one task.
 //!
 //! # Async listeners
 //!

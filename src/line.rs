@@ -25,15 +25,16 @@ use std::{
 };
 
 use actix::{ActorContext, ActorFuture, Context};
-use actix_codec::{AsyncRead, AsyncWrite, ReadBuf};
+use actix_codec::{AsyncRead, AsyncWrite};
 use actix_http::error::PayloadError;
-use bytes::{Buf, Bytes};
+use bytes::{Buf, Bytes, BytesMut};
 use futures::Stream;
+use tokio_util::io::poll_read_buf;
 
 use crate::{connection::Connection, outbound::BodyStream};
 
 /// Bytes read from the socket at most at a time: a connection holds at
-/// most this much unread beyond its bounds (S19, S20).
+/// most one such buffer unread beyond its bounds (S19, S20).
 const READ_CHUNK: usize = 16 * 1024;
 
 /// Chunks written at once with one vectored write.
@@ -138,15 +139,33 @@ fn register(slot: &RefCell<Option<Waker>>, waker: &Waker) {
 }
 
 thread_local! {
-    /// Where every connection of a thread reads into; what was read is
-    /// copied out at its exact size, so that no connection keeps a read
-    /// buffer between reads.
-    static SCRATCH: RefCell<Box<[u8]>> = RefCell::new(vec![0; READ_CHUNK].into_boxed_slice());
+    /// Where every connection of a thread reads into (actix-http's read
+    /// buffer, shared by the thread's connections instead of one each).
+    static SCRATCH: RefCell<BytesMut> = RefCell::new(BytesMut::new());
 }
+
+/// Reads of fewer bytes than this are copied out of the scratch buffer at
+/// their size; larger ones take their part of it along, uncopied.
+const COPY_BELOW: usize = 1024;
+
+/// The least room a read is given in the scratch buffer.
+const READ_MIN: usize = 4 * 1024;
 
 /// The bytes from the socket, as the connection's reader takes them (the
 /// place of the request payload on actix-web's path).
-pub(crate) struct LineReader(pub(crate) Rc<Line>);
+///
+/// Reads go into a buffer the thread's connections share. A small read is
+/// copied out at its size; a large one is split off and handed over as it
+/// is, sharing the buffer's memory until the assembler has read it (it
+/// drops a chunk once read, so the buffer is reused in place). Either way a
+/// connection keeps no read buffer between reads.
+pub(crate) struct LineReader(Rc<Line>);
+
+impl LineReader {
+    pub(crate) fn new(line: Rc<Line>) -> LineReader {
+        LineReader(line)
+    }
+}
 
 impl Stream for LineReader {
     type Item = Result<Bytes, PayloadError>;
@@ -169,13 +188,22 @@ impl Stream for LineReader {
             return Poll::Ready(None);
         };
         SCRATCH.with(|scratch| {
-            let mut scratch = scratch.borrow_mut();
-            let mut buf = ReadBuf::new(&mut scratch[..]);
-            match Pin::new(io).poll_read(cx, &mut buf) {
+            let mut buf = scratch.borrow_mut();
+            if buf.capacity() - buf.len() < READ_MIN {
+                // In place when every chunk split off before is gone; a
+                // new buffer when some connection still holds one.
+                buf.reserve(READ_CHUNK);
+            }
+            match poll_read_buf(Pin::new(io), cx, &mut *buf) {
                 Poll::Pending => Poll::Pending,
                 Poll::Ready(Err(error)) => Poll::Ready(Some(Err(PayloadError::Io(error)))),
-                Poll::Ready(Ok(())) if buf.filled().is_empty() => Poll::Ready(None),
-                Poll::Ready(Ok(())) => Poll::Ready(Some(Ok(Bytes::copy_from_slice(buf.filled())))),
+                Poll::Ready(Ok(0)) => Poll::Ready(None),
+                Poll::Ready(Ok(n)) if n < COPY_BELOW => {
+                    let bytes = Bytes::copy_from_slice(&buf[..]);
+                    buf.clear();
+                    Poll::Ready(Some(Ok(bytes)))
+                }
+                Poll::Ready(Ok(_)) => Poll::Ready(Some(Ok(buf.split().freeze()))),
             }
         })
     }

@@ -16,9 +16,10 @@ use socket2::{Domain, Protocol, Socket, Type};
 /// Every process (or thread) that binds the same address this way gets its
 /// own accept queue, and the kernel hashes each new connection to one of
 /// them, so `N` server processes share one port without a proxy in front.
-/// Hand the listener to [`HttpServer::listen`](actix_web::HttpServer::listen),
-/// which ignores [`HttpServer::backlog`](actix_web::HttpServer::backlog) for
-/// listeners it did not bind: pass the backlog here instead (actix-web's
+/// Hand the listener to [`HttpServer::listen`](actix_web::HttpServer::listen)
+/// or [`WsServer::listen`](crate::WsServer::listen), which ignore
+/// [`HttpServer::backlog`](actix_web::HttpServer::backlog) for listeners
+/// they did not bind: pass the backlog here instead (actix-web's
 /// default is 1,024 per listener; a burst of handshakes wants more).
 ///
 /// A connection lands in one process only, so a broadcast that must reach

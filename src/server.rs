@@ -1,5 +1,10 @@
 //! [`WsServer`]: actix-web's `HttpServer`, for apps whose WebSocket
 //! connections own their sockets.
+//!
+//! This module owns the server's settings and how each worker's HTTP
+//! service is built around the app (actix-http's `HttpService` with the
+//! [`Upgrades`] service of [`handoff`](crate::handoff)). It must not know
+//! about frames or connections: what happens to an upgrade is `handoff`'s.
 
 use std::{fmt, io, marker::PhantomData, net, rc::Rc, time::Duration};
 
@@ -22,7 +27,7 @@ use crate::handoff::{SharedApp, Upgrades};
 /// the answer is the 101 of a [`WebSocketUpgrade`](crate::WebSocketUpgrade)
 /// (or [`upgrade`](crate::upgrade())), the socket goes to the connection:
 /// it reads, calls the listener and writes in its own task, with no HTTP
-/// buffer left. An idle connection costs about a third of the memory, and
+/// buffer left. An idle connection costs less than half the memory, and
 /// each message less work.
 ///
 /// What differs from `HttpServer`:

@@ -351,7 +351,7 @@ fn respond<L: 'static>(
     let line = req.extensions().get::<Handoff>().and_then(Handoff::open);
     let (edge, socket, body) = match line {
         Some(line) => {
-            let reader = LineReader(Rc::clone(&line));
+            let reader = LineReader::new(Rc::clone(&line));
             connection::start(driver, config, admission, deflate, reader, Some(line))
         }
         None => connection::start(driver, config, admission, deflate, payload, None),

@@ -17,7 +17,9 @@ use std::{
 };
 
 use actix_web::{web, App, HttpServer};
-use actix_ws_listener::{run_with_graceful_shutdown, CloseCode, Config, WebSocketUpgrade};
+use actix_ws_listener::{
+    run_with_graceful_shutdown, CloseCode, Config, WebSocketUpgrade, WsServer,
+};
 use common::*;
 
 /// Which signal handlers the server has besides `run_with_graceful_shutdown`'s.
@@ -40,7 +42,7 @@ fn start(
     let server = thread::spawn(move || {
         actix_rt::System::new().block_on(async move {
             let config = Config::default().close_timeout(close_timeout);
-            let server = HttpServer::new(move || {
+            let app = move || {
                 let events = events.clone();
                 App::new().app_data(config.clone()).route(
                     "/ws",
@@ -49,17 +51,29 @@ fn start(
                         async move { upgrade.listen(listener) }
                     }),
                 )
-            })
-            .workers(1)
-            // Long on purpose: the stop must not wait for it.
-            .shutdown_timeout(60);
-            let server = match actix {
-                ActixSignals::On => server,
-                ActixSignals::Disabled => server.disable_signals(),
-            }
-            .bind("127.0.0.1:0")?;
-            addr_tx.send(server.addrs()[0]).expect("test gone");
-            run_with_graceful_shutdown(server.run()).await
+            };
+            // On WsServer when the suite runs there (as TestServer does).
+            let (addr, server) = if std::env::var("ACTIX_WS_LISTENER_SERVER").as_deref() == Ok("ws")
+            {
+                // Long on purpose: the stop must not wait for it.
+                let server = WsServer::new(app).workers(1).shutdown_timeout(60);
+                let server = match actix {
+                    ActixSignals::On => server,
+                    ActixSignals::Disabled => server.disable_signals(),
+                }
+                .bind("127.0.0.1:0")?;
+                (server.addrs()[0], server.run())
+            } else {
+                let server = HttpServer::new(app).workers(1).shutdown_timeout(60);
+                let server = match actix {
+                    ActixSignals::On => server,
+                    ActixSignals::Disabled => server.disable_signals(),
+                }
+                .bind("127.0.0.1:0")?;
+                (server.addrs()[0], server.run())
+            };
+            addr_tx.send(addr).expect("test gone");
+            run_with_graceful_shutdown(server).await
         })
     });
     let addr = addr_rx.recv_timeout(TIMEOUT).expect("server did not start");

@@ -210,6 +210,7 @@ pub fn margins(results: &[WorkloadResult]) -> String {
                 ("A", "A2"),
                 ("W", "B"),
                 ("W", "F"),
+                ("W", "X"),
                 ("W", "A"),
             ];
             for (ours, base) in pairs {
