@@ -18,14 +18,15 @@
 
 use std::{
     cell::{Cell, RefCell},
+    future::Future,
     io::{self, IoSlice},
     pin::Pin,
     rc::Rc,
-    task::{self, Poll, Waker},
+    task::{self, ready, Poll, Waker},
 };
 
 use actix::{ActorContext, ActorFuture, Context};
-use actix_codec::{AsyncRead, AsyncWrite};
+use actix_codec::{AsyncRead, AsyncWrite, ReadBuf};
 use actix_http::error::PayloadError;
 use bytes::{Buf, Bytes, BytesMut};
 use futures::Stream;
@@ -56,6 +57,9 @@ enum State {
     /// out, or the server is stopping): the connection ends as if the
     /// peer had gone.
     Abandoned,
+    /// The last frame is out and the write side shut down; the writer
+    /// reads what the peer still sends until it closes.
+    Draining,
     /// The writer is done and the socket is closed.
     Ended,
 }
@@ -107,7 +111,7 @@ impl Line {
     pub(crate) fn poll_end(&self, cx: &mut task::Context<'_>) -> Poll<()> {
         match self.state.get() {
             State::Ended | State::Abandoned => Poll::Ready(()),
-            State::Waiting | State::Attached => {
+            State::Waiting | State::Attached | State::Draining => {
                 register(&self.upgrade, cx.waker());
                 Poll::Pending
             }
@@ -177,7 +181,7 @@ impl Stream for LineReader {
                 register(&line.actor, cx.waker());
                 return Poll::Pending;
             }
-            State::Abandoned | State::Ended => return Poll::Ready(None),
+            State::Abandoned | State::Draining | State::Ended => return Poll::Ready(None),
             State::Attached => {}
         }
         if let Some(bytes) = line.leftover.take() {
@@ -218,9 +222,29 @@ pub(crate) struct LineWriter {
     /// Chunks taken from the body and not yet written, in order.
     chunks: [Bytes; WRITE_BATCH],
     queued: usize,
-    /// The body ended: only the shutdown is left.
-    shutting_down: bool,
+    /// Where the writer is once the body has ended.
+    end: End,
 }
+
+/// After the last frame: the FIN, then reading what the peer still sends
+/// until it closes too, so that closing the socket does not reset it.
+enum End {
+    /// The body has more.
+    Not,
+    /// The body ended: the socket's write side is shut down.
+    ShuttingDown,
+    /// Unread bytes are read and dropped until the peer closes, the socket
+    /// fails or [`LINGER`] passes.
+    Draining(Pin<Box<actix_rt::time::Sleep>>),
+}
+
+/// How long a socket whose last frame is out keeps reading for the peer to
+/// close (a close with unread bytes sends a reset, which can make the peer
+/// lose the close frame).
+const LINGER: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Bytes dropped per poll while draining, before other tasks get a turn.
+const DRAIN_PER_POLL: usize = 64 * 1024;
 
 impl LineWriter {
     pub(crate) fn new(line: Rc<Line>, body: BodyStream) -> LineWriter {
@@ -229,7 +253,7 @@ impl LineWriter {
             body: Some(body),
             chunks: Default::default(),
             queued: 0,
-            shutting_down: false,
+            end: End::Not,
         }
     }
 
@@ -314,8 +338,24 @@ impl LineWriter {
             return Poll::Ready(Ok(()));
         };
         loop {
-            if self.shutting_down {
-                return Pin::new(&mut **io).poll_shutdown(task);
+            match &mut self.end {
+                End::Not => {}
+                End::ShuttingDown => {
+                    if let Err(error) = ready!(Pin::new(&mut **io).poll_shutdown(task)) {
+                        return Poll::Ready(Err(error));
+                    }
+                    // The reader sees the end of input from now on.
+                    line.state.set(State::Draining);
+                    let linger = Box::pin(actix_rt::time::sleep(LINGER));
+                    self.end = End::Draining(linger);
+                    continue;
+                }
+                End::Draining(linger) => {
+                    if linger.as_mut().poll(task).is_ready() {
+                        return Poll::Ready(Ok(()));
+                    }
+                    return drain(&mut **io, task);
+                }
             }
             if self.queued == 0 {
                 match self.fill(task) {
@@ -329,9 +369,10 @@ impl LineWriter {
                     }
                     Poll::Ready(Err(error)) => return Poll::Ready(Err(error)),
                     Poll::Ready(Ok(false)) => {
-                        // The body ended: what it had is out.
-                        self.body = None;
-                        self.shutting_down = true;
+                        // The body ended: what it had is out. The body
+                        // stays until the socket closes: the connection
+                        // stops once its writer lets go of it.
+                        self.end = End::ShuttingDown;
                         continue;
                     }
                     Poll::Ready(Ok(true)) => {}
@@ -343,6 +384,24 @@ impl LineWriter {
             }
         }
     }
+}
+
+/// Reads and drops what the peer still sends; `Ready` once it closed or
+/// the socket failed.
+fn drain(io: &mut dyn Io, task: &mut task::Context<'_>) -> Poll<io::Result<()>> {
+    let mut dropped = 0;
+    let mut sink = [0u8; 4096];
+    while dropped < DRAIN_PER_POLL {
+        let mut buf = ReadBuf::new(&mut sink);
+        match ready!(Pin::new(&mut *io).poll_read(task, &mut buf)) {
+            Ok(()) if buf.filled().is_empty() => return Poll::Ready(Ok(())),
+            Ok(()) => dropped += buf.filled().len(),
+            // A reset now changes nothing: the frames are out.
+            Err(_) => return Poll::Ready(Ok(())),
+        }
+    }
+    task.waker().wake_by_ref();
+    Poll::Pending
 }
 
 impl<L: 'static> ActorFuture<Connection<L>> for LineWriter {
@@ -360,7 +419,7 @@ impl<L: 'static> ActorFuture<Connection<L>> for LineWriter {
                 register(&this.line.actor, task.waker());
                 return Poll::Pending;
             }
-            State::Attached => match this.drive(task) {
+            State::Attached | State::Draining => match this.drive(task) {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(Ok(())) => {}
                 Poll::Ready(Err(error)) => {

@@ -199,3 +199,52 @@ fn a_client_that_vanishes_mid_message_gives_on_close_1006() {
     again.send_text("still here");
     assert_eq!(again.recv_text(), "still here");
 }
+
+#[test]
+fn a_failure_close_reaches_a_slow_client_that_sent_more_after_the_bad_frame() {
+    // The server stops reading at the bad frame. Closing a socket with
+    // unread bytes resets it, and a reset throws away what the kernel has
+    // not sent yet: a client that reads slowly would lose the end of its
+    // echoes and the close frame. WsServer shuts its side down and reads
+    // on until the client closes (at most a second), so all of it arrives.
+    let events = Events::new();
+    let server = TestServer::start_on_ws_server({
+        let events = events.clone();
+        move |cfg| {
+            let events = events.clone();
+            // Room to read everything the client sends before it reads.
+            let config = Config::default()
+                .water_marks(8 << 20, 1 << 20)
+                .max_outbound_buffer(16 << 20);
+            cfg.app_data(config).route(
+                "/ws",
+                web::get().to(move |upgrade: WebSocketUpgrade| {
+                    let listener = events.record(Echo);
+                    async move { upgrade.listen(listener) }
+                }),
+            );
+        }
+    });
+    let mut client = RawClient::connect(server.addr(), "/ws");
+    let conn = events.wait_open().id();
+    let echoes = 64;
+    let mut bytes = Vec::new();
+    for _ in 0..echoes {
+        bytes.extend(FrameSpec::new(OP_BINARY, vec![7u8; 16 * 1024]).encode());
+    }
+    bytes.extend(FrameSpec::new(OP_TEXT, "not masked").unmasked().encode());
+    bytes.extend(FrameSpec::new(OP_BINARY, vec![1u8; 64 * 1024]).encode());
+    let mut writer = client.writer();
+    let sending = std::thread::spawn(move || {
+        // Until the server stops reading, and what it never reads: this
+        // write may end in an error once the server closes.
+        let _ = writer.write_all(&bytes);
+    });
+    let (code, _) = events.wait_close(conn);
+    assert_eq!(code.as_u16(), 1002);
+    let (code, reason, before) = client.recv_until_close();
+    assert_eq!(code, 1002, "{reason}");
+    assert_eq!(before.len(), echoes, "every echo arrives before the close");
+    client.expect_eof();
+    sending.join().expect("the writer thread");
+}
