@@ -17,6 +17,7 @@ use std::{
     marker::PhantomData,
     pin::Pin,
     rc::Rc,
+    task::{ready, Poll},
 };
 
 use actix_codec::{AsyncRead, AsyncWrite, Framed};
@@ -134,15 +135,16 @@ where
 {
     type Response = ();
     type Error = HandoffError;
-    type Future = Pin<Box<dyn Future<Output = Result<(), HandoffError>>>>;
+    type Future = Upgrading;
 
     actix_service::always_ready!();
 
     fn call(&self, (req, framed): (Request, Framed<T, h1::Codec>)) -> Self::Future {
         let app = self.app.borrow().clone();
-        Box::pin(async move {
+        Upgrading::Handshake(Box::pin(async move {
             let Some(app) = app else {
-                return answer(framed, Response::new(StatusCode::SERVICE_UNAVAILABLE)).await;
+                answer(framed, Response::new(StatusCode::SERVICE_UNAVAILABLE)).await?;
+                return Ok(None);
             };
             let handoff = Handoff::default();
             req.extensions_mut().insert(handoff.clone());
@@ -153,7 +155,7 @@ where
             let line = handoff.take();
             match line {
                 Some(line) if response.status() == StatusCode::SWITCHING_PROTOCOLS => {
-                    hand_over(framed, response, line).await
+                    hand_over(framed, response, line).await.map(Some)
                 }
                 line => {
                     if let Some(line) = line {
@@ -165,23 +167,56 @@ where
                             "an upgrade not made by actix-ws-listener reached WsServer: \
                              it cannot work here (use HttpServer for it); answered 501"
                         );
-                        return answer(framed, Response::new(StatusCode::NOT_IMPLEMENTED)).await;
+                        answer(framed, Response::new(StatusCode::NOT_IMPLEMENTED)).await?;
+                        return Ok(None);
                     }
-                    answer(framed, response).await
+                    answer(framed, response).await.map(|()| None)
                 }
             }
-        })
+        }))
     }
 }
 
-/// Writes the 101, hands the socket to the connection, then waits for its
-/// end: the server counts the connection until then (its
-/// `max_connections`, its graceful shutdown).
+/// The handshake's future: the line of the connection it started, if any.
+type Handshake = Pin<Box<dyn Future<Output = Result<Option<Rc<Line>>, HandoffError>>>>;
+
+/// What actix-http's dispatcher awaits for an upgrade request: the
+/// handshake (the app's answer, the 101), then, once the socket is the
+/// connection's, only its end. The handshake's state (the request, the
+/// app's future, the codec) is freed as soon as the socket is handed over:
+/// the dispatcher keeps this future for the connection's whole life.
+pub(crate) enum Upgrading {
+    Handshake(Handshake),
+    /// The server counts the connection until its end (its
+    /// `max_connections`, its graceful shutdown).
+    Connected(Rc<Line>),
+}
+
+impl Future for Upgrading {
+    type Output = Result<(), HandoffError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<Self::Output> {
+        if let Upgrading::Handshake(handshake) = &mut *self {
+            match ready!(handshake.as_mut().poll(cx)) {
+                Ok(Some(line)) => *self = Upgrading::Connected(line),
+                Ok(None) => return Poll::Ready(Ok(())),
+                Err(error) => return Poll::Ready(Err(error)),
+            }
+        }
+        match &*self {
+            Upgrading::Connected(line) => line.poll_end(cx).map(Ok),
+            Upgrading::Handshake(_) => Poll::Pending,
+        }
+    }
+}
+
+/// Writes the 101 and hands the socket to the connection; the line, to
+/// wait for its end.
 async fn hand_over<T>(
     mut framed: Framed<T, h1::Codec>,
     response: Response<BoxBody>,
     line: Rc<Line>,
-) -> Result<(), HandoffError>
+) -> Result<Rc<Line>, HandoffError>
 where
     T: AsyncRead + AsyncWrite + Unpin + 'static,
 {
@@ -206,8 +241,7 @@ where
     let leftover = (!parts.read_buf.is_empty()).then(|| Bytes::copy_from_slice(&parts.read_buf));
     drop((parts.read_buf, parts.write_buf));
     line.0.attach(Box::new(parts.io), leftover);
-    poll_fn(|cx| line.0.poll_end(cx)).await;
-    Ok(())
+    Ok(Rc::clone(&line.0))
 }
 
 /// Writes a plain answer to an upgrade request; the connection then
