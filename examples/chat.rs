@@ -39,7 +39,8 @@
 //! The name comes from the `?name=` query parameter of the WebSocket URL
 //! (`guest-ID` without one).
 //!
-//! Run:   cargo run --release --example chat      (BIND=127.0.0.1:8080 by default)
+//! Run:   cargo run --release --example chat      (BIND=127.0.0.1:8080 by default;
+//!        SERVER=ws serves it on `WsServer` instead of actix-web's `HttpServer`)
 //! Scale out: with `REDIS_URL` set, the room is a `Group` shared through
 //!        Redis (examples build with the crate's `redis` feature), so chat
 //!        processes on several ports (or machines) are one room. No Redis at
@@ -59,7 +60,7 @@ use actix_web::{middleware::Logger, web, App, HttpResponse, HttpServer, Responde
 use actix_ws_listener::Cluster;
 use actix_ws_listener::{
     run_with_graceful_shutdown, CloseCode, Compression, Group, History, Listener, Message, Offset,
-    PresenceEvent, Socket, WebSocketUpgrade,
+    PresenceEvent, Socket, WebSocketUpgrade, WsServer,
 };
 use serde::Deserialize;
 
@@ -455,20 +456,35 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let server = HttpServer::new(move || {
+    let app = move || {
         App::new()
             .wrap(Logger::default())
             .app_data(room.clone())
             .route("/", web::get().to(index))
             .route("/ws", web::get().to(ws))
-    })
-    // Close TCP as soon as a close handshake is done, instead of lingering
-    // up to actix-web's default 1 s for the client to close first.
-    .client_disconnect_timeout(Duration::ZERO)
+    };
     // run_with_graceful_shutdown takes SIGINT and SIGTERM: on either, every
-    // WebSocket is closed with 1001 (and gets its on_close), then the server stops.
-    .disable_signals();
-    let server = match server.bind(&bind) {
+    // WebSocket is closed with 1001 (and gets its on_close), then the server
+    // stops. SERVER=ws serves the same app on WsServer (each WebSocket owns
+    // its socket: less memory per connection).
+    let bound = if std::env::var("SERVER").as_deref() == Ok("ws") {
+        WsServer::new(app)
+            .disable_signals()
+            .bind(&bind)
+            .map(WsServer::run)
+    } else {
+        HttpServer::new(app)
+            // Close TCP as soon as a close handshake is done, instead of
+            // lingering up to actix-web's default 1 s for the client to
+            // close first.
+            .client_disconnect_timeout(Duration::ZERO)
+            .disable_signals()
+            .bind(&bind)
+            .map(HttpServer::run)
+    };
+    // Fails like a finished program: one line saying what, where, and what
+    // to do, then a non-zero exit.
+    let server = match bound {
         Ok(server) => server,
         Err(error) => {
             eprintln!("chat: cannot listen on {bind}: {error}; choose another BIND");
@@ -476,7 +492,7 @@ async fn main() -> ExitCode {
         }
     };
     log::info!("chat on http://{bind}/ (WebSocket at ws://{bind}/ws?name=NAME)");
-    match run_with_graceful_shutdown(server.run()).await {
+    match run_with_graceful_shutdown(server).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("chat: server failed: {error}");

@@ -6,7 +6,7 @@
 # /usr/bin/chromium is missing) and playwright-core, pinned in
 # scripts/browser/package-lock.json, into target/browser-test (no browser
 # download: Playwright drives /usr/bin/chromium). Then builds and starts
-# target/release/examples/chat on a free loopback port, runs
+# target/release/examples/chat (on WsServer with SERVER=ws) on a free loopback port, runs
 # scripts/browser/chat.test.mjs with node, and stops the server on exit.
 #
 # Usage: scripts/browser-test.sh          (from anywhere; needs node >= 20)

@@ -2,8 +2,8 @@
 # Everything CI runs, in order, installing what it needs on a fresh machine:
 # formatting, lints, unit/integration/doc tests (with a local redis-server; the integration tests
 # twice: on actix-web's HttpServer and on WsServer), docs, the package (with its verification
-# build), the flow check, the Autobahn conformance suite (on both servers), the headless-browser
-# chat test and the scale smoke run.
+# build), the flow check, the Autobahn conformance suite and the headless-browser chat test (both
+# on both servers) and the scale smoke run.
 #
 # Usage: scripts/test.sh            (from anywhere; CI calls it via .ci/run)
 # Env:   SKIP_FLOW=1, SKIP_CONFORMANCE=1, SKIP_BROWSER=1 to leave out the slow parts locally.
@@ -72,6 +72,8 @@ fi
 if [ "${SKIP_BROWSER:-0}" != 1 ] && [ -x scripts/browser-test.sh ]; then
     step "browser test (headless Chromium, chat demo)"
     scripts/browser-test.sh
+    step "browser test on WsServer (SERVER=ws)"
+    SERVER=ws scripts/browser-test.sh
 fi
 
 # Scale smoke (issue 24): 2,000 connections over 2 SO_REUSEPORT nodes and a Redis cluster group, ~1.5 min (release build shares the conformance step's dependencies).
