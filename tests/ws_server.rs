@@ -43,6 +43,29 @@ fn app_server(events: &Events) -> TestServer {
     })
 }
 
+/// A recorded echo on `/ws` with `config`, on `WsServer`.
+fn echo_server(events: &Events, config: Config) -> TestServer {
+    let events = events.clone();
+    TestServer::start_on_ws_server(move |cfg| {
+        let events = events.clone();
+        cfg.app_data(config.clone()).route(
+            "/ws",
+            web::get().to(move |upgrade: WebSocketUpgrade| {
+                let listener = events.record(Echo);
+                async move { upgrade.listen(listener) }
+            }),
+        );
+    })
+}
+
+/// Sends `request` on a new connection; the server's whole answer, read
+/// until it closes the connection.
+fn answer_to(server: &TestServer, request: &str) -> String {
+    let mut stream = TcpStream::connect(server.addr()).expect("connect");
+    stream.write_all(request.as_bytes()).expect("write");
+    String::from_utf8(read_to_end(&mut stream)).expect("UTF-8")
+}
+
 /// Reads until the server closes the connection; what it sent.
 fn read_to_end(stream: &mut TcpStream) -> Vec<u8> {
     stream
@@ -84,11 +107,7 @@ fn plain_requests_keep_alive_beside_websockets() {
 fn an_upgrade_to_a_route_without_a_websocket_gets_the_apps_answer_then_the_connection_closes() {
     let events = Events::new();
     let server = app_server(&events);
-    let mut stream = TcpStream::connect(server.addr()).expect("connect");
-    stream
-        .write_all(handshake_request(server.addr(), "/nowhere", "").as_bytes())
-        .expect("write");
-    let answer = String::from_utf8(read_to_end(&mut stream)).expect("UTF-8");
+    let answer = answer_to(&server, &handshake_request(server.addr(), "/nowhere", ""));
     assert!(answer.starts_with("HTTP/1.1 404 Not Found\r\n"), "{answer}");
     assert!(
         answer.to_ascii_lowercase().contains("connection: close"),
@@ -97,11 +116,9 @@ fn an_upgrade_to_a_route_without_a_websocket_gets_the_apps_answer_then_the_conne
 
     // A refused handshake (wrong version) gets its 4xx and body, as on
     // HttpServer, then the connection closes.
-    let mut stream = TcpStream::connect(server.addr()).expect("connect");
     let request = handshake_request(server.addr(), "/ws", "")
         .replace("Sec-WebSocket-Version: 13", "Sec-WebSocket-Version: 8");
-    stream.write_all(request.as_bytes()).expect("write");
-    let answer = String::from_utf8(read_to_end(&mut stream)).expect("UTF-8");
+    let answer = answer_to(&server, &request);
     assert!(answer.starts_with("HTTP/1.1 426 "), "{answer}");
     assert!(
         answer.contains("13"),
@@ -113,11 +130,7 @@ fn an_upgrade_to_a_route_without_a_websocket_gets_the_apps_answer_then_the_conne
 fn an_upgrade_made_by_another_websocket_crate_gets_501() {
     let events = Events::new();
     let server = app_server(&events);
-    let mut stream = TcpStream::connect(server.addr()).expect("connect");
-    stream
-        .write_all(handshake_request(server.addr(), "/other", "").as_bytes())
-        .expect("write");
-    let answer = String::from_utf8(read_to_end(&mut stream)).expect("UTF-8");
+    let answer = answer_to(&server, &handshake_request(server.addr(), "/other", ""));
     assert!(answer.starts_with("HTTP/1.1 501 "), "{answer}");
 }
 
@@ -154,20 +167,7 @@ fn frames_sent_with_the_handshake_are_read() {
 #[test]
 fn large_messages_cross_the_socket_whole_both_ways() {
     let events = Events::new();
-    let server = TestServer::start_on_ws_server({
-        let events = events.clone();
-        move |cfg| {
-            let events = events.clone();
-            let config = Config::default().max_message_size(8 << 20);
-            cfg.app_data(config).route(
-                "/ws",
-                web::get().to(move |upgrade: WebSocketUpgrade| {
-                    let listener = events.record(Echo);
-                    async move { upgrade.listen(listener) }
-                }),
-            );
-        }
-    });
+    let server = echo_server(&events, Config::default().max_message_size(8 << 20));
     let mut client = RawClient::connect(server.addr(), "/ws");
     for size in [70_000usize, 3 << 20] {
         let data: Vec<u8> = (0..size).map(|i| (i * 31 % 251) as u8).collect();
@@ -208,23 +208,11 @@ fn a_failure_close_reaches_a_slow_client_that_sent_more_after_the_bad_frame() {
     // echoes and the close frame. WsServer shuts its side down and reads
     // on until the client closes (at most a second), so all of it arrives.
     let events = Events::new();
-    let server = TestServer::start_on_ws_server({
-        let events = events.clone();
-        move |cfg| {
-            let events = events.clone();
-            // Room to read everything the client sends before it reads.
-            let config = Config::default()
-                .water_marks(8 << 20, 1 << 20)
-                .max_outbound_buffer(16 << 20);
-            cfg.app_data(config).route(
-                "/ws",
-                web::get().to(move |upgrade: WebSocketUpgrade| {
-                    let listener = events.record(Echo);
-                    async move { upgrade.listen(listener) }
-                }),
-            );
-        }
-    });
+    // Room to read everything the client sends before it reads.
+    let config = Config::default()
+        .water_marks(8 << 20, 1 << 20)
+        .max_outbound_buffer(16 << 20);
+    let server = echo_server(&events, config);
     let mut client = RawClient::connect(server.addr(), "/ws");
     let conn = events.wait_open().id();
     let echoes = 64;
