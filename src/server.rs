@@ -97,14 +97,15 @@ impl<F> WsServer<F> {
         self.addrs.clone()
     }
 
-    /// Worker threads (default: one per physical core).
+    /// Worker threads (default: the available parallelism, as on
+    /// `HttpServer`).
     pub fn workers(mut self, workers: usize) -> Self {
         self.builder = self.builder.workers(workers);
         self
     }
 
     /// Connections each worker serves at once, WebSockets included (default
-    /// 25,000); past it the worker stops accepting.
+    /// 25,600); past it the worker stops accepting.
     pub fn max_connections(mut self, max: usize) -> Self {
         self.builder = self.builder.max_concurrent_connections(max);
         self
