@@ -160,14 +160,10 @@ impl<L: 'static> Connection<L> {
         matches!(self.phase, Phase::Departing(..))
     }
 
-    fn is_done(&self) -> bool {
-        matches!(self.phase, Phase::Done)
-    }
-
     /// Whether `on_close` has run: once its frames are written, the
     /// connection stops.
-    pub(crate) fn is_finished(&self) -> bool {
-        self.is_done()
+    pub(crate) fn is_done(&self) -> bool {
+        matches!(self.phase, Phase::Done)
     }
 
     /// The connection's id, for logs.

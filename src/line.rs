@@ -434,7 +434,7 @@ impl<L: 'static> ActorFuture<Connection<L>> for LineWriter {
         this.body = None;
         this.queued = 0;
         this.line.end();
-        if act.is_finished() {
+        if act.is_done() {
             ctx.stop();
         }
         Poll::Ready(())
