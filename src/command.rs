@@ -325,6 +325,7 @@ impl Link {
         self.id
     }
 
+    #[inline]
     pub(crate) fn is_open(&self) -> bool {
         self.open.load(Ordering::Acquire)
     }
@@ -347,6 +348,7 @@ impl Link {
     }
 
     /// Reserves `bytes` of outbound buffer, or reports backpressure.
+    #[inline]
     fn reserve(&self, bytes: usize) -> Result<(), SendError> {
         let mut queued = self.queued.load(Ordering::Acquire);
         loop {
@@ -417,6 +419,7 @@ impl Link {
         clippy::result_large_err,
         reason = "crate-internal and inlined into Socket's methods: the refused command comes back by value, as a box would cost an allocation per refusal"
     )]
+    #[inline]
     pub(crate) fn submit(&self, command: Command) -> Result<(), (SendError, Command)> {
         if !self.is_open() {
             return Err((SendError::Closed(None), command));
@@ -456,6 +459,7 @@ impl Link {
     /// Hands a command, whose `len` bytes are already counted, to the
     /// connection: straight into its buffer from inside its own callback,
     /// through the mailbox otherwise.
+    #[inline]
     fn route(&self, command: Command, len: usize) {
         let command = match self.write_direct(command) {
             None => return,
@@ -477,6 +481,7 @@ impl Link {
         unsafe_code,
         reason = "the one unsafe block of the crate: see IN_CALLBACK"
     )]
+    #[inline]
     fn write_direct(&self, command: Command) -> Option<Command> {
         if self.in_mailbox.load(Ordering::Acquire) != 0 {
             return Some(command);

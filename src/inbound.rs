@@ -44,6 +44,16 @@ const EAGER_RESERVE: usize = 256 * 1024;
 /// unshared, so the next frame reuses its memory without asking.
 const COPY_MAX: usize = 1024;
 
+/// What reading a frame header came to.
+enum Head {
+    /// More bytes are needed.
+    Incomplete,
+    /// The frame is a whole message, read at once.
+    Message(Event),
+    /// The frame's payload is read next.
+    Started,
+}
+
 /// What a complete frame or message means to the connection.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Event {
@@ -299,8 +309,10 @@ impl Inbound {
     fn next_unpaced(&mut self) -> Result<Option<Event>, Error> {
         loop {
             if let Reading::Header = self.reading {
-                if !self.read_header()? {
-                    return Ok(None);
+                match self.read_header()? {
+                    Head::Incomplete => return Ok(None),
+                    Head::Message(event) => return Ok(Some(event)),
+                    Head::Started => {}
                 }
             }
             let Some(payload) = self.payload()? else {
@@ -316,9 +328,10 @@ impl Inbound {
         }
     }
 
-    /// Parses a frame header if all of it is here; `false` when it is not
-    /// (then nothing is left in `incoming`).
-    fn read_header(&mut self) -> Result<bool, Error> {
+    /// Parses a frame header if all of it is here (then nothing is left in
+    /// `incoming` when it is not). A whole unfragmented, uncompressed
+    /// message that lies in the chunk is read at once, the usual case.
+    fn read_header(&mut self) -> Result<Head, Error> {
         let rsv1_allowed = self.deflate.is_some();
         let max_frame = self.limits.max_frame;
         if self.buf.is_empty() {
@@ -328,11 +341,14 @@ impl Inbound {
             else {
                 self.buf.extend_from_slice(&self.incoming);
                 self.incoming = Bytes::new();
-                return Ok(false);
+                return Ok(Head::Incomplete);
             };
             consume(&mut self.incoming, header_len);
+            if let Some(text) = self.whole_in_chunk(&header) {
+                return self.whole_message(&header, text).map(Head::Message);
+            }
             self.start_frame(header)?;
-            return Ok(true);
+            return Ok(Head::Started);
         }
         // A header cut short by the end of the last chunk: gather what it
         // may still need (bytes past it are payload, unmasked in `buf`).
@@ -343,11 +359,43 @@ impl Inbound {
         consume(&mut self.incoming, more);
         let Some((header, header_len)) = frame::parse_header(&self.buf, max_frame, rsv1_allowed)?
         else {
-            return Ok(false);
+            return Ok(Head::Incomplete);
         };
         self.buf.advance(header_len);
         self.start_frame(header)?;
-        Ok(true)
+        Ok(Head::Started)
+    }
+
+    /// Whether the frame whose header was just read from the chunk is a
+    /// whole message the chunk holds, that nothing else must see first
+    /// (`Some(text)`): a final text or binary frame, uncompressed, within
+    /// its limit, with no fragmented message open.
+    fn whole_in_chunk(&self, header: &Header) -> Option<bool> {
+        let text = match header.opcode {
+            OpCode::Text => true,
+            OpCode::Binary => false,
+            _ => return None,
+        };
+        (header.fin
+            && !header.rsv1
+            && self.incoming.len() >= header.len
+            && header.len <= self.limits.max(text)
+            && matches!(self.assembly, Assembly::Idle))
+        .then_some(text)
+    }
+
+    /// The message of a frame [`Inbound::whole_in_chunk`] accepted: taken
+    /// from the budget (S19), unmasked into its own memory, text validated
+    /// (S2), held until the listener is done with it. What the general
+    /// path does over several steps, in one.
+    fn whole_message(&mut self, header: &Header, text: bool) -> Result<Event, Error> {
+        let len = header.len;
+        self.hold.grow(len).map_err(budget_error)?;
+        self.delivered += len;
+        let mut payload = BytesMut::with_capacity(len);
+        frame::extend_unmasked(&mut payload, &self.incoming[..len], header.mask, 0);
+        consume(&mut self.incoming, len);
+        self.message(text, payload.freeze(), false)
     }
 
     /// A frame whose header was just read: its checks, its budget, and the
@@ -754,6 +802,55 @@ mod tests {
         assert_eq!(long.as_ptr(), rest, "a long payload shares the buffer's");
         assert_eq!((long[0], long.len()), (2, COPY_MAX + 1));
         assert_eq!(buf.len(), COPY_MAX - 1);
+    }
+
+    /// Every event (or the error) that `bytes` make when fed in one chunk.
+    fn events_at_once(inbound: &mut Inbound, bytes: &[u8]) -> Result<Vec<Event>, Error> {
+        inbound.feed_slice(bytes);
+        let mut events = Vec::new();
+        while let Some(event) = inbound.next_event()? {
+            events.push(event);
+        }
+        Ok(events)
+    }
+
+    #[test]
+    fn a_whole_message_read_at_once_follows_the_rules_of_one_read_in_pieces() {
+        let concat = |frames: &[Vec<u8>]| frames.concat();
+        let cases: Vec<(&str, Vec<u8>)> = vec![
+            (
+                "text and binary",
+                concat(&[frame(0x81, b"hi"), frame(0x82, &[1; 200])]),
+            ),
+            ("invalid text", frame(0x81, &[b'a', 0xFF])),
+            ("text cut in a character", frame(0x81, &[0xC3])),
+            ("binary over the limit", frame(0x82, &[0; 101])),
+            ("text over the limit", frame(0x81, &[b'a'; 101])),
+            (
+                "a new message inside a fragmented one",
+                concat(&[frame(0x01, b"a"), frame(0x81, b"b")]),
+            ),
+            (
+                "control frames between whole messages",
+                concat(&[frame(0x81, b"a"), frame(0x89, b"p"), frame(0x82, b"b")]),
+            ),
+            ("compression not negotiated", frame(0xC1, b"x")),
+        ];
+        for (case, bytes) in cases {
+            let at_once = events_at_once(&mut new_inbound(limits(100), None), &bytes);
+            let in_pieces = events_byte_by_byte(&mut new_inbound(limits(100), None), &bytes);
+            assert_eq!(at_once, in_pieces, "{case}");
+        }
+        // The budget refuses a whole message at its header, as any frame.
+        let budget = InboundBudget::new(1000);
+        let mut inbound = Inbound::new(limits(1 << 20), None, Hold::new(budget.clone()));
+        assert_eq!(
+            events_at_once(&mut inbound, &frame(0x82, &[0; 1001])),
+            Err(Error::BudgetExhausted {
+                asked: 1001,
+                left: 1000
+            })
+        );
     }
 
     #[test]

@@ -293,6 +293,7 @@ impl Socket {
         }
     }
 
+    #[inline]
     fn submit(&self, command: Command) -> Result<(), SendError> {
         self.link()
             .submit(command)
