@@ -8,6 +8,7 @@
 //! that floods it is held back by TCP rather than by server memory.
 //!
 //! Run:   DELAY_MS=100 cargo run --example async_echo    (BIND=127.0.0.1:8080 by default)
+//!        (SERVER=ws serves it on `WsServer` instead of actix-web's `HttpServer`)
 //! Talk:  websocat ws://127.0.0.1:8080/ws
 
 use std::{process::ExitCode, time::Duration};
@@ -15,6 +16,7 @@ use std::{process::ExitCode, time::Duration};
 use actix_web::{web, App, HttpServer};
 use actix_ws_listener::{
     run_with_graceful_shutdown, AsyncListener, CloseCode, Message, Socket, WebSocketUpgrade,
+    WsServer,
 };
 
 struct DelayedEcho {
@@ -58,19 +60,31 @@ async fn main() -> ExitCode {
         Err(_) => 100,
     };
     let delay = Duration::from_millis(delay_ms);
-    let server = HttpServer::new(move || {
+    let app = move || {
         App::new().route(
             "/ws",
             web::get().to(move |upgrade: WebSocketUpgrade| async move {
                 upgrade.listen(DelayedEcho { delay, echoed: 0 })
             }),
         )
-    })
-    .client_disconnect_timeout(Duration::ZERO)
-    .disable_signals();
+    };
+    // SERVER=ws serves the same app on WsServer (each WebSocket owns its
+    // socket).
+    let bound = if std::env::var("SERVER").as_deref() == Ok("ws") {
+        WsServer::new(app)
+            .disable_signals()
+            .bind(&bind)
+            .map(WsServer::run)
+    } else {
+        HttpServer::new(app)
+            .client_disconnect_timeout(Duration::ZERO)
+            .disable_signals()
+            .bind(&bind)
+            .map(HttpServer::run)
+    };
     // Fails like a finished program: one line saying what, where, and what
     // to do, then a non-zero exit.
-    let server = match server.bind(&bind) {
+    let server = match bound {
         Ok(server) => server,
         Err(error) => {
             eprintln!("async_echo: cannot listen on {bind}: {error}; choose another BIND");
@@ -78,7 +92,7 @@ async fn main() -> ExitCode {
         }
     };
     log::info!("async echo on ws://{bind}/ws, {delay_ms} ms per message");
-    match run_with_graceful_shutdown(server.run()).await {
+    match run_with_graceful_shutdown(server).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("async_echo: server failed: {error}");

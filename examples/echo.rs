@@ -17,6 +17,7 @@
 //! its use every 10 s while connections are open.
 //!
 //! Run:   cargo run --example echo            (BIND=127.0.0.1:8080 by default)
+//!        (SERVER=ws serves it on `WsServer` instead of actix-web's `HttpServer`)
 //! Talk:  websocat ws://127.0.0.1:8080/ws     or   curl http://127.0.0.1:8080/ws
 
 use std::{process::ExitCode, time::Duration};
@@ -24,7 +25,7 @@ use std::{process::ExitCode, time::Duration};
 use actix_web::{middleware::Logger, web, App, HttpRequest, HttpResponse, HttpServer};
 use actix_ws_listener::{
     is_websocket_request, run_with_graceful_shutdown, upgrade, Compression, Config, Listener,
-    Message, Socket, Stats,
+    Message, Socket, Stats, WsServer,
 };
 
 struct Echo;
@@ -96,21 +97,34 @@ async fn main() -> ExitCode {
             }
         }
     });
-    let server = HttpServer::new(move || {
+    let app = move || {
         App::new()
             .app_data(config.clone())
             .wrap(Logger::default())
             .route("/ws", web::get().to(ws))
-    })
-    // Close TCP as soon as a close handshake is done, instead of lingering
-    // up to actix-web's default 1 s for the client to close first.
-    .client_disconnect_timeout(Duration::ZERO)
+    };
     // run_with_graceful_shutdown takes SIGINT and SIGTERM: on either, every
-    // WebSocket is closed with 1001 (and gets its on_close), then the server stops.
-    .disable_signals();
+    // WebSocket is closed with 1001 (and gets its on_close), then the server
+    // stops. SERVER=ws serves the same app on WsServer (each WebSocket owns
+    // its socket).
+    let bound = if std::env::var("SERVER").as_deref() == Ok("ws") {
+        WsServer::new(app)
+            .disable_signals()
+            .bind(&bind)
+            .map(WsServer::run)
+    } else {
+        HttpServer::new(app)
+            // Close TCP as soon as a close handshake is done, instead of
+            // lingering up to actix-web's default 1 s for the client to
+            // close first.
+            .client_disconnect_timeout(Duration::ZERO)
+            .disable_signals()
+            .bind(&bind)
+            .map(HttpServer::run)
+    };
     // Fails like a finished program: one line saying what, where, and what
     // to do, then a non-zero exit.
-    let server = match server.bind(&bind) {
+    let server = match bound {
         Ok(server) => server,
         Err(error) => {
             eprintln!("echo: cannot listen on {bind}: {error}; choose another BIND");
@@ -118,7 +132,7 @@ async fn main() -> ExitCode {
         }
     };
     log::info!("echo server on ws://{bind}/ws");
-    match run_with_graceful_shutdown(server.run()).await {
+    match run_with_graceful_shutdown(server).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("echo: server failed: {error}");

@@ -7,6 +7,7 @@
 #
 # Usage: scripts/flow-check.sh   (installs websockets and psutil into a venv
 #        under target/, builds the two examples, starts and stops them)
+# Env:   SERVER=ws runs the examples on WsServer instead of actix-web's HttpServer.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
@@ -27,7 +28,7 @@ trap cleanup EXIT
 start() {
     local name=$1; shift
     ADDR=127.0.0.1:$(free_port)
-    env BIND="$ADDR" RUST_LOG=warn "$@" "target/debug/examples/$name" &
+    env BIND="$ADDR" RUST_LOG=warn SERVER="${SERVER:-}" "$@" "target/debug/examples/$name" &
     PID=$!
     pids+=("$PID")
     wait_for_port "${ADDR#*:}" "$PID" 10 || { echo "flow-check: $name did not start" >&2; exit 1; }
@@ -41,4 +42,4 @@ start async_echo DELAY_MS=1
 
 start async_echo DELAY_MS=100
 "$VENV/bin/python" scripts/flow_check.py order "ws://$ADDR/ws" 100
-echo "flow-check: passed"
+echo "flow-check: passed${SERVER:+ (SERVER=$SERVER)}"

@@ -2,7 +2,7 @@
 # Everything CI runs, in order, installing what it needs on a fresh machine:
 # formatting, lints, unit/integration/doc tests (with a local redis-server; the integration tests
 # twice: on actix-web's HttpServer and on WsServer), docs, the package (with its verification
-# build), the flow check, the Autobahn conformance suite and the headless-browser chat test (both
+# build), the flow check (on both servers), the Autobahn conformance suite and the headless-browser chat test (both
 # on both servers) and the scale smoke run.
 #
 # Usage: scripts/test.sh            (from anywhere; CI calls it via .ci/run)
@@ -60,6 +60,8 @@ cargo test --doc --all-features --target-dir target \
 if [ "${SKIP_FLOW:-0}" != 1 ]; then
     step "flow check (Python websockets client: slow reader, async order)"
     scripts/flow-check.sh
+    step "flow check on WsServer (SERVER=ws)"
+    SERVER=ws scripts/flow-check.sh
 fi
 
 if [ "${SKIP_CONFORMANCE:-0}" != 1 ]; then
