@@ -516,7 +516,10 @@ impl Group {
 
     /// A snapshot of the members, for sending to them one by one (a
     /// different message each, say). Later changes to the group do not
-    /// affect it.
+    /// affect it. Sockets still replaying their history
+    /// ([`Group::recover`]) are members too, as for [`Group::len`] and
+    /// [`Group::contains`]; what is sent to one of them directly may reach
+    /// it before the end of its replay.
     ///
     /// ```no_run
     /// # fn demo(group: actix_ws_listener::Group) {
@@ -529,7 +532,7 @@ impl Group {
     /// # }
     /// ```
     pub fn sockets(&self) -> Vec<Socket> {
-        self.lock().iter().cloned().collect()
+        self.members_and_recovering()
     }
 
     fn send_to_members(&self, message: &Message, skip: Option<u64>) -> Broadcast {

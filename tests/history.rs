@@ -142,6 +142,9 @@ async fn s21_a_replay_held_back_by_a_slow_client_loses_nothing_live_meanwhile() 
         room.broadcast(format!("m{i} {padding}"));
     }
     actix_rt::time::sleep(Duration::from_millis(200)).await;
+    // Still replaying (bob reads nothing yet): a member all the same.
+    assert_eq!(room.len(), 1);
+    assert_eq!(room.sockets().len(), 1, "a recovering socket is listed");
     let seen = run_after(&mut bob, &since, 1_600).await;
     for (i, text) in seen.iter().enumerate() {
         assert!(

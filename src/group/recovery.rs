@@ -58,6 +58,8 @@ struct RecordState {
 }
 
 struct Recovering {
+    /// The socket itself, for [`Group::sockets`].
+    socket: Socket,
     /// Which call of [`Group::recover`] this is: a second one for the same
     /// socket starts over, and the first one's replay stops.
     run: u64,
@@ -221,6 +223,7 @@ impl Group {
             state.recovering.insert(
                 socket.id(),
                 Recovering {
+                    socket: socket.clone(),
                     run,
                     buffer: VecDeque::new(),
                     overflowed: false,
@@ -353,6 +356,23 @@ impl Group {
             .history
             .as_ref()
             .is_some_and(|recorded| recorded.lock().recovering.contains_key(&socket.id()))
+    }
+
+    /// The live members and the recovering sockets, under the history's
+    /// lock and then the members' (the seam's order): a socket whose replay
+    /// ends meanwhile is in it once.
+    pub(super) fn members_and_recovering(&self) -> Vec<Socket> {
+        let state = self.inner.history.as_ref().map(|recorded| recorded.lock());
+        let mut sockets: Vec<Socket> = self.lock().iter().cloned().collect();
+        if let Some(state) = &state {
+            sockets.extend(
+                state
+                    .recovering
+                    .values()
+                    .map(|recovering| recovering.socket.clone()),
+            );
+        }
+        sockets
     }
 
     pub(super) fn recovering_count(&self) -> usize {
