@@ -514,12 +514,9 @@ impl Group {
         report
     }
 
-    /// A snapshot of the members, for sending to them one by one (a
-    /// different message each, say). Later changes to the group do not
-    /// affect it. Sockets still replaying their history
-    /// ([`Group::recover`]) are members too, as for [`Group::len`] and
-    /// [`Group::contains`]; what is sent to one of them directly may reach
-    /// it before the end of its replay.
+    /// A snapshot of the members for sending to them one by one, sockets
+    /// replaying their history ([`Group::recover`]) included: a message sent
+    /// to one may reach it before its replay ends. Later changes do not affect it.
     ///
     /// ```no_run
     /// # fn demo(group: actix_ws_listener::Group) {
