@@ -392,9 +392,7 @@ impl Inbound {
         let len = header.len;
         self.hold.grow(len).map_err(budget_error)?;
         self.delivered += len;
-        let mut payload = BytesMut::with_capacity(len);
-        frame::extend_unmasked(&mut payload, &self.incoming[..len], header.mask, 0);
-        consume(&mut self.incoming, len);
+        let payload = take_unmasked(&mut self.incoming, len, header.mask);
         self.message(text, payload.freeze(), false)
     }
 
@@ -428,9 +426,7 @@ impl Inbound {
         let len = frame.header.len;
         if self.buf.is_empty() && self.incoming.len() >= len {
             // All of it is in the chunk: unmasked into its own memory.
-            let mut payload = BytesMut::with_capacity(len);
-            frame::extend_unmasked(&mut payload, &self.incoming[..len], frame.header.mask, 0);
-            consume(&mut self.incoming, len);
+            let payload = take_unmasked(&mut self.incoming, len, frame.header.mask);
             let streams_text = self.assembly.streams_text();
             check_arrived(frame, &mut self.utf8, streams_text, 0, &payload)?;
             return Ok(Some(payload.freeze()));
@@ -685,6 +681,15 @@ fn consume(incoming: &mut Bytes, n: usize) {
     } else {
         incoming.advance(n);
     }
+}
+
+/// The first `len` bytes of the chunk, unmasked into memory of their own
+/// in one pass, and taken off it.
+fn take_unmasked(incoming: &mut Bytes, len: usize, mask: [u8; 4]) -> BytesMut {
+    let mut payload = BytesMut::with_capacity(len);
+    frame::extend_unmasked(&mut payload, &incoming[..len], mask, 0);
+    consume(incoming, len);
+    payload
 }
 
 fn budget_error(refused: Refused) -> Error {
