@@ -436,6 +436,13 @@ impl<L: 'static> ActorFuture<Connection<L>> for LineWriter {
         this.line.end();
         if act.is_done() {
             ctx.stop();
+        } else {
+            // The socket failed under the writer (the peer reset it) while
+            // the reader waits on it: its wakeup went with the socket. The
+            // reader comes before this future in the actor's items, so it
+            // is polled again only if the task is woken; it then finds the
+            // line ended and the connection finishes (S1).
+            task.waker().wake_by_ref();
         }
         Poll::Ready(())
     }

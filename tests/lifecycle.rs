@@ -181,6 +181,27 @@ fn s1_on_open_runs_before_a_message_sent_with_the_handshake() {
 }
 
 #[test]
+fn s1_on_close_comes_when_the_peer_resets_the_socket_as_its_echo_is_written() {
+    // The client vanishes with the 101 and the echo unread, so its TCP
+    // sends a reset. Whether the server's reader or its writer meets the
+    // reset first is a race; whichever does, the connection must end and
+    // `on_close` must run. Repeated, so that both orders come up.
+    let events = Events::new();
+    let server = serve_echo(&events);
+    for n in 0..30 {
+        let mut stream = std::net::TcpStream::connect(server.addr()).unwrap();
+        let mut bytes = handshake_request(server.addr(), "/ws", "").into_bytes();
+        bytes.extend(FrameSpec::new(OP_TEXT, "and gone").encode());
+        std::io::Write::write_all(&mut stream, &bytes).unwrap();
+        let socket = events.wait_open_nth(n);
+        events.wait_messages(socket.id(), 1);
+        drop(stream);
+        let (code, _) = events.wait_close(socket.id());
+        assert_eq!(code, CloseCode::ABNORMAL, "connection #{n}");
+    }
+}
+
+#[test]
 fn s1_on_close_runs_once_when_the_listener_closes_in_on_open() {
     let events = Events::new();
     let server = serve_recorded(&events, |_| {
