@@ -141,6 +141,105 @@ fn s1_s9_two_thousand_abrupt_drops_each_match_one_on_open_with_one_on_close() {
 }
 
 #[test]
+fn s1_peers_that_vanish_while_the_server_writes_to_them_each_get_one_on_close() {
+    // Every client goes without a close frame while the server is writing
+    // to it: echoes of a burst, a large echo, a push from another thread,
+    // frames sent with the handshake. Its TCP then resets the connection,
+    // and the server meets the reset in a read or in a write, whichever
+    // comes first. Four clients at a time, so that the connections of one
+    // server thread race each other too.
+    const PER_CLIENT: usize = 100;
+    const CLIENTS: usize = 4;
+    struct Gone {
+        opens: Arc<AtomicUsize>,
+        closes: Arc<AtomicUsize>,
+    }
+    impl Listener for Gone {
+        fn on_open(&mut self, _: &Socket) {
+            self.opens.fetch_add(1, Ordering::SeqCst);
+        }
+        fn on_message(&mut self, socket: &Socket, message: Message) {
+            if message.as_text() == Some("push") {
+                let socket = socket.clone();
+                std::thread::spawn(move || {
+                    let chunk = Message::binary(vec![7u8; 16 * 1024]);
+                    while !matches!(socket.send(chunk.clone()), Err(SendError::Closed(_))) {
+                        std::thread::sleep(Duration::from_micros(200));
+                    }
+                });
+            } else {
+                let _ = socket.send(message);
+            }
+        }
+        fn on_close(&mut self, _: &Socket, _: CloseCode, _: &str) {
+            self.closes.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+    let opens = Arc::new(AtomicUsize::new(0));
+    let closes = Arc::new(AtomicUsize::new(0));
+    let connections = Connections::new();
+    let server = serve_registered(test_config(), &connections, {
+        let (opens, closes) = (opens.clone(), closes.clone());
+        move || Gone {
+            opens: opens.clone(),
+            closes: closes.clone(),
+        }
+    });
+    let addr = server.addr();
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|_| {
+            std::thread::spawn(move || {
+                for i in 0..PER_CLIENT {
+                    match i % 4 {
+                        0 => {
+                            let mut client = RawClient::connect(addr, "/ws");
+                            let mut burst = Vec::new();
+                            for _ in 0..20 {
+                                burst.extend(FrameSpec::new(OP_TEXT, "x".repeat(1024)).encode());
+                            }
+                            client.write(&burst);
+                            client.drop_tcp();
+                        }
+                        1 => {
+                            let mut client = RawClient::connect(addr, "/ws");
+                            client.send_binary(&vec![1u8; 256 * 1024]);
+                            client.drop_tcp();
+                        }
+                        2 => {
+                            let mut client = RawClient::connect(addr, "/ws");
+                            client.send_text("push");
+                            // Some of the push arrives, then the client goes.
+                            assert_eq!(client.recv_binary().len(), 16 * 1024);
+                            client.drop_tcp();
+                        }
+                        _ => {
+                            let mut stream = std::net::TcpStream::connect(addr).unwrap();
+                            let mut bytes = handshake_request(addr, "/ws", "").into_bytes();
+                            bytes.extend(FrameSpec::new(OP_TEXT, "gone").encode());
+                            std::io::Write::write_all(&mut stream, &bytes).unwrap();
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    for client in clients {
+        client.join().expect("a client thread failed");
+    }
+    let total = CLIENTS * PER_CLIENT;
+    wait_until("each on_close, no live connection", || {
+        opens.load(Ordering::SeqCst) == total
+            && closes.load(Ordering::SeqCst) >= total
+            && connections.is_empty()
+    });
+    assert_eq!(closes.load(Ordering::SeqCst), total, "one on_close each");
+    // Normal service afterwards.
+    let mut client = server.connect();
+    client.send_text("still serving");
+    assert_eq!(client.recv_text(), "still serving");
+}
+
+#[test]
 fn s10_a_panicking_listener_under_load_only_closes_its_own_connections() {
     struct Touchy;
     impl Listener for Touchy {
