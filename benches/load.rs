@@ -5,7 +5,7 @@
 //! Run:    cargo bench --bench load
 //! Quick:  BENCH_QUICK=1 cargo bench --bench load        (smoke run, ~20 s)
 //! Knobs:  BENCH_SECS=3 (per measurement), BENCH_ROUNDS=5, BENCH_IDLE=10000,
-//!         BENCH_SERVERS=A,W,A2,B,C,T,F,R,X, BENCH_WORKLOADS=1,2,3,4,5,
+//!         BENCH_SERVERS=A,W,A2,B,C,T,F,R,X, BENCH_WORKLOADS=1,2,3,4,5,6,
 //!         BENCH_QUIET_WAIT=20 (s to wait for other programs to leave the
 //!         cores before each sample; 0 in quick mode), BENCH_RETRIES=2
 //!         (samples taken again when other work took >10% of a core),
@@ -82,7 +82,7 @@ impl Settings {
             .filter_map(|s| report::role(s.trim()))
             .collect();
         let workloads = var("BENCH_WORKLOADS")
-            .unwrap_or_else(|| "1,2,3,4,5".to_owned())
+            .unwrap_or_else(|| "1,2,3,4,5,6".to_owned())
             .split(',')
             .filter_map(|s| s.trim().parse().ok())
             .collect();
@@ -138,6 +138,11 @@ impl ServerProcess {
     }
 }
 
+/// Messages a second, all connections together, that workload 6 sends:
+/// well under what W, A and B echo flat out on one core (1.5 to 2.5
+/// million 128 B messages a second here), so that each serves all of it.
+const OPEN_LOOP_RATE: f64 = 500_000.0;
+
 fn echo_spec(id: u8) -> EchoSpec {
     match id {
         1 => EchoSpec {
@@ -146,6 +151,7 @@ fn echo_spec(id: u8) -> EchoSpec {
             size: 16,
             text: true,
             latency: true,
+            rate: None,
         },
         2 => EchoSpec {
             conns: 64,
@@ -153,6 +159,15 @@ fn echo_spec(id: u8) -> EchoSpec {
             size: 128,
             text: false,
             latency: false,
+            rate: None,
+        },
+        6 => EchoSpec {
+            conns: 64,
+            inflight: 256,
+            size: 128,
+            text: false,
+            latency: true,
+            rate: Some(OPEN_LOOP_RATE / 64.0),
         },
         _ => EchoSpec {
             conns: 4,
@@ -160,6 +175,7 @@ fn echo_spec(id: u8) -> EchoSpec {
             size: 64 << 10,
             text: false,
             latency: false,
+            rate: None,
         },
     }
 }
@@ -170,6 +186,10 @@ fn title(id: u8, settings: &Settings) -> String {
         2 => "64 conns × 32 in flight, 128 B binary".to_owned(),
         3 => "4 conns × 4 in flight, 64 KiB binary".to_owned(),
         4 => format!("{} idle conns", settings.idle),
+        6 => format!(
+            "64 conns, 128 B binary at a fixed {} msg/s in all (open loop)",
+            OPEN_LOOP_RATE
+        ),
         _ => format!("broadcast 128 B to {} conns", settings.idle),
     }
 }
@@ -336,7 +356,7 @@ async fn measure_once(
     settings: &Settings,
 ) -> std::io::Result<Sample> {
     match id {
-        1..=3 => measure_echo(id, addr, pid, matches!(server, "R" | "X"), settings).await,
+        1..=3 | 6 => measure_echo(id, addr, pid, matches!(server, "R" | "X"), settings).await,
         4 => measure_idle(addr, pid, settings).await,
         _ => measure_broadcast(addr, pid, settings).await,
     }
@@ -516,8 +536,8 @@ async fn run_all(settings: &Settings) -> Vec<WorkloadResult> {
             .servers
             .iter()
             .copied()
-            .filter(|s| id <= 3 || !matches!(*s, "R" | "X"))
-            .filter(|s| id <= 4 || *s != "A2")
+            .filter(|s| report::is_echo(id) || !matches!(*s, "R" | "X"))
+            .filter(|s| report::is_echo(id) || id == 4 || *s != "A2")
             .collect();
         let mut result = WorkloadResult {
             id,

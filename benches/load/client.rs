@@ -380,10 +380,17 @@ pub async fn connect_many(
 #[derive(Clone, Copy, Debug)]
 pub struct EchoSpec {
     pub conns: usize,
+    /// Messages a connection keeps outstanding; with `rate`, the most it
+    /// lets pile up when the server falls behind.
     pub inflight: usize,
     pub size: usize,
     pub text: bool,
     pub latency: bool,
+    /// Open loop: each connection sends this many messages a second on a
+    /// schedule, whether or not the echoes are back, so that every server
+    /// gets the same load (a closed loop gives the faster server smaller
+    /// batches and more idle wake-ups, and charges it for them).
+    pub rate: Option<f64>,
 }
 
 /// What an echo run measured, over the measurement window only.
@@ -516,19 +523,29 @@ async fn run_echo_conn(mut conn: Conn, state: Rc<EchoState>) -> io::Result<()> {
     let (mut next_send, mut next_recv) = (0u64, 0u64);
     let mut assembler = Assembler::default();
     conn.rbuf.reserve((spec.size + 14) * spec.inflight.min(4));
+    let start = Instant::now();
     loop {
         let inflight = (next_send - next_recv) as usize;
+        // Closed loop: as many as the window has room for. Open loop: the
+        // messages due by now, within the window.
+        let due = match spec.rate {
+            None => spec.inflight - inflight,
+            Some(rate) => {
+                let by_now = (start.elapsed().as_secs_f64() * rate) as u64;
+                (by_now.saturating_sub(next_send) as usize).min(spec.inflight - inflight)
+            }
+        };
         if state.stop.get() {
             if inflight == 0 {
                 return Ok(());
             }
-        } else if inflight < spec.inflight {
+        } else if due > 0 {
             if wpos == wbuf.len() {
                 wbuf.clear();
                 wpos = 0;
             }
             let now = Instant::now();
-            for _ in inflight..spec.inflight {
+            for _ in 0..due {
                 encode_frame(&mut wbuf, opcode, state.payload(next_send), conn.rng.mask());
                 if spec.latency {
                     sent_at.push_back(now);
@@ -541,7 +558,17 @@ async fn run_echo_conn(mut conn: Conn, state: Rc<EchoState>) -> io::Result<()> {
         } else {
             Interest::READABLE
         };
-        let ready = conn.stream.ready(interest).await?;
+        let ready = match spec.rate {
+            Some(rate) if !state.stop.get() => {
+                // Wake for the next message due, if nothing comes first.
+                let next = start + Duration::from_secs_f64((next_send + 1) as f64 / rate);
+                match tokio::time::timeout_at(next.into(), conn.stream.ready(interest)).await {
+                    Ok(ready) => ready?,
+                    Err(_) => continue,
+                }
+            }
+            _ => conn.stream.ready(interest).await?,
+        };
         if ready.is_writable() && wpos < wbuf.len() {
             match conn.stream.try_write(&wbuf[wpos..]) {
                 Ok(n) => wpos += n,

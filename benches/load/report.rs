@@ -193,6 +193,12 @@ fn round_ratios(w: &WorkloadResult, server: &str, base: &str, metric: Metric) ->
 /// p99 against B, F and X (and W's, A on `WsServer`, against B, F and A) as
 /// the median of the per-round ratios with their
 /// (min, max) and the number of rounds, in Markdown.
+/// Whether workload `id` is an echo (1, 2, 3 and the open-loop 6; 4 is
+/// idle connections and 5 a broadcast).
+pub fn is_echo(id: u8) -> bool {
+    matches!(id, 1..=3 | 6)
+}
+
 pub fn margins(results: &[WorkloadResult]) -> String {
     let mut md = String::new();
     let _ = writeln!(
@@ -201,7 +207,7 @@ pub fn margins(results: &[WorkloadResult]) -> String {
     );
     let cpu: Metric = |s| Some(s.cpu_us);
     let p99: Metric = |s| s.p99_us;
-    for w in results.iter().filter(|w| w.id <= 3) {
+    for w in results.iter().filter(|w| is_echo(w.id)) {
         for (label, metric) in [("CPU/msg", cpu), ("p99", p99)] {
             let pairs = [
                 ("A", "B"),
@@ -239,12 +245,12 @@ type Compared = (&'static str, Option<(f64, bool)>, Metric);
 /// What is compared on workload `id`.
 fn metrics(id: u8) -> Vec<Compared> {
     match id {
-        1..=3 => {
+        1..=3 | 6 => {
             let mut list: Vec<Compared> = vec![
                 ("throughput", Some((0.97, true)), |s| Some(s.rate)),
                 ("CPU/msg", Some((1.03, false)), |s| Some(s.cpu_us)),
             ];
-            if id == 1 {
+            if id == 1 || id == 6 {
                 list.push(("p99 latency", Some((1.05, false)), |s| s.p99_us));
             }
             list
@@ -434,7 +440,7 @@ pub fn markdown(results: &[WorkloadResult], setup: &str) -> String {
     }
     let async_rows: Vec<String> = results
         .iter()
-        .filter(|w| w.id <= 4)
+        .filter(|w| is_echo(w.id) || w.id == 4)
         .flat_map(|w| {
             metrics(w.id)
                 .into_iter()
