@@ -162,6 +162,8 @@ pub(crate) struct Inbound {
     buf: BytesMut,
     /// The rest of the last chunk fed, not yet read.
     incoming: Bytes,
+    /// `incoming` was copied out of the chunk ([`Inbound::keep_unread`]).
+    incoming_owned: bool,
     reading: Reading,
     assembly: Assembly,
     utf8: Utf8Validator,
@@ -199,6 +201,7 @@ impl Inbound {
         Inbound {
             buf: BytesMut::new(),
             incoming: Bytes::new(),
+            incoming_owned: false,
             reading: Reading::Header,
             assembly: Assembly::Idle,
             utf8: Utf8Validator::default(),
@@ -250,6 +253,18 @@ impl Inbound {
             self.buf.extend_from_slice(&self.incoming);
         }
         self.incoming = chunk;
+        self.incoming_owned = false;
+    }
+
+    /// Copies what is left unread of the last chunk into memory of its own,
+    /// once: the chunk may be a view of a read buffer that other
+    /// connections share ([`WsServer`](crate::WsServer)), which must not
+    /// stay pinned by a connection that stops reading in the middle of it.
+    pub(crate) fn keep_unread(&mut self) {
+        if !self.incoming.is_empty() && !self.incoming_owned {
+            self.incoming = Bytes::copy_from_slice(&self.incoming);
+            self.incoming_owned = true;
+        }
     }
 
     /// Takes a copy of `chunk`, as [`Inbound::feed`].
@@ -787,6 +802,43 @@ mod tests {
 
     fn text(s: &str) -> Event {
         Event::Message(Message::from(s))
+    }
+
+    #[test]
+    fn what_a_turn_left_unread_is_copied_out_once_and_read_as_before() {
+        let mut bytes = frame(0x81, b"first");
+        bytes.extend(frame(0x82, &[9u8; 300]));
+        bytes.extend(frame(0x81, b"third"));
+        let chunk = Bytes::from(bytes);
+        let range = chunk.as_ptr() as usize..chunk.as_ptr() as usize + chunk.len();
+        let mut inbound = inbound();
+        inbound.feed(chunk.clone());
+        assert_eq!(inbound.next_event().unwrap(), Some(text("first")));
+
+        inbound.keep_unread();
+        let copy = inbound.incoming.as_ptr();
+        assert!(
+            !range.contains(&(copy as usize)),
+            "the unread rest has memory of its own"
+        );
+        assert_eq!(
+            inbound.buffered(),
+            chunk.len() - frame(0x81, b"first").len()
+        );
+        assert_eq!(
+            inbound.next_event().unwrap(),
+            Some(Event::Message(Message::Binary(Bytes::from(vec![9u8; 300]))))
+        );
+        // Copied once: a later turn that stops short again keeps this copy.
+        inbound.keep_unread();
+        assert!(std::ptr::eq(
+            inbound.incoming.as_ptr(),
+            copy.wrapping_add(frame(0x82, &[9u8; 300]).len())
+        ));
+        assert_eq!(inbound.next_event().unwrap(), Some(text("third")));
+        assert_eq!(inbound.next_event().unwrap(), None);
+        inbound.keep_unread();
+        assert_eq!(inbound.buffered(), 0);
     }
 
     #[test]

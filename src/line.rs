@@ -148,21 +148,20 @@ thread_local! {
     static SCRATCH: RefCell<BytesMut> = RefCell::new(BytesMut::new());
 }
 
-/// Reads of fewer bytes than this are copied out of the scratch buffer at
-/// their size; larger ones take their part of it along, uncopied.
-const COPY_BELOW: usize = 1024;
-
 /// The least room a read is given in the scratch buffer.
 const READ_MIN: usize = 4 * 1024;
 
 /// The bytes from the socket, as the connection's reader takes them (the
 /// place of the request payload on actix-web's path).
 ///
-/// Reads go into a buffer the thread's connections share. A small read is
-/// copied out at its size; a large one is split off and handed over as it
-/// is, sharing the buffer's memory until the assembler has read it (it
-/// drops a chunk once read, so the buffer is reused in place). Either way a
-/// connection keeps no read buffer between reads.
+/// Reads go into a buffer the thread's connections share, and each read is
+/// handed over uncopied, as a view of it. The assembler copies every
+/// payload out and drops the view once it has read it all, and the reader
+/// copies out what it left unread at the end of its turn
+/// ([`Inbound::keep_unread`](crate::inbound::Inbound::keep_unread)), so
+/// the buffer is reused in place by the next read of any connection, and a
+/// connection keeps no read buffer between reads: a connection paused in
+/// the middle of a read keeps only the bytes it has not read.
 pub(crate) struct LineReader(Rc<Line>);
 
 impl LineReader {
@@ -202,11 +201,6 @@ impl Stream for LineReader {
                 Poll::Pending => Poll::Pending,
                 Poll::Ready(Err(error)) => Poll::Ready(Some(Err(PayloadError::Io(error)))),
                 Poll::Ready(Ok(0)) => Poll::Ready(None),
-                Poll::Ready(Ok(n)) if n < COPY_BELOW => {
-                    let bytes = Bytes::copy_from_slice(&buf[..]);
-                    buf.clear();
-                    Poll::Ready(Some(Ok(bytes)))
-                }
                 Poll::Ready(Ok(_)) => Poll::Ready(Some(Ok(buf.split().freeze()))),
             }
         })

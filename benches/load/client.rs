@@ -512,6 +512,11 @@ pub async fn echo_load(
     })
 }
 
+/// How often an open-loop connection sends what is due: the timer's
+/// resolution, so that each connection writes a batch per tick as a busy
+/// client would, rather than a frame whenever it wakes.
+const OPEN_LOOP_TICK: Duration = Duration::from_millis(1);
+
 /// One connection's loop: keeps `inflight` messages outstanding, writes
 /// without blocking its reads, checks every echo in order.
 async fn run_echo_conn(mut conn: Conn, state: Rc<EchoState>) -> io::Result<()> {
@@ -524,15 +529,25 @@ async fn run_echo_conn(mut conn: Conn, state: Rc<EchoState>) -> io::Result<()> {
     let mut assembler = Assembler::default();
     conn.rbuf.reserve((spec.size + 14) * spec.inflight.min(4));
     let start = Instant::now();
+    let mut tick = start;
     loop {
         let inflight = (next_send - next_recv) as usize;
-        // Closed loop: as many as the window has room for. Open loop: the
-        // messages due by now, within the window.
+        // Closed loop: as many as the window has room for. Open loop: at
+        // each tick, the messages due by then, in one write, within the
+        // window; nothing between ticks.
         let due = match spec.rate {
             None => spec.inflight - inflight,
             Some(rate) => {
-                let by_now = (start.elapsed().as_secs_f64() * rate) as u64;
-                (by_now.saturating_sub(next_send) as usize).min(spec.inflight - inflight)
+                let now = Instant::now();
+                if now < tick {
+                    0
+                } else {
+                    while tick <= now {
+                        tick += OPEN_LOOP_TICK;
+                    }
+                    let by_now = ((now - start).as_secs_f64() * rate) as u64;
+                    (by_now.saturating_sub(next_send) as usize).min(spec.inflight - inflight)
+                }
             }
         };
         if state.stop.get() {
@@ -559,10 +574,9 @@ async fn run_echo_conn(mut conn: Conn, state: Rc<EchoState>) -> io::Result<()> {
             Interest::READABLE
         };
         let ready = match spec.rate {
-            Some(rate) if !state.stop.get() => {
-                // Wake for the next message due, if nothing comes first.
-                let next = start + Duration::from_secs_f64((next_send + 1) as f64 / rate);
-                match tokio::time::timeout_at(next.into(), conn.stream.ready(interest)).await {
+            Some(_) if !state.stop.get() => {
+                // Wake at the next tick, if nothing comes first.
+                match tokio::time::timeout_at(tick.into(), conn.stream.ready(interest)).await {
                     Ok(ready) => ready?,
                     Err(_) => continue,
                 }

@@ -304,6 +304,12 @@ where
         let scope = enter_callback(act.socket.id(), act.sink());
         let poll = self.get_mut().turn(act, ctx, task);
         drop(scope);
+        if act.settings.owns_socket {
+            // The chunk is a view of the thread's read buffer: what this
+            // turn did not read is copied out, so that the buffer is free
+            // for the next read in place.
+            act.inbound.keep_unread();
+        }
         // What the listener was done with during the turn goes back to the
         // budget once per turn (S19), not once per message.
         act.inbound.settle_budget();
