@@ -352,6 +352,16 @@ impl LineWriter {
                 }
             }
             if self.queued == 0 {
+                // The usual turn's frames go out straight from the
+                // connection's buffer, without being taken out as a chunk.
+                if let Some(body) = &self.body {
+                    match body.write_in_place(|bytes| Pin::new(&mut **io).poll_write(task, bytes)) {
+                        Poll::Pending => return Poll::Pending,
+                        Poll::Ready(Err(error)) => return Poll::Ready(Err(error)),
+                        Poll::Ready(Ok(true)) => continue,
+                        Poll::Ready(Ok(false)) => {}
+                    }
+                }
                 match self.fill(task) {
                     // Nothing more for now: what was written is pushed out
                     // (a no-op on TCP) and the body wakes us for more.

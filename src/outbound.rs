@@ -303,8 +303,15 @@ impl Outbound {
             }
             return Poll::Pending;
         };
-        self.written += chunk.len() as u64;
-        self.counters.release(chunk.len());
+        let due = self.taken(chunk.len());
+        Poll::Ready(Some(Ok((chunk, due))))
+    }
+
+    /// The writer has `n` more bytes: they leave the count, a paused
+    /// reader may go on, and the completions they finish are due.
+    fn taken(&mut self, n: usize) -> Vec<Completion> {
+        self.written += n as u64;
+        self.counters.release(n);
         if let Some(last_drain) = &mut self.last_drain {
             *last_drain = Instant::now();
         }
@@ -323,7 +330,7 @@ impl Outbound {
                 due.push(completion);
             }
         }
-        Poll::Ready(Some(Ok((chunk, due))))
+        due
     }
 }
 
@@ -365,6 +372,42 @@ impl Stream for BodyStream {
                 Some(Ok(chunk))
             }
         })
+    }
+}
+
+impl BodyStream {
+    /// Writes the buffered frames with `write` straight from the buffer,
+    /// without taking them out as a chunk (the connection that owns its
+    /// socket, [`WsServer`](crate::WsServer)): `Ready(Ok(true))` when
+    /// `write` took some, `Ready(Ok(false))` when nothing can go out this
+    /// way (nothing is buffered, a chunk of its own comes first, or the
+    /// body has an error to report: [`Stream::poll_next`] then says what).
+    pub(crate) fn write_in_place(
+        &self,
+        write: impl FnOnce(&[u8]) -> Poll<io::Result<usize>>,
+    ) -> Poll<io::Result<bool>> {
+        let due = {
+            let mut out = self.0.borrow_mut();
+            if out.state == State::Aborted {
+                return Poll::Ready(Ok(false));
+            }
+            let Some(bytes) = out.frames.in_place() else {
+                return Poll::Ready(Ok(false));
+            };
+            let n = match write(bytes) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Err(error)) => return Poll::Ready(Err(error)),
+                Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                Poll::Ready(Ok(n)) => n,
+            };
+            out.frames.advance(n);
+            out.taken(n)
+        };
+        // Outside the borrow, as in `poll_next`.
+        for completion in due {
+            completion.succeed();
+        }
+        Poll::Ready(Ok(true))
     }
 }
 
@@ -433,6 +476,59 @@ mod tests {
         assert_eq!(counters.queued(), queued, "a refused frame is released");
         assert_eq!(queued, out.frames.len());
         assert!(!counters.is_open());
+    }
+
+    #[test]
+    fn frames_written_in_place_leave_the_count_and_finish_their_sends_as_they_go() {
+        let (mut out, counters) = outbound(None);
+        let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let completion = {
+            let done = Arc::clone(&done);
+            Completion::new(
+                Box::new(move || done.store(true, std::sync::atomic::Ordering::SeqCst)),
+                Box::new(|_| panic!("the send must not fail")),
+            )
+        };
+        let command = Command::Send(Message::from("async"), Some(completion), None);
+        counters.charge(command.frame_len());
+        out.apply(command);
+        send(&mut out, &counters, "after");
+        let encoded = out.frames.len();
+        let body = BodyStream(Rc::new(RefCell::new(out)));
+
+        // The socket takes 3 bytes: the first frame is not out yet.
+        let mut wire = Vec::new();
+        let mut write = |bytes: &[u8], most: usize| {
+            let n = bytes.len().min(most);
+            wire.extend_from_slice(&bytes[..n]);
+            Poll::Ready(Ok(n))
+        };
+        assert!(matches!(
+            body.write_in_place(|b| write(b, 3)),
+            Poll::Ready(Ok(true))
+        ));
+        assert_eq!(counters.queued(), encoded - 3);
+        assert!(!done.load(std::sync::atomic::Ordering::SeqCst));
+        // The rest of it, and the next frame.
+        assert!(matches!(
+            body.write_in_place(|b| write(b, usize::MAX)),
+            Poll::Ready(Ok(true))
+        ));
+        assert!(done.load(std::sync::atomic::Ordering::SeqCst));
+        assert_eq!(counters.queued(), 0);
+        assert_eq!(wire.len(), encoded);
+        assert_eq!(&wire[2..7], b"async");
+        // Nothing left: the writer asks the body, which waits.
+        assert!(matches!(
+            body.write_in_place(|_| unreachable!("nothing to write")),
+            Poll::Ready(Ok(false))
+        ));
+        // A socket that takes nothing is an error, not a loop.
+        send(&mut body.0.borrow_mut(), &counters, "stuck");
+        assert!(matches!(
+            body.write_in_place(|_| Poll::Ready(Ok(0))),
+            Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::WriteZero
+        ));
     }
 
     #[test]

@@ -15,7 +15,7 @@
 
 use std::collections::VecDeque;
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 
 use crate::frame::{self, OpCode};
 
@@ -88,6 +88,17 @@ impl Frames {
             return None;
         }
         Some(self.buf.split().freeze())
+    }
+
+    /// The frames that can be written straight from the buffer: all that
+    /// is encoded, when no chunk of its own comes first.
+    pub(crate) fn in_place(&self) -> Option<&[u8]> {
+        (self.ready.is_empty() && !self.buf.is_empty()).then_some(&self.buf[..])
+    }
+
+    /// `n` bytes of [`Frames::in_place`] were written.
+    pub(crate) fn advance(&mut self, n: usize) {
+        self.buf.advance(n);
     }
 
     /// Drops everything encoded and frees the buffer.
