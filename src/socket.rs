@@ -125,12 +125,14 @@ impl Socket {
     /// callbacks, exactly once. Ring's `send` with `succeed` and `fail`.
     ///
     /// `succeed` runs when the whole frame has been handed to the
-    /// connection's HTTP writer, after every frame queued before it. It does
-    /// not promise that the bytes reached the peer's TCP stack, let alone
-    /// the application: the connection may still die with them in the
-    /// kernel's buffers. `fail` runs with the reason when the message cannot
-    /// be queued (the error hands the message back), or when the connection
-    /// ends before the frame is handed over (`SendError::Closed(None)`). The callbacks may run on any thread, may call socket operations
+    /// connection's HTTP writer (on [`WsServer`](crate::WsServer): written
+    /// to the socket), after every frame queued before it. It does not
+    /// promise that the bytes reached the peer's TCP stack, let alone the
+    /// application: the connection may still die with them in the kernel's
+    /// buffers. `fail` runs with the reason when the message cannot be
+    /// queued (the error hands the message back), or when the connection
+    /// ends before the frame is handed over (`SendError::Closed(None)`).
+    /// The callbacks may run on any thread, may call socket operations
     /// (chaining the next send from `succeed` is fine), and a panic in them is
     /// caught and logged.
     ///
