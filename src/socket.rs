@@ -91,7 +91,9 @@ impl Socket {
         self.link().is_open()
     }
 
-    /// Bytes queued for this connection and not yet handed to its HTTP writer.
+    /// Bytes queued for this connection and not yet handed to its HTTP
+    /// writer (on [`WsServer`](crate::WsServer): not yet written to its
+    /// socket).
     pub fn buffered_amount(&self) -> usize {
         self.link().queued()
     }
