@@ -19,6 +19,11 @@ use std::{
 
 use crate::message::Message;
 
+/// How long a clustered group's epoch and position outlive its last
+/// broadcast or recovery unless set: 30 days, as Centrifugo's
+/// `history_meta_ttl`.
+const DEFAULT_META_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
+
 /// How a recorded message is written for its members, given its offset.
 pub(crate) type Render = Arc<dyn Fn(&Offset, &Message) -> Message + Send + Sync>;
 
@@ -38,7 +43,11 @@ pub(crate) type Render = Arc<dyn Fn(&Offset, &Message) -> Message + Send + Sync>
 /// Memory: at most `len` messages per group (one process), or a Redis
 /// stream capped at about `len` entries (a clustered group; Redis trims in
 /// whole nodes of its radix tree, so up to about 100 more may stay, and they
-/// are replayed only when they are within the history's semantics).
+/// are replayed only when they are within the history's semantics). A
+/// clustered group also keeps its epoch and last position in Redis: they
+/// expire [`History::meta_ttl`] after the group's last broadcast or
+/// recovery (30 days unless set), so group names that are no longer used
+/// leave nothing in Redis for good.
 ///
 /// ```
 /// use std::time::Duration;
@@ -58,6 +67,7 @@ pub(crate) type Render = Arc<dyn Fn(&Offset, &Message) -> Message + Send + Sync>
 pub struct History {
     pub(crate) len: usize,
     pub(crate) max_age: Duration,
+    pub(crate) meta_ttl: Duration,
     pub(crate) render: Option<Render>,
     pub(crate) gap: Option<Message>,
 }
@@ -68,6 +78,7 @@ impl History {
         History {
             len: len.max(1),
             max_age,
+            meta_ttl: DEFAULT_META_TTL,
             render: None,
             gap: None,
         }
@@ -94,6 +105,41 @@ impl History {
     pub fn gap(mut self, message: impl Into<Message>) -> History {
         self.gap = Some(message.into());
         self
+    }
+
+    /// How long a clustered group's epoch and last position stay in Redis
+    /// after its last broadcast or recovery read (default 30 days, as
+    /// Centrifugo's `history_meta_ttl`; never less than the history's
+    /// `max_age`, which it is raised to). Once they expire, the group's next
+    /// broadcast starts a new epoch, and a client that comes back with an
+    /// offset of the old one is told of a gap (by then every message it
+    /// could have missed is past `max_age` anyway, but a client that had
+    /// missed nothing is told of a gap too). Without an expiry, every group
+    /// name ever given a history would keep its few bytes in Redis forever.
+    ///
+    /// A group of one process keeps its epoch in memory for as long as the
+    /// group lives; this setting does not apply to it.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use actix_ws_listener::History;
+    ///
+    /// // Rooms named after documents: forget a room's epoch a week after
+    /// // its last message.
+    /// let history = History::new(100, Duration::from_secs(3600))
+    ///     .meta_ttl(Duration::from_secs(7 * 24 * 3600));
+    /// assert!(format!("{history:?}").contains("meta_ttl: 604800s"));
+    /// ```
+    #[must_use]
+    pub fn meta_ttl(mut self, ttl: Duration) -> History {
+        self.meta_ttl = ttl;
+        self
+    }
+
+    /// The expiry of a clustered group's epoch and last position in Redis:
+    /// [`History::meta_ttl`], raised to `max_age` when shorter.
+    pub(crate) fn meta_expiry(&self) -> Duration {
+        self.meta_ttl.max(self.max_age)
     }
 
     /// The most messages kept.
@@ -125,6 +171,7 @@ impl fmt::Debug for History {
         f.debug_struct("History")
             .field("len", &self.len)
             .field("max_age", &self.max_age)
+            .field("meta_ttl", &self.meta_expiry())
             .field("render", &self.render.is_some())
             .field("gap", &self.gap)
             .finish()

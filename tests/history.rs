@@ -337,6 +337,107 @@ async fn s21_across_nodes_a_too_old_offset_is_a_gap() {
     }
 }
 
+/// The keys of the clustered group "room" under the default prefix.
+const ROOM_META: &str = "actix-ws-listener:group:room:history:meta";
+const ROOM_STREAM: &str = "actix-ws-listener:group:room:history";
+
+#[actix_rt::test]
+async fn s21_across_nodes_a_broadcast_and_a_recovery_renew_the_epochs_expiry() {
+    let redis = Redis::start();
+    let a = Cluster::connect(&redis.url()).await.expect("connect");
+    let hour = Duration::from_secs(3600);
+    let room = a
+        .group_with_history("room", history(10, Duration::from_secs(60)).meta_ttl(hour))
+        .await
+        .expect("open");
+    let node = Node::start(room.clone());
+    let mut bob = node.join().await;
+    room.broadcast("m0").published().await.expect("published");
+    let (first, _) = line(&mut bob).await;
+    // The stream lives max_age after the last broadcast, its epoch meta_ttl.
+    let stream_ms: i64 = redis.query(&["PTTL", ROOM_STREAM]);
+    assert!(
+        stream_ms > 0 && stream_ms <= 60_000,
+        "stream PTTL {stream_ms}"
+    );
+    let meta_ms: i64 = redis.query(&["PTTL", ROOM_META]);
+    assert!(
+        meta_ms > 60_000 && meta_ms <= 3_600_000,
+        "meta PTTL {meta_ms}"
+    );
+
+    // A client coming back renews it too, even with no broadcast since.
+    let shortened: i64 = redis.query(&["PEXPIRE", ROOM_META, "50000"]);
+    assert_eq!(shortened, 1);
+    bob.close().await;
+    until_empty(&room).await;
+    let mut bob = node.rejoin(&first.to_string()).await;
+    wait_for("the recovery read to renew the epoch's expiry", || {
+        let meta_ms: i64 = redis.query(&["PTTL", ROOM_META]);
+        async move { (meta_ms > 60_000).then_some(()) }
+    })
+    .await;
+    // Up to date: nothing replayed, the same epoch goes on.
+    room.broadcast("m1").published().await.expect("published");
+    assert_eq!(run_after(&mut bob, &first, 1).await, texts(1..2));
+    nothing_more(&mut bob).await;
+}
+
+#[actix_rt::test]
+async fn s21_across_nodes_the_epoch_expires_meta_ttl_after_the_last_broadcast() {
+    let redis = Redis::start();
+    let a = Cluster::connect(&redis.url()).await.expect("connect");
+    // Without a setting the epoch stays 30 days.
+    let default = a
+        .group_with_history("default", history(10, Duration::from_secs(60)))
+        .await
+        .expect("open");
+    default
+        .broadcast("kept")
+        .published()
+        .await
+        .expect("published");
+    let meta_ms: i64 = redis.query(&["PTTL", "actix-ws-listener:group:default:history:meta"]);
+    let days_29 = 29 * 24 * 3600 * 1000;
+    assert!(
+        meta_ms > days_29 && meta_ms <= days_29 / 29 * 30,
+        "{meta_ms}"
+    );
+
+    // Rooms come and go: a short epoch for the test.
+    let room = a
+        .group_with_history(
+            "room",
+            history(10, Duration::from_millis(200)).meta_ttl(Duration::from_millis(600)),
+        )
+        .await
+        .expect("open");
+    let node = Node::start(room.clone());
+    let mut bob = node.join().await;
+    room.broadcast("m0").published().await.expect("published");
+    let (first, _) = line(&mut bob).await;
+    bob.close().await;
+    until_empty(&room).await;
+    wait_for("the room's keys to expire in Redis", || {
+        let left: i64 = redis.query(&["EXISTS", ROOM_META, ROOM_STREAM]);
+        async move { (left == 0).then_some(()) }
+    })
+    .await;
+
+    // The old epoch is gone: a gap, then a new epoch from position 1.
+    let mut bob = node.rejoin(&first.to_string()).await;
+    assert_eq!(next(&mut bob).await, Seen::Gap);
+    room.broadcast("fresh")
+        .published()
+        .await
+        .expect("published");
+    let (offset, text) = line(&mut bob).await;
+    assert_eq!(text, "fresh");
+    assert_ne!(offset.epoch(), first.epoch());
+    assert_eq!(offset.position(), 1);
+    nothing_more(&mut bob).await;
+}
+
 #[actix_rt::test]
 async fn s21_redis_restarted_during_a_replay_gives_a_gap_never_a_wrong_replay() {
     let mut redis = Redis::start();
@@ -402,13 +503,27 @@ async fn s21_redis_restarted_during_a_replay_gives_a_gap_never_a_wrong_replay() 
     })
     .await;
     let () = after;
-    let (offset, text) = line(&mut bob).await;
-    assert_eq!(text, "after");
-    assert_ne!(
-        offset.epoch(),
-        since.epoch(),
-        "a new history after the reset"
-    );
+    // Node B may still have been receiving the 2,000 broadcasts when bob
+    // came back: those reach him live after the gap, in order, none twice.
+    loop {
+        let (offset, text) = line(&mut bob).await;
+        if text == "after" {
+            assert_ne!(
+                offset.epoch(),
+                since.epoch(),
+                "a new history after the reset"
+            );
+            break;
+        }
+        assert_eq!(offset.epoch(), since.epoch(), "live, of the old history");
+        assert!(offset.position() > position, "twice: {:.20}", text);
+        position = offset.position();
+        assert!(
+            text == format!("m{} {padding}", position - since.position()),
+            "the wrong message at {position}: {:.20}",
+            text
+        );
+    }
 }
 
 /// The next JSON object a chat client reads.

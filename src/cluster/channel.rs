@@ -201,7 +201,17 @@ impl Fanout for Channel {
         max: usize,
         max_age: Duration,
     ) -> BoxFuture<'static, Result<Read, ClusterError>> {
-        history::read(&self.cluster, &self.channel, since, max, max_age)
+        // Every node of a group must use the same `History`; this node's
+        // setting decides the expiry it renews.
+        let meta_expiry = self.history.as_ref().map_or(max_age, History::meta_expiry);
+        history::read(
+            &self.cluster,
+            &self.channel,
+            since,
+            max,
+            max_age,
+            meta_expiry,
+        )
     }
 }
 

@@ -28,7 +28,8 @@ use crate::{
 ///
 /// KEYS: stream, meta. ARGV: channel, a fresh epoch (used only when the
 /// group has none yet), length cap, max age in ms, envelope header, kind
-/// (1 text, 2 binary), payload. Returns the position.
+/// (1 text, 2 binary), payload, the meta's expiry in ms. Returns the
+/// position.
 const RECORD: &str = r"
 local epoch = redis.call('HGET', KEYS[2], 'epoch')
 if not epoch then
@@ -41,6 +42,7 @@ local now = redis.call('TIME')
 local ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
 redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[3], seq .. '-0', 't', ms, 'k', ARGV[6], 'p', ARGV[7])
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
+redis.call('PEXPIRE', KEYS[2], ARGV[8])
 local offset = epoch .. ':' .. seq
 redis.call('PUBLISH', ARGV[1], ARGV[5] .. string.char(#offset) .. offset .. ARGV[7])
 return seq
@@ -49,11 +51,14 @@ return seq
 /// What came after an offset, or a gap.
 ///
 /// KEYS: stream, meta. ARGV: the offset's epoch, its position, most
-/// entries, max age in ms. Returns `{'gap'}`, or `{'ok', more, position,
-/// kind, payload, ...}`.
+/// entries, max age in ms, the meta's expiry in ms (renewed when the meta
+/// exists). Returns `{'gap'}`, or `{'ok', more, position, kind, payload,
+/// ...}`.
 const READ: &str = r"
 local meta = redis.call('HMGET', KEYS[2], 'epoch', 'seq')
-if not meta[1] or meta[1] ~= ARGV[1] then return {'gap'} end
+if not meta[1] then return {'gap'} end
+redis.call('PEXPIRE', KEYS[2], ARGV[5])
+if meta[1] ~= ARGV[1] then return {'gap'} end
 local seq = tonumber(meta[2]) or 0
 local since = tonumber(ARGV[2])
 if since > seq then return {'gap'} end
@@ -115,17 +120,20 @@ pub(super) fn record(
         .arg(millis(history.max_age))
         .arg(&envelope::encode_recorded_header(node, except, message)[..])
         .arg(if message.is_text() { 1 } else { 2 })
-        .arg(message.as_bytes());
+        .arg(message.as_bytes())
+        .arg(millis(history.meta_expiry()));
     command
 }
 
-/// Reads at most `max` entries after `since` from `channel`'s history.
+/// Reads at most `max` entries after `since` from `channel`'s history,
+/// none older than `max_age`; renews the meta's expiry to `meta_expiry`.
 pub(super) fn read(
     cluster: &Arc<Inner>,
     channel: &str,
     since: &Offset,
     max: usize,
     max_age: Duration,
+    meta_expiry: Duration,
 ) -> BoxFuture<'static, Result<Read, ClusterError>> {
     let mut command = redis::cmd("EVAL");
     command
@@ -136,7 +144,8 @@ pub(super) fn read(
         .arg(since.epoch())
         .arg(since.position())
         .arg(max.max(1))
-        .arg(millis(max_age));
+        .arg(millis(max_age))
+        .arg(millis(meta_expiry.max(max_age)));
     let cluster = Arc::clone(cluster);
     let epoch: Arc<str> = since.epoch().into();
     Box::pin(async move {

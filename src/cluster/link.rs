@@ -102,7 +102,8 @@ use crate::{cluster_error::ClusterError, group::WeakGroup};
 ///   id `POSITION-0` and fields `t` (Redis `TIME` in ms), `k` (1 text, 2
 ///   binary), `p` (the payload), trimmed with `MAXLEN ~` [`History::len`](crate::History::len),
 ///   sets the stream's expiry to [`History::max_age`](crate::History::max_age) (renewed by each
-///   broadcast; the meta hash never expires: a few bytes per group name),
+///   broadcast) and the meta hash's to [`History::meta_ttl`](crate::History::meta_ttl)
+///   (renewed by each broadcast and each recovery read that finds it),
 ///   and publishes the envelope with kind 6 (text) or 7 (binary), whose
 ///   payload starts with the offset: one byte of length, then
 ///   `EPOCH:POSITION` in ASCII, then the message. A recovery read is a

@@ -120,6 +120,21 @@ impl Redis {
             thread::sleep(Duration::from_millis(20));
         }
     }
+
+    /// Runs one command on this server from a connection of its own, for
+    /// tests that look at the keys the cluster leaves (`PTTL`, `EXISTS`).
+    pub fn query<T: redis::FromRedisValue>(&self, args: &[&str]) -> T {
+        let mut conn = redis::Client::open(self.url())
+            .and_then(|client| client.get_connection())
+            .expect("a connection to the test's redis-server");
+        let mut command = redis::cmd(args[0]);
+        for arg in &args[1..] {
+            command.arg(*arg);
+        }
+        command
+            .query(&mut conn)
+            .unwrap_or_else(|error| panic!("{args:?}: {error}"))
+    }
 }
 
 impl Drop for Redis {
