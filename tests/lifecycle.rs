@@ -162,11 +162,7 @@ fn s1_on_open_runs_before_a_message_sent_with_the_handshake() {
     let server = serve_echo(&events);
     // The first frame travels in the same write as the handshake request, so
     // it is in the server's hands before the connection has even started.
-    let mut stream = std::net::TcpStream::connect(server.addr()).unwrap();
-    stream.set_read_timeout(Some(TIMEOUT)).unwrap();
-    let mut bytes = handshake_request(server.addr(), "/ws", "").into_bytes();
-    bytes.extend(FrameSpec::new(OP_TEXT, "early").encode());
-    std::io::Write::write_all(&mut stream, &bytes).unwrap();
+    let stream = handshake_with_text(server.addr(), "/ws", "early");
 
     let socket = events.wait_open();
     let messages = events.wait_messages(socket.id(), 1);
@@ -189,10 +185,7 @@ fn s1_on_close_comes_when_the_peer_resets_the_socket_as_its_echo_is_written() {
     let events = Events::new();
     let server = serve_echo(&events);
     for n in 0..30 {
-        let mut stream = std::net::TcpStream::connect(server.addr()).unwrap();
-        let mut bytes = handshake_request(server.addr(), "/ws", "").into_bytes();
-        bytes.extend(FrameSpec::new(OP_TEXT, "and gone").encode());
-        std::io::Write::write_all(&mut stream, &bytes).unwrap();
+        let stream = handshake_with_text(server.addr(), "/ws", "and gone");
         let socket = events.wait_open_nth(n);
         events.wait_messages(socket.id(), 1);
         drop(stream);

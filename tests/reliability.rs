@@ -213,10 +213,7 @@ fn s1_peers_that_vanish_while_the_server_writes_to_them_each_get_one_on_close() 
                             client.drop_tcp();
                         }
                         _ => {
-                            let mut stream = std::net::TcpStream::connect(addr).unwrap();
-                            let mut bytes = handshake_request(addr, "/ws", "").into_bytes();
-                            bytes.extend(FrameSpec::new(OP_TEXT, "gone").encode());
-                            std::io::Write::write_all(&mut stream, &bytes).unwrap();
+                            drop(handshake_with_text(addr, "/ws", "gone"));
                         }
                     }
                 }

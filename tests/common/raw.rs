@@ -96,6 +96,19 @@ pub fn handshake_request(addr: SocketAddr, path: &str, extra: &str) -> String {
     )
 }
 
+/// Opens a TCP connection and sends the handshake for `path` and a text
+/// frame of `text` in one write, so that the frame is in the server's hands
+/// before the connection has even started. Nothing is read: the stream is
+/// handed back (its read timeout is the tests' deadline).
+pub fn handshake_with_text(addr: SocketAddr, path: &str, text: &str) -> TcpStream {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(TIMEOUT)).unwrap();
+    let mut bytes = handshake_request(addr, path, "").into_bytes();
+    bytes.extend(FrameSpec::new(OP_TEXT, text).encode());
+    stream.write_all(&bytes).unwrap();
+    stream
+}
+
 fn open_stream(addr: SocketAddr) -> TcpStream {
     let stream = TcpStream::connect_timeout(&addr, TIMEOUT).expect("connect to test server");
     stream.set_nodelay(true).expect("nodelay");
