@@ -80,9 +80,12 @@ impl Broadcast {
     ///
     /// # Errors
     /// [`ClusterError::Backlog`] when the publish queue was full,
-    /// [`ClusterError::Unreachable`], [`ClusterError::Refused`] or
-    /// [`ClusterError::Timeout`] when Redis failed or did not answer,
-    /// [`ClusterError::Stopped`] when the cluster stopped first.
+    /// [`ClusterError::Unreachable`] or [`ClusterError::Timeout`] when
+    /// Redis failed or did not answer, [`ClusterError::Refused`] when Redis
+    /// refused this broadcast (broadcasts queued together go to Redis in one
+    /// pipeline, but each gets its own answer: one that Redis refuses does
+    /// not fail the others), [`ClusterError::Stopped`] when the cluster
+    /// stopped first.
     #[cfg(feature = "redis")]
     #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
     pub async fn published(self) -> Result<(), ClusterError> {

@@ -6,7 +6,9 @@
 
 mod common;
 
-use actix_ws_listener::{Cluster, ClusterConfig, ClusterError, Group};
+use std::time::Duration;
+
+use actix_ws_listener::{Cluster, ClusterConfig, ClusterError, Group, History};
 use common::cluster::*;
 
 /// Two nodes, each with its own handle on group "room" and a server.
@@ -257,6 +259,57 @@ async fn s18_publish_failures_are_reported_and_local_members_still_get_the_line(
     );
     assert_eq!(member.recv().await, Line::Text("local only".into()));
     assert!(cluster.stats().publish_failed >= 1);
+}
+
+#[actix_rt::test]
+async fn s18_a_broadcast_redis_refuses_fails_alone_the_rest_of_its_batch_is_published() {
+    let redis = Redis::start();
+    let [(a, room_a, _), (_b, _, node_b)] = two_nodes(&redis, ClusterConfig::default()).await;
+    let mut member = node_b.join().await;
+    // A group whose history stream is then replaced by a string: Redis
+    // refuses to record in it (WRONGTYPE), while plain publishes go on.
+    let broken = a
+        .group_with_history("broken", History::new(10, Duration::from_secs(60)))
+        .await
+        .expect("open");
+    broken
+        .broadcast("recorded")
+        .published()
+        .await
+        .expect("published");
+    let set: String = redis.query(&[
+        "SET",
+        "actix-ws-listener:group:broken:history",
+        "not a stream",
+    ]);
+    assert_eq!(set, "OK");
+
+    // Queued back to back, they go to Redis in as few pipelines as the
+    // publishing task makes: the refused one shares one with others.
+    let mut reports = Vec::new();
+    let mut refused = None;
+    for i in 0..200 {
+        if i % 50 == 25 {
+            refused
+                .get_or_insert_with(Vec::new)
+                .push(broken.broadcast("refused"));
+        }
+        reports.push(room_a.broadcast(format!("m{i}")));
+    }
+    for (i, report) in reports.into_iter().enumerate() {
+        if let Err(error) = report.published().await {
+            panic!("m{i} was published, yet reported {error:?}");
+        }
+    }
+    for report in refused.unwrap() {
+        let error = report.published().await.expect_err("refused by Redis");
+        assert!(matches!(error, ClusterError::Refused { .. }), "{error:?}");
+    }
+    for i in 0..200 {
+        assert_eq!(member.recv().await, Line::Text(format!("m{i}")));
+    }
+    let stats = a.stats();
+    assert_eq!((stats.published, stats.publish_failed), (201, 4));
 }
 
 #[actix_rt::test]

@@ -202,7 +202,9 @@ async fn deliver_loop(mut inbound: mpsc::Receiver<(Arc<str>, Envelope)>, shared:
 }
 
 /// Publishes queued broadcasts in order, as many as are waiting in one
-/// pipeline, and tells each caller how it went.
+/// pipeline, and tells each caller how it went: a broadcast Redis refuses
+/// (a script error, a key of another type) fails alone, the others of its
+/// pipeline are published and say so.
 async fn publish_loop(
     mut queue: mpsc::Receiver<Publish>,
     mut manager: ConnectionManager,
@@ -210,31 +212,53 @@ async fn publish_loop(
     timeout: Duration,
 ) {
     let mut batch = Vec::with_capacity(PUBLISH_BATCH);
+    let mut sizes = Vec::with_capacity(PUBLISH_BATCH);
     while queue.recv_many(&mut batch, PUBLISH_BATCH).await > 0 {
         let mut pipe = redis::pipe();
-        for publish in &batch {
-            for command in &publish.commands {
-                pipe.add_command(command.clone()).ignore();
+        // One answer per command, errors included, instead of the first
+        // error for the whole pipeline.
+        pipe.ignore_errors();
+        for publish in &mut batch {
+            sizes.push(publish.commands.len());
+            for command in publish.commands.drain(..) {
+                pipe.add_command(command);
             }
         }
-        let outcome = shared.within(timeout, pipe.exec_async(&mut manager)).await;
-        let broadcasts = batch.iter().filter(|publish| publish.broadcast).count();
-        let counter = match &outcome {
-            Ok(()) => &shared.counters.published,
-            Err(error) => {
+        let answers: Result<Vec<redis::RedisResult<Value>>, ClusterError> =
+            shared.within(timeout, pipe.query_async(&mut manager)).await;
+        let mut answers = answers.map(Vec::into_iter);
+        let (mut published, mut failed) = (0, 0);
+        for (publish, size) in batch.drain(..).zip(sizes.drain(..)) {
+            let outcome = match &mut answers {
+                // All of this publish's answers are taken (the next
+                // publish's start after them); the first error is its.
+                Ok(each) => each
+                    .by_ref()
+                    .take(size)
+                    .fold(None, |first, answer| first.or(answer.err()))
+                    .map_or(Ok(()), |error| {
+                        Err(ClusterError::from_redis(&shared.url, &error))
+                    }),
+                Err(error) => Err(error.clone()),
+            };
+            if let Err(error) = &outcome {
                 log::debug!(
-                    "cluster node {:032x}: {} commands not sent ({broadcasts} broadcasts): {error}",
-                    shared.node,
-                    batch.len()
+                    "cluster node {:032x}: a publish was not sent: {error}",
+                    shared.node
                 );
-                &shared.counters.publish_failed
             }
-        };
-        add(counter, broadcasts);
-        for publish in batch.drain(..) {
+            if publish.broadcast {
+                *if outcome.is_ok() {
+                    &mut published
+                } else {
+                    &mut failed
+                } += 1;
+            }
             // A caller that dropped its report does not want the answer.
-            let _ = publish.done.send(outcome.clone());
+            let _ = publish.done.send(outcome);
         }
+        add(&shared.counters.published, published);
+        add(&shared.counters.publish_failed, failed);
     }
 }
 
