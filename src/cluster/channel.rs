@@ -158,7 +158,8 @@ impl Fanout for Channel {
         announce
             .arg(&*self.channel)
             .arg(&envelope::encode_change(node, socket, change, meta)[..]);
-        self.send(vec![hset, announce]);
+        let renew = presence::renew_hash(&self.channel);
+        self.send(vec![hset, renew, announce]);
     }
 
     fn untrack(&self, socket: u64) {

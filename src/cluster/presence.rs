@@ -10,7 +10,10 @@
 //! the origin too. Every [`HEARTBEAT`] each node reads each open group's
 //! hash: entries of a node whose key expired are removed (`HDEL`; the node
 //! whose `HDEL` removed an entry publishes its leave, so there is one leave
-//! per member), and the rest replaces the node's view of other nodes.
+//! per member), and the rest replaces the node's view of other nodes. The
+//! hash itself has the [`NODE_TTL`] expiry too, renewed by every join and
+//! every sweep: when the last node that has the group open dies, nobody is
+//! left to sweep its members, and the hash expires by itself.
 
 use std::{collections::HashMap, sync::Weak, time::Duration};
 
@@ -40,6 +43,19 @@ pub(super) fn member_id(node: u128, socket: u64) -> String {
 /// The Redis hash of a group's presence.
 pub(super) fn hash_key(channel: &str) -> String {
     format!("{channel}:presence")
+}
+
+/// Renews the expiry of a group's presence hash (a no-op when it is empty,
+/// so gone): it outlives the last node that has the group open by at most
+/// [`NODE_TTL`]. That node's own key expires first (it was set earlier in
+/// the same heartbeat), so a node whose heartbeat stalled long enough to
+/// lose the hash has lost its key too, and announces its members again.
+pub(super) fn renew_hash(channel: &str) -> redis::Cmd {
+    let mut pexpire = redis::cmd("PEXPIRE");
+    pexpire
+        .arg(hash_key(channel))
+        .arg(NODE_TTL.as_millis() as u64);
+    pexpire
 }
 
 /// The Redis key whose presence says that `node` is alive.
@@ -178,14 +194,19 @@ async fn sweep(
     group: &Group,
 ) {
     let hash = hash_key(channel);
+    let mut read = redis::pipe();
+    read.cmd("HGETALL")
+        .arg(&hash)
+        .add_command(renew_hash(channel))
+        .ignore();
     let entries: HashMap<String, String> = match shared
         .within(
             HEARTBEAT,
-            redis::cmd("HGETALL").arg(&hash).query_async(manager),
+            read.query_async::<(HashMap<String, String>,)>(manager),
         )
         .await
     {
-        Ok(entries) => entries,
+        Ok((entries,)) => entries,
         Err(error) => {
             log::debug!("cluster: presence sweep of {channel}: {error}");
             return;
