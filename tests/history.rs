@@ -76,6 +76,20 @@ async fn until_empty(group: &Group) {
     .await;
 }
 
+/// A clustered node of its own Redis with group "room" opened with
+/// `settings`, and bob, a member of it.
+async fn clustered_room(settings: History) -> (Redis, Cluster, Group, Node, Client) {
+    let redis = Redis::start();
+    let cluster = Cluster::connect(&redis.url()).await.expect("connect");
+    let room = cluster
+        .group_with_history("room", settings)
+        .await
+        .expect("open");
+    let node = Node::start(room.clone());
+    let bob = node.join().await;
+    (redis, cluster, room, node, bob)
+}
+
 fn texts(range: std::ops::Range<usize>) -> Vec<String> {
     range.map(|i| format!("m{i}")).collect()
 }
@@ -300,14 +314,8 @@ async fn s21_across_nodes_a_returning_client_gets_what_every_node_said_meanwhile
 
 #[actix_rt::test]
 async fn s21_across_nodes_a_too_old_offset_is_a_gap() {
-    let redis = Redis::start();
-    let a = Cluster::connect(&redis.url()).await.expect("connect");
-    let room = a
-        .group_with_history("room", history(10, Duration::from_secs(60)))
-        .await
-        .expect("open");
-    let node = Node::start(room.clone());
-    let mut bob = node.join().await;
+    let (_redis, _cluster, room, node, mut bob) =
+        clustered_room(history(10, Duration::from_secs(60))).await;
     let mut offsets = Vec::new();
     // Redis trims in whole nodes of its radix tree: go well past them.
     for i in 0..300 {
@@ -343,15 +351,9 @@ const ROOM_STREAM: &str = "actix-ws-listener:group:room:history";
 
 #[actix_rt::test]
 async fn s21_across_nodes_a_broadcast_and_a_recovery_renew_the_epochs_expiry() {
-    let redis = Redis::start();
-    let a = Cluster::connect(&redis.url()).await.expect("connect");
     let hour = Duration::from_secs(3600);
-    let room = a
-        .group_with_history("room", history(10, Duration::from_secs(60)).meta_ttl(hour))
-        .await
-        .expect("open");
-    let node = Node::start(room.clone());
-    let mut bob = node.join().await;
+    let (redis, _cluster, room, node, mut bob) =
+        clustered_room(history(10, Duration::from_secs(60)).meta_ttl(hour)).await;
     room.broadcast("m0").published().await.expect("published");
     let (first, _) = line(&mut bob).await;
     // The stream lives max_age after the last broadcast, its epoch meta_ttl.
@@ -385,10 +387,13 @@ async fn s21_across_nodes_a_broadcast_and_a_recovery_renew_the_epochs_expiry() {
 
 #[actix_rt::test]
 async fn s21_across_nodes_the_epoch_expires_meta_ttl_after_the_last_broadcast() {
-    let redis = Redis::start();
-    let a = Cluster::connect(&redis.url()).await.expect("connect");
+    // Rooms come and go: a short epoch for the test.
+    let (redis, cluster, room, node, mut bob) = clustered_room(
+        history(10, Duration::from_millis(200)).meta_ttl(Duration::from_millis(600)),
+    )
+    .await;
     // Without a setting the epoch stays 30 days.
-    let default = a
+    let default = cluster
         .group_with_history("default", history(10, Duration::from_secs(60)))
         .await
         .expect("open");
@@ -404,16 +409,6 @@ async fn s21_across_nodes_the_epoch_expires_meta_ttl_after_the_last_broadcast() 
         "{meta_ms}"
     );
 
-    // Rooms come and go: a short epoch for the test.
-    let room = a
-        .group_with_history(
-            "room",
-            history(10, Duration::from_millis(200)).meta_ttl(Duration::from_millis(600)),
-        )
-        .await
-        .expect("open");
-    let node = Node::start(room.clone());
-    let mut bob = node.join().await;
     room.broadcast("m0").published().await.expect("published");
     let (first, _) = line(&mut bob).await;
     bob.close().await;
