@@ -433,6 +433,50 @@ async fn s21_across_nodes_the_epoch_expires_meta_ttl_after_the_last_broadcast() 
     nothing_more(&mut bob).await;
 }
 
+/// How many scripts this Redis ran (`EVAL` calls): records and reads.
+fn eval_calls(redis: &Redis) -> u64 {
+    let info: String = redis.query(&["INFO", "commandstats"]);
+    info.lines()
+        .find_map(|line| line.strip_prefix("cmdstat_eval:calls="))
+        .and_then(|rest| rest.split(',').next())
+        .map_or(0, |calls| calls.parse().expect("a count"))
+}
+
+#[actix_rt::test]
+async fn s21_across_nodes_a_replay_of_large_messages_reads_pages_of_about_a_mebibyte() {
+    let (redis, _cluster, room, node, mut bob) =
+        clustered_room(history(100, Duration::from_secs(60))).await;
+    room.broadcast("m0").published().await.expect("published");
+    let (since, _) = line(&mut bob).await;
+    bob.close().await;
+    until_empty(&room).await;
+    // 90 messages of 60 KiB (under awc's 64 KiB frame limit): 5.3 MiB.
+    let padding = "x".repeat(60 * 1024);
+    for i in 1..91 {
+        room.broadcast(format!("m{i} {padding}"))
+            .published()
+            .await
+            .expect("published");
+    }
+    let before = eval_calls(&redis);
+    let mut bob = node.rejoin(&since.to_string()).await;
+    let mut position = since.position();
+    for i in 1..91 {
+        let (offset, text) = line(&mut bob).await;
+        assert_eq!(offset.position(), position + 1, "consecutive");
+        position = offset.position();
+        assert!(
+            text == format!("m{i} {padding}"),
+            "the wrong message at m{i}: {:.20}",
+            text
+        );
+    }
+    nothing_more(&mut bob).await;
+    // A page ends at the entry that reaches 1 MiB: 18 of these, so five
+    // reads where a page of 100 entries would have brought all 90 at once.
+    assert_eq!(eval_calls(&redis) - before, 5, "history reads");
+}
+
 #[actix_rt::test]
 async fn s21_redis_restarted_during_a_replay_gives_a_gap_never_a_wrong_replay() {
     let mut redis = Redis::start();

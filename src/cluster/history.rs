@@ -52,7 +52,8 @@ return seq
 ///
 /// KEYS: stream, meta. ARGV: the offset's epoch, its position, most
 /// entries, max age in ms, the meta's expiry in ms (renewed when the meta
-/// exists). Returns `{'gap'}`, or `{'ok', more, position, kind, payload,
+/// exists), most payload bytes (the page ends with the entry that reaches
+/// them). Returns `{'gap'}`, or `{'ok', more, position, kind, payload,
 /// ...}`.
 const READ: &str = r"
 local meta = redis.call('HMGET', KEYS[2], 'epoch', 'seq')
@@ -72,16 +73,27 @@ if tonumber(string.match(first[1], '^%d+')) ~= since + 1 then return {'gap'} end
 if ms - tonumber(first[2][2]) > tonumber(ARGV[4]) then return {'gap'} end
 local out = {'ok', 0}
 local last = since
+local bytes = 0
+local most = tonumber(ARGV[6])
 for _, entry in ipairs(entries) do
   local position = string.match(entry[1], '^%d+')
   last = tonumber(position)
   table.insert(out, position)
   table.insert(out, entry[2][4])
   table.insert(out, entry[2][6])
+  bytes = bytes + #entry[2][6]
+  if bytes >= most then break end
 end
 if last < seq then out[2] = 1 end
 return out
 ";
+
+/// Most payload bytes one recovery read brings back (the page then ends
+/// early, at the entry that reaches it): a replay holds at most one page,
+/// so a history of large messages costs a recovering socket about this
+/// much, not a page of 100 entries of up to `max_message_size`
+/// each.
+const PAGE_BYTES: usize = 1024 * 1024;
 
 /// The stream of group channel `channel`.
 pub(super) fn stream_key(channel: &str) -> String {
@@ -145,7 +157,8 @@ pub(super) fn read(
         .arg(since.position())
         .arg(max.max(1))
         .arg(millis(max_age))
-        .arg(millis(meta_expiry.max(max_age)));
+        .arg(millis(meta_expiry.max(max_age)))
+        .arg(PAGE_BYTES);
     let cluster = Arc::clone(cluster);
     let epoch: Arc<str> = since.epoch().into();
     Box::pin(async move {

@@ -108,9 +108,10 @@ use crate::{cluster_error::ClusterError, group::WeakGroup};
 ///   payload starts with the offset: one byte of length, then
 ///   `EPOCH:POSITION` in ASCII, then the message. A recovery read is a
 ///   second script: the epoch and `seq` from the meta hash, then `XRANGE`
-///   from `POSITION+1`; it answers a gap when the epoch differs, the
-///   position is past `seq`, the first entry is not the next position or is
-///   older than the max age.
+///   from `POSITION+1`, a page of at most 100 entries that ends early at the
+///   entry whose payload takes the page to 1 MiB; it answers a gap when the
+///   epoch differs, the position is past `seq`, the first entry is not the
+///   next position or is older than the max age.
 /// - Presence of group `NAME` is the Redis hash `PREFIX` + `NAME` +
 ///   `:presence`: field `NODE:SOCKET` (the node id in 32 hex digits, the
 ///   socket id in decimal; it is [`Member::id`](crate::Member::id)), value
