@@ -117,9 +117,9 @@ use crate::{cluster_error::ClusterError, group::WeakGroup};
 ///   socket id in decimal; it is [`Member::id`](crate::Member::id)), value
 ///   the metadata. A node's liveness is the key `PREFIX` + `node:` + `NODE`,
 ///   set with a 10 s expiry when the node connects and every 3 s after. The
-///   hash gets the same 10 s expiry at every join and at every node's
-///   sweep (every 3 s), so it is gone 10 s after the last node that has
-///   the group open died.
+///   hash gets a 30 s expiry at every join and at every node's sweep
+///   (every 3 s), so it is gone 30 s after the last node that has the group
+///   open died.
 ///
 /// The origin delivers to its own members directly (except in a group with
 /// history, below), as a local

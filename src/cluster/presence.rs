@@ -11,7 +11,7 @@
 //! hash: entries of a node whose key expired are removed (`HDEL`; the node
 //! whose `HDEL` removed an entry publishes its leave, so there is one leave
 //! per member), and the rest replaces the node's view of other nodes. The
-//! hash itself has the [`NODE_TTL`] expiry too, renewed by every join and
+//! hash itself has an expiry too ([`HASH_TTL`]), renewed by every join and
 //! every sweep: when the last node that has the group open dies, nobody is
 //! left to sweep its members, and the hash expires by itself.
 
@@ -35,6 +35,15 @@ pub(super) const HEARTBEAT: Duration = Duration::from_secs(3);
 /// delivery.
 pub(super) const NODE_TTL: Duration = Duration::from_secs(10);
 
+/// How long a group's presence hash lives without a join or a sweep. Over
+/// twice [`NODE_TTL`]: between two sweeps of a group by a node that never
+/// lost its key (its heartbeats at most `NODE_TTL` apart) pass at most
+/// `2 × NODE_TTL` (the rest of one round, then the next round up to the
+/// group), so the hash can expire only after every node that has the group
+/// open lost its key, and each of them then writes its members again
+/// (`announce_again`) in its next round.
+pub(super) const HASH_TTL: Duration = Duration::from_secs(30);
+
 /// The group-wide id of socket `socket` of node `node`.
 pub(super) fn member_id(node: u128, socket: u64) -> String {
     format!("{node:032x}:{socket}")
@@ -47,14 +56,12 @@ pub(super) fn hash_key(channel: &str) -> String {
 
 /// Renews the expiry of a group's presence hash (a no-op when it is empty,
 /// so gone): it outlives the last node that has the group open by at most
-/// [`NODE_TTL`]. That node's own key expires first (it was set earlier in
-/// the same heartbeat), so a node whose heartbeat stalled long enough to
-/// lose the hash has lost its key too, and announces its members again.
+/// [`HASH_TTL`].
 pub(super) fn renew_hash(channel: &str) -> redis::Cmd {
     let mut pexpire = redis::cmd("PEXPIRE");
     pexpire
         .arg(hash_key(channel))
-        .arg(NODE_TTL.as_millis() as u64);
+        .arg(HASH_TTL.as_millis() as u64);
     pexpire
 }
 
@@ -299,5 +306,8 @@ mod tests {
     #[test]
     fn the_documented_bound_holds() {
         assert!(NODE_TTL + HEARTBEAT <= Duration::from_secs(15));
+        // See HASH_TTL: a hash outlives any gap between two sweeps of a
+        // node that kept its key.
+        assert!(HASH_TTL > NODE_TTL * 2);
     }
 }
