@@ -184,7 +184,8 @@ use crate::{cluster_error::ClusterError, group::WeakGroup};
 ///   positions; a broadcast made while Redis is unreachable reaches nobody,
 ///   not even the origin's members, and `published()` says so.
 /// - **Bounded**: the stream is capped by Redis; a replay sends through the
-///   socket's flow control (S15) a page of 100 at a time, and the live
+///   socket's flow control (S15) a page at a time (100 messages, or fewer
+///   when they reach 1 MiB of payload), and the live
 ///   messages that arrive meanwhile wait in a buffer of at most 256 per
 ///   recovering socket (past it they are read again from the stream).
 ///

@@ -172,7 +172,8 @@ impl Group {
     /// Never blocks: the replay runs as a task (on the current actix or
     /// tokio runtime, or a thread of its own outside one), sends through
     /// the socket's flow control (S15: it waits while the client's queue is
-    /// full, and runs at most a page of 100 messages ahead of the writer),
+    /// full, and runs at most a page of 100 messages ahead of the writer;
+    /// across nodes a page also ends at about 1 MiB of payload),
     /// and ends when the socket closes or is removed. Meanwhile the socket
     /// counts as a member ([`Group::contains`], [`Group::len`]), and up to
     /// 256 live messages wait for it; past that it reads them again from
