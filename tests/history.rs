@@ -477,6 +477,66 @@ async fn s21_across_nodes_a_replay_of_large_messages_reads_pages_of_about_a_mebi
     assert_eq!(eval_calls(&redis) - before, 5, "history reads");
 }
 
+/// Connections this Redis accepted so far (the query's own included).
+fn connections_received(redis: &Redis) -> u64 {
+    let info: String = redis.query(&["INFO", "stats"]);
+    info.lines()
+        .find_map(|line| line.strip_prefix("total_connections_received:"))
+        .map_or(0, |count| count.trim().parse().expect("a count"))
+}
+
+#[actix_rt::test]
+async fn s21_many_recoveries_at_once_do_not_cost_the_node_its_subscription() {
+    let (redis, _cluster, room, node, mut bob) =
+        clustered_room(history(100, Duration::from_secs(60))).await;
+    // Redis closes a subscribed connection whose unread replies pass its
+    // pub/sub output limit (32 MB by default; 1 MB here, so that a few
+    // recoveries are enough).
+    let set: String = redis.query(&[
+        "CONFIG",
+        "SET",
+        "client-output-buffer-limit",
+        "pubsub 1mb 1mb 0",
+    ]);
+    assert_eq!(set, "OK");
+    room.broadcast("m0").published().await.expect("published");
+    let (since, _) = line(&mut bob).await;
+    let padding = "x".repeat(60 * 1024);
+    for i in 1..41 {
+        room.broadcast(format!("m{i} {padding}"))
+            .published()
+            .await
+            .expect("published");
+    }
+    run_after(&mut bob, &since, 40).await;
+    let before = connections_received(&redis);
+
+    // Eight clients come back at once: eight replays of 2.4 MB.
+    let since_text = since.to_string();
+    let mut back = futures_util::future::join_all((0..8).map(|_| node.rejoin(&since_text))).await;
+    for client in &mut back {
+        let texts = run_after(client, &since, 40).await;
+        for (i, text) in texts.iter().enumerate() {
+            assert!(
+                *text == format!("m{} {padding}", i + 1),
+                "the wrong message at m{}: {:.20}",
+                i + 1,
+                text
+            );
+        }
+    }
+    // The node kept its connections (the one new one is this query's).
+    assert_eq!(
+        connections_received(&redis),
+        before + 1,
+        "the node lost a connection to Redis and made a new one"
+    );
+    room.broadcast("live").published().await.expect("published");
+    for client in back.iter_mut().chain([&mut bob]) {
+        assert_eq!(line(client).await.1, "live");
+    }
+}
+
 #[actix_rt::test]
 async fn s21_redis_restarted_during_a_replay_gives_a_gap_never_a_wrong_replay() {
     let mut redis = Redis::start();

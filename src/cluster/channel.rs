@@ -84,7 +84,7 @@ impl Cluster {
         // Always confirmed, even for an open group: a concurrent opener may
         // still be waiting for its SUBSCRIBE. Redis ignores a repeat.
         let (mut manager, lock, timeout, shared) = (
-            self.inner.manager.clone(),
+            self.inner.subscriber.clone(),
             Arc::clone(&self.inner.subscriptions),
             self.inner.config.publish_timeout,
             Arc::clone(&self.inner.shared),
@@ -259,7 +259,7 @@ impl Drop for Channel {
             }
         }
         let (mut manager, lock, channel) = (
-            self.cluster.manager.clone(),
+            self.cluster.subscriber.clone(),
             Arc::clone(&self.cluster.subscriptions),
             Arc::clone(&self.channel),
         );

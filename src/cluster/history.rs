@@ -163,7 +163,7 @@ pub(super) fn read(
     let epoch: Arc<str> = since.epoch().into();
     Box::pin(async move {
         let (mut manager, shared, timeout) = (
-            cluster.manager.clone(),
+            cluster.commands.clone(),
             Arc::clone(&cluster.shared),
             cluster.config.publish_timeout,
         );

@@ -149,6 +149,12 @@ use crate::{cluster_error::ClusterError, group::WeakGroup};
 ///   itself.
 /// - **Order**: broadcasts from one node reach every other node in the order
 ///   they were issued on that node (one publishing task, one connection).
+/// - **Connections**: two per node. One only subscribes and carries the
+///   pushes; publishes, history reads and presence go on the other. Redis
+///   counts every reply to a subscribed connection against its pub/sub
+///   output buffer limit (`client-output-buffer-limit pubsub`, 32 MB by
+///   default) and closes the connection past it, so history pages read by
+///   many recovering sockets at once must not share it.
 ///   Broadcasts from different nodes have no common order.
 /// - **Bounded**: publishes wait in a queue of
 ///   [`ClusterConfig::publish_capacity`] (past it a broadcast fails with
@@ -264,7 +270,10 @@ impl Shared {
 pub(super) struct Inner {
     pub(super) shared: Arc<Shared>,
     pub(super) config: ClusterConfig,
-    pub(super) manager: ConnectionManager,
+    /// Subscribes and unsubscribes; carries the pushes.
+    pub(super) subscriber: ConnectionManager,
+    /// Everything else: publishes, history reads, presence.
+    pub(super) commands: ConnectionManager,
     pub(super) runtime: tokio::runtime::Handle,
     pub(super) publish: mpsc::Sender<Publish>,
     /// Subscribe and unsubscribe run one at a time, so that an unsubscribe
@@ -312,8 +321,8 @@ impl Cluster {
             reason: error.to_string(),
         };
         let info = url.into_connection_info().map_err(invalid)?;
-        // RESP3: pub/sub pushes and commands share one connection, and the
-        // connection manager can resubscribe after reconnecting.
+        // RESP3: the connection manager gets the pushes of its connection
+        // and can resubscribe after reconnecting.
         let resp3 = info
             .redis_settings()
             .clone()
@@ -365,7 +374,8 @@ impl Cluster {
             inner: Arc::new(Inner {
                 shared,
                 config,
-                manager: started.manager,
+                subscriber: started.subscriber,
+                commands: started.commands,
                 runtime: started.runtime,
                 publish: started.publish,
                 subscriptions: Arc::new(tokio::sync::Mutex::new(())),

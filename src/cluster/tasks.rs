@@ -36,7 +36,11 @@ pub(super) struct Publish {
 
 /// What the background thread hands back once Redis answered.
 pub(super) struct Started {
-    pub(super) manager: ConnectionManager,
+    /// The connection that subscribes: it carries the pushes, and nothing
+    /// that could fill its output buffer in Redis.
+    pub(super) subscriber: ConnectionManager,
+    /// The connection for commands: publishes, history reads, presence.
+    pub(super) commands: ConnectionManager,
     pub(super) runtime: tokio::runtime::Handle,
     pub(super) publish: mpsc::Sender<Publish>,
 }
@@ -50,43 +54,55 @@ pub(super) async fn start(
 ) -> Result<Started, ClusterError> {
     let (inbound_tx, inbound_rx) = mpsc::channel(config.inbound_capacity);
     let receiver = Arc::clone(&shared);
-    let manager_config = ConnectionManagerConfig::new()
-        .set_push_sender(move |push: PushInfo| receive(&receiver, &inbound_tx, push))
-        .set_automatic_resubscription()
+    let plain = ConnectionManagerConfig::new()
         .set_max_delay(Duration::from_secs(1))
         .set_connection_timeout(Some(config.publish_timeout))
         .set_response_timeout(Some(config.publish_timeout));
-    let mut manager = ConnectionManager::new_with_config(client, manager_config)
+    // Two connections. Redis counts every reply to a subscribed connection
+    // against the pub/sub output buffer limit (32 MB by default), and closes
+    // the connection past it: history pages read by many recovering sockets
+    // at once took it past that, and with it the node's subscriptions. So
+    // the subscriber only subscribes, and commands go on the other.
+    let subscriber_config = plain
+        .clone()
+        .set_push_sender(move |push: PushInfo| receive(&receiver, &inbound_tx, push))
+        .set_automatic_resubscription();
+    let refused = |error: redis::RedisError| ClusterError::from_redis(&shared.url, &error);
+    let subscriber = ConnectionManager::new_with_config(client.clone(), subscriber_config)
         .await
-        .map_err(|error| ClusterError::from_redis(&shared.url, &error))?;
+        .map_err(refused)?;
+    let mut commands = ConnectionManager::new_with_config(client, plain)
+        .await
+        .map_err(refused)?;
     // Alive before any group can announce a member: a sweep elsewhere must
     // not take this node's first members for a silent node's.
     shared
         .within(
             config.publish_timeout,
-            super::presence::heartbeat(&config.prefix, shared.node).exec_async(&mut manager),
+            super::presence::heartbeat(&config.prefix, shared.node).exec_async(&mut commands),
         )
         .await?;
     let (publish_tx, publish_rx) = mpsc::channel(config.publish_capacity);
     tokio::spawn(publish_loop(
         publish_rx,
-        manager.clone(),
+        commands.clone(),
         Arc::clone(&shared),
         config.publish_timeout,
     ));
     tokio::spawn(deliver_loop(inbound_rx, Arc::clone(&shared)));
     tokio::spawn(health_loop(
-        manager.clone(),
+        subscriber.clone(),
         Arc::downgrade(&shared),
         config.health_check,
     ));
     tokio::spawn(super::presence::heartbeat_loop(
-        manager.clone(),
+        commands.clone(),
         Arc::downgrade(&shared),
         config.prefix.clone(),
     ));
     Ok(Started {
-        manager,
+        subscriber,
+        commands,
         runtime: tokio::runtime::Handle::current(),
         publish: publish_tx,
     })
