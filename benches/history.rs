@@ -8,6 +8,8 @@
 //!         every round measures each layout once, in turn)
 //! Needs:  redis-server on PATH (scripts/test.sh installs it); the bench
 //!         starts its own on a free port and kills it at the end.
+//! Log:    RUST_LOG=actix_ws_listener=debug shows the cluster's own log
+//!         (a lost connection to Redis, say).
 //!
 //! The server is this crate on one actix worker in a thread of this
 //! process; the clients are awc WebSocket clients on this thread. Members
@@ -27,6 +29,13 @@
 //!   missed them comes back with the offset before them (the time from the
 //!   start of its connection to the last replayed message). Both in the
 //!   same round, so the ratio is the bench's figure.
+//! - Herd (off unless `BENCH_HERD` is set): `BENCH_HERD` clients that each
+//!   missed the same `BENCH_HERD_MISSED=100` messages of
+//!   `BENCH_HERD_BYTES=1024` bytes come back at once, as after a node
+//!   restart: the time from the first connect to the last replayed message,
+//!   and this process's peak RSS over that time (the server's replays and
+//!   the clients' buffers together; `/proc/self/clear_refs` resets the
+//!   peak first), for each history layout, once per round.
 
 #[path = "common/redis.rs"]
 mod redis_server;
@@ -256,6 +265,89 @@ async fn recovery_sample(room: Group, missed: usize) -> (f64, f64) {
     (live_ms, recovery_ms)
 }
 
+/// A text line of `bytes` bytes (at least the digits of `i`).
+fn sized_line(i: usize, bytes: usize) -> String {
+    format!("{i:0>bytes$}")
+}
+
+/// This process's resident set now and its peak (VmRSS, VmHWM), in KiB.
+fn rss_kib() -> (u64, u64) {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix(name))
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|kib| kib.parse().ok())
+            .unwrap_or(0)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+/// (ms until every one of `herd` clients that missed the same `missed`
+/// messages and came back at once has them all, this process's peak RSS
+/// growth over that time in MiB).
+async fn herd_sample(room: Group, herd: usize, missed: usize, bytes: usize) -> (f64, f64) {
+    let (url, server) = start_server(room.clone());
+    let live = member(&url).await;
+    until("the live member joined", || room.len() == 1).await;
+    say(&room, 0, 1).await;
+    until("the first line", || live.count.get() == 1).await;
+    let since = live
+        .last
+        .borrow()
+        .split_once(' ')
+        .expect("OFFSET LINE")
+        .0
+        .to_owned();
+    let mut last = None;
+    for i in 1..=missed {
+        last = Some(room.broadcast(sized_line(i, bytes)));
+    }
+    if let (Some(report), Some(_)) = (last, room.name()) {
+        report.published().await.expect("published");
+    }
+    until("the live member read everything", || {
+        live.count.get() == missed + 1
+    })
+    .await;
+    // The peak from here on (Linux: writing 5 resets VmHWM to VmRSS).
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+    let (before, _) = rss_kib();
+    let start = Instant::now();
+    let target = format!("{url}?since={since}");
+    let clients = futures_util::future::join_all((0..herd).map(|_| member(&target))).await;
+    // When each client had its whole replay, in ms from the start.
+    let mut done_at: Vec<Option<f64>> = vec![None; herd];
+    until("every replay", || {
+        for (at, seen) in done_at.iter_mut().zip(&clients) {
+            if at.is_none() && seen.count.get() == missed {
+                *at = Some(start.elapsed().as_secs_f64() * 1e3);
+            }
+        }
+        done_at.iter().all(Option::is_some)
+    })
+    .await;
+    let ms = start.elapsed().as_secs_f64() * 1e3;
+    let mut times: Vec<f64> = done_at.into_iter().flatten().collect();
+    eprintln!(
+        "  replays done: first {:.1} ms, median {:.1} ms, 90th {:.1} ms",
+        times.iter().copied().fold(f64::INFINITY, f64::min),
+        median(&mut times),
+        times[times.len() * 9 / 10]
+    );
+    let (_, peak) = rss_kib();
+    for seen in &clients {
+        assert!(
+            seen.last.borrow().ends_with(&sized_line(missed, bytes)),
+            "every replay ends with the last line"
+        );
+    }
+    drop(clients);
+    server.stop(false).await;
+    (ms, peak.saturating_sub(before) as f64 / 1024.0)
+}
+
 fn median(values: &mut [f64]) -> f64 {
     values.sort_by(f64::total_cmp);
     values[values.len() / 2]
@@ -269,10 +361,14 @@ fn knob(name: &str, default: usize) -> usize {
 }
 
 fn main() -> std::io::Result<()> {
+    let _ = env_logger::try_init();
     let members = knob("BENCH_MEMBERS", 1_000);
     let broadcasts = knob("BENCH_BROADCASTS", 20);
     let missed = knob("BENCH_MISSED", 1_000);
     let rounds = knob("BENCH_ROUNDS", 5).max(1);
+    let herd = knob("BENCH_HERD", 0);
+    let herd_missed = knob("BENCH_HERD_MISSED", 100).max(1);
+    let herd_bytes = knob("BENCH_HERD_BYTES", 1024).max(8);
     let (_redis, url) = redis_server::start()?;
     actix_web::rt::System::new().block_on(async move {
         let cluster = Cluster::connect(&url).await.map_err(std::io::Error::other)?;
@@ -285,6 +381,7 @@ fn main() -> std::io::Result<()> {
         let mut per_broadcast: Vec<Vec<f64>> = vec![Vec::new(); layouts.len()];
         let mut recovery: Vec<(Vec<f64>, Vec<f64>, Vec<f64>)> =
             vec![(Vec::new(), Vec::new(), Vec::new()); 2];
+        let mut herds: Vec<(Vec<f64>, Vec<f64>)> = vec![(Vec::new(), Vec::new()); 2];
         for round in 0..rounds {
             for (index, layout) in layouts.iter().enumerate() {
                 let name = format!("bench-{round}-{index}");
@@ -313,6 +410,24 @@ fn main() -> std::io::Result<()> {
                 lives.push(live);
                 recoveries.push(recovered);
                 ratios.push(recovered / live);
+            }
+            if herd == 0 {
+                continue;
+            }
+            for (index, layout) in [Layout::LocalHistory, Layout::ClusterHistory]
+                .iter()
+                .enumerate()
+            {
+                let name = format!("herd-{round}-{index}");
+                let room = layout.open(&cluster, &name).await;
+                let (ms, peak_mib) = herd_sample(room, herd, herd_missed, herd_bytes).await;
+                eprintln!(
+                    "round {}: {}: {herd} clients back at once, {herd_missed} × {herd_bytes} B each, all replayed in {ms:.1} ms, peak RSS +{peak_mib:.1} MiB",
+                    round + 1,
+                    layout.name()
+                );
+                herds[index].0.push(ms);
+                herds[index].1.push(peak_mib);
             }
         }
         println!(
@@ -350,6 +465,26 @@ fn main() -> std::io::Result<()> {
                 median(recoveries),
                 median(ratios)
             );
+        }
+        if herd > 0 {
+            println!();
+            println!(
+                "{herd} clients that missed the same {herd_missed} messages of {herd_bytes} bytes come back at once (median of {rounds} rounds):"
+            );
+            println!();
+            println!("| group | all replayed (ms) | peak RSS growth of the process (MiB) |");
+            println!("|---|---|---|");
+            for (index, label) in ["Group::with_history", "cluster.group_with_history"]
+                .iter()
+                .enumerate()
+            {
+                let (times, peaks) = &mut herds[index];
+                println!(
+                    "| {label} | {:.1} | {:.1} |",
+                    median(times),
+                    median(peaks)
+                );
+            }
         }
         Ok(())
     })
