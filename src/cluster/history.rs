@@ -95,6 +95,13 @@ return out
 /// each.
 const PAGE_BYTES: usize = 1024 * 1024;
 
+/// History reads of one node in flight at once. When many sockets recover
+/// at once (clients coming back after a restart), the others wait their
+/// turn: each read's page is sent on as soon as it is read, so replays end
+/// one after another instead of all at the end, and at most this many
+/// pages are on their way from Redis at a time.
+pub(super) const READS_AT_ONCE: usize = 8;
+
 /// The stream of group channel `channel`.
 pub(super) fn stream_key(channel: &str) -> String {
     format!("{channel}:history")
@@ -162,14 +169,17 @@ pub(super) fn read(
     let cluster = Arc::clone(cluster);
     let epoch: Arc<str> = since.epoch().into();
     Box::pin(async move {
-        let (mut manager, shared, timeout) = (
+        let (mut manager, shared, timeout, reads) = (
             cluster.commands.clone(),
             Arc::clone(&cluster.shared),
             cluster.config.publish_timeout,
+            Arc::clone(&cluster.history_reads),
         );
         let url = shared.url.clone();
         let answer: Value = cluster
             .run(async move {
+                // Closed only with the cluster, which then stops this task.
+                let _turn = reads.acquire_owned().await;
                 shared
                     .within(timeout, command.query_async(&mut manager))
                     .await

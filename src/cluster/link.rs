@@ -276,6 +276,8 @@ pub(super) struct Inner {
     pub(super) commands: ConnectionManager,
     pub(super) runtime: tokio::runtime::Handle,
     pub(super) publish: mpsc::Sender<Publish>,
+    /// Turns for history reads ([`READS_AT_ONCE`](super::history::READS_AT_ONCE)).
+    pub(super) history_reads: Arc<tokio::sync::Semaphore>,
     /// Subscribe and unsubscribe run one at a time, so that an unsubscribe
     /// for a dropped group cannot overtake the subscribe of a reopened one.
     pub(super) subscriptions: Arc<tokio::sync::Mutex<()>>,
@@ -378,6 +380,7 @@ impl Cluster {
                 commands: started.commands,
                 runtime: started.runtime,
                 publish: started.publish,
+                history_reads: Arc::new(tokio::sync::Semaphore::new(super::history::READS_AT_ONCE)),
                 subscriptions: Arc::new(tokio::sync::Mutex::new(())),
                 _stop: stop_tx,
             }),
