@@ -232,12 +232,13 @@ async fn broadcast_sample(room: Group, members: usize, broadcasts: usize) -> f64
     elapsed.as_secs_f64() * 1e3 / broadcasts as f64
 }
 
-/// (live ms, recovery ms) for `missed` messages.
-async fn recovery_sample(room: Group, missed: usize) -> (f64, f64) {
+/// Starts a server for `room` with one live member that read the room's
+/// first line: (url, server, the member, the offset of that line).
+async fn serve_one_live_member(room: &Group) -> (String, ServerHandle, Rc<Seen>, String) {
     let (url, server) = start_server(room.clone());
     let live = member(&url).await;
     until("the live member joined", || room.len() == 1).await;
-    say(&room, 0, 1).await;
+    say(room, 0, 1).await;
     until("the first line", || live.count.get() == 1).await;
     let since = live
         .last
@@ -246,6 +247,12 @@ async fn recovery_sample(room: Group, missed: usize) -> (f64, f64) {
         .expect("OFFSET LINE")
         .0
         .to_owned();
+    (url, server, live, since)
+}
+
+/// (live ms, recovery ms) for `missed` messages.
+async fn recovery_sample(room: Group, missed: usize) -> (f64, f64) {
+    let (url, server, live, since) = serve_one_live_member(&room).await;
     let start = Instant::now();
     say(&room, 1, missed).await;
     until("the live member read everything", || {
@@ -288,18 +295,7 @@ fn rss_kib() -> (u64, u64) {
 /// messages and came back at once has them all, this process's peak RSS
 /// growth over that time in MiB).
 async fn herd_sample(room: Group, herd: usize, missed: usize, bytes: usize) -> (f64, f64) {
-    let (url, server) = start_server(room.clone());
-    let live = member(&url).await;
-    until("the live member joined", || room.len() == 1).await;
-    say(&room, 0, 1).await;
-    until("the first line", || live.count.get() == 1).await;
-    let since = live
-        .last
-        .borrow()
-        .split_once(' ')
-        .expect("OFFSET LINE")
-        .0
-        .to_owned();
+    let (url, server, live, since) = serve_one_live_member(&room).await;
     let mut last = None;
     for i in 1..=missed {
         last = Some(room.broadcast(sized_line(i, bytes)));
