@@ -240,35 +240,47 @@ async fn publish_loop(
                 pipe.add_command(command);
             }
         }
-        let answers: Result<Vec<redis::RedisResult<Value>>, ClusterError> =
-            shared.within(timeout, pipe.query_async(&mut manager)).await;
-        let mut answers = answers.map(Vec::into_iter);
+        let mut answers = match shared
+            .within(
+                timeout,
+                pipe.query_async::<Vec<redis::RedisResult<Value>>>(&mut manager),
+            )
+            .await
+        {
+            Ok(answers) => Ok(answers.into_iter()),
+            Err(error) => {
+                log::debug!(
+                    "cluster node {:032x}: {} publishes not sent: {error}",
+                    shared.node,
+                    batch.len()
+                );
+                Err(error)
+            }
+        };
         let (mut published, mut failed) = (0, 0);
         for (publish, size) in batch.drain(..).zip(sizes.drain(..)) {
             let outcome = match &mut answers {
                 // All of this publish's answers are taken (the next
                 // publish's start after them); the first error is its.
-                Ok(each) => each
+                Ok(each) => match each
                     .by_ref()
                     .take(size)
                     .fold(None, |first, answer| first.or(answer.err()))
-                    .map_or(Ok(()), |error| {
-                        Err(ClusterError::from_redis(&shared.url, &error))
-                    }),
+                {
+                    None => Ok(()),
+                    Some(refused) => {
+                        log::debug!("cluster: Redis refused a publish: {refused}");
+                        Err(ClusterError::from_redis(&shared.url, &refused))
+                    }
+                },
                 Err(error) => Err(error.clone()),
             };
-            if let Err(error) = &outcome {
-                log::debug!(
-                    "cluster node {:032x}: a publish was not sent: {error}",
-                    shared.node
-                );
-            }
             if publish.broadcast {
-                *if outcome.is_ok() {
-                    &mut published
+                if outcome.is_ok() {
+                    published += 1;
                 } else {
-                    &mut failed
-                } += 1;
+                    failed += 1;
+                }
             }
             // A caller that dropped its report does not want the answer.
             let _ = publish.done.send(outcome);
