@@ -234,3 +234,140 @@ async fn s21_chat_welcome_and_who_count_every_node_and_a_killed_node_leaves() {
     )
     .await;
 }
+
+/// The presence hash of group `name` under the default prefix.
+const ROOM_HASH: &str = "actix-ws-listener:group:room:presence";
+
+/// The Leave events of `events`, by member id.
+fn leaves(events: &Mutex<Vec<PresenceEvent>>) -> Vec<String> {
+    events
+        .lock()
+        .expect("events")
+        .iter()
+        .filter_map(|event| match event {
+            PresenceEvent::Leave(member) => Some(member.id.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// A node whose Redis is 15 ms away and which has 1,000 groups open: its
+/// sweep of them must not hold its heartbeat back. Swept one round trip a
+/// group, a round took 15 s, the node's key (10 s) expired in the middle,
+/// and the other node removed its members and reported them gone.
+#[actix_rt::test]
+async fn s21_a_node_with_many_groups_behind_a_slow_link_keeps_its_members() {
+    let redis = Redis::start();
+    let link = SlowLink::start(&redis);
+    let a = Cluster::connect(&link.url()).await.expect("connect");
+    let b = Cluster::connect(&redis.url()).await.expect("connect");
+    let room_a = a.group("room").await.expect("subscribe");
+    let room_b = b.group("room").await.expect("subscribe");
+    let mut idle = Vec::new();
+    for i in 0..1000 {
+        idle.push(a.group(&format!("idle{i}")).await.expect("subscribe"));
+    }
+    let events_b = record(&room_b);
+    let node_a = Node::start(room_a.clone());
+    let _a1 = node_a.join().await;
+    wait_for("A's member in B's view", || {
+        let count = room_b.member_count();
+        async move { (count == 1).then_some(()) }
+    })
+    .await;
+
+    link.set_delay(Duration::from_millis(15));
+    // Longer than a key lives (10 s) plus a heartbeat and a sweep of B.
+    let until = Instant::now() + Duration::from_secs(18);
+    while Instant::now() < until {
+        assert_eq!(
+            leaves(&events_b),
+            Vec::<String>::new(),
+            "B reported A's live member gone"
+        );
+        assert_eq!(room_b.member_count(), 1, "B lost A's live member");
+        actix_rt::time::sleep(Duration::from_millis(200)).await;
+    }
+    let hash: std::collections::HashMap<String, String> = redis.query(&["HGETALL", ROOM_HASH]);
+    assert_eq!(hash.len(), 1, "A's member in the broker: {hash:?}");
+    drop(idle);
+}
+
+/// A member the broker lost while its node lives (the hash evicted or
+/// deleted, a join lost to a full queue) is written again by its node's
+/// next sweep, with its metadata and the hash's expiry.
+#[actix_rt::test]
+async fn s21_a_member_the_broker_lost_is_written_again_by_its_node() {
+    let redis = Redis::start();
+    let a = Cluster::connect(&redis.url()).await.expect("connect");
+    let b = Cluster::connect(&redis.url()).await.expect("connect");
+    let room_a = a.group("room").await.expect("subscribe");
+    let room_b = b.group("room").await.expect("subscribe");
+    let node_a = Node::start(room_a.clone());
+    let _a1 = node_a.join().await;
+    let written: std::collections::HashMap<String, String> = wait_for("the join in Redis", || {
+        let hash: std::collections::HashMap<String, String> = redis.query(&["HGETALL", ROOM_HASH]);
+        async move { (hash.len() == 1).then_some(hash) }
+    })
+    .await;
+
+    let deleted: u32 = redis.query(&["DEL", ROOM_HASH]);
+    assert_eq!(deleted, 1);
+    // A sweep comes every 3 s; two rounds at most, with room to spare.
+    wait_for_within(Duration::from_secs(8), "the member written again", || {
+        let hash: std::collections::HashMap<String, String> = redis.query(&["HGETALL", ROOM_HASH]);
+        let ttl: i64 = redis.query(&["PTTL", ROOM_HASH]);
+        let written = written.clone();
+        async move { (hash == written && ttl > 0).then_some(()) }
+    })
+    .await;
+    wait_for("A's member in B's view again", || {
+        let members = room_b.members();
+        let written = written.clone();
+        async move {
+            (members.len() == 1 && written.get(&members[0].id) == Some(&members[0].meta))
+                .then_some(())
+        }
+    })
+    .await;
+}
+
+/// An entry of a live node that the node no longer tracks (its leave lost
+/// to a full queue or an outage) is removed by that node's sweep, which
+/// publishes its leave: no member stays in every view forever.
+#[actix_rt::test]
+async fn s21_an_entry_its_live_node_no_longer_tracks_is_removed_with_a_leave() {
+    let redis = Redis::start();
+    let a = Cluster::connect(&redis.url()).await.expect("connect");
+    let b = Cluster::connect(&redis.url()).await.expect("connect");
+    let room_a = a.group("room").await.expect("subscribe");
+    let room_b = b.group("room").await.expect("subscribe");
+    let events_b = record(&room_b);
+    let node_a = Node::start(room_a.clone());
+    let _a1 = node_a.join().await;
+    let id = wait_for("the join in Redis", || {
+        let hash: std::collections::HashMap<String, String> = redis.query(&["HGETALL", ROOM_HASH]);
+        async move { hash.into_keys().next() }
+    })
+    .await;
+    let (node, _) = id.split_once(':').expect("NODE:SOCKET");
+    let ghost = format!("{node}:999999");
+    let added: u32 = redis.query(&["HSET", ROOM_HASH, &ghost, "ghost"]);
+    assert_eq!(added, 1);
+
+    // Seen in two sweeps of A running (3 s apart), then removed.
+    wait_for_within(Duration::from_secs(12), "the ghost's leave on B", || {
+        let gone = leaves(&events_b).contains(&ghost);
+        async move { gone.then_some(()) }
+    })
+    .await;
+    let hash: std::collections::HashMap<String, String> = redis.query(&["HGETALL", ROOM_HASH]);
+    assert_eq!(hash.into_keys().collect::<Vec<_>>(), vec![id.clone()]);
+    wait_for("B's view without the ghost", || {
+        let ids: Vec<String> = room_b.members().into_iter().map(|m| m.id).collect();
+        let id = id.clone();
+        async move { (ids == vec![id]).then_some(()) }
+    })
+    .await;
+    assert_eq!(leaves(&events_b), vec![ghost], "one leave, the ghost's");
+}

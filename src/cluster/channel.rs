@@ -115,9 +115,8 @@ struct Channel {
 }
 
 impl Channel {
-    /// Queues presence commands; a refusal (backlog) is logged: the next
-    /// heartbeat that finds the broker's presence lost re-announces, and a
-    /// missed leave is swept with the node.
+    /// Queues presence commands; a refusal (backlog) is logged: the node's
+    /// next sweeps write a lost join again and remove a lost leave's entry.
     fn send(&self, commands: Vec<redis::Cmd>) {
         let (done, _answer) = oneshot::channel();
         let publish = Publish {

@@ -201,27 +201,34 @@ use crate::{cluster_error::ClusterError, group::WeakGroup};
 /// and publishes a join on the group's channel, in order with the node's
 /// broadcasts; every node (the origin too) applies it to its view and calls
 /// its [`Group::on_presence`](crate::Group::on_presence) callbacks. Every
-/// 3 s each node refreshes its own key and reads each open group's hash:
-/// entries of a node whose key has expired are removed, and the node whose
-/// `HDEL` removed an entry publishes its leave (one leave per member, on
-/// every node); what is left replaces the node's view of the other nodes,
-/// which repairs a missed change within 3 s.
+/// 3 s each node refreshes its own key, and sweeps its open groups, 128
+/// hashes a round trip: entries of a node whose key has expired are
+/// removed, and the node whose `HDEL` removed an entry publishes its leave
+/// (one leave per member, on every node); what is left replaces the node's
+/// view of the other nodes, which repairs a missed change within 3 s. The
+/// sweep also makes the hash agree with what the node tracks: a member of
+/// its own missing there is written again, and an entry of its own it no
+/// longer tracks, seen in two sweeps running, is removed with a leave.
 ///
 /// - **Bound**: a node that dies without a word (SIGKILL, network loss)
 ///   last refreshed its key at most 3 s before; the key expires 10 s after
 ///   that refresh, and the next sweep of any other node, at most 3 s later,
 ///   removes its members: **within 13 s of its death, 15 s with delivery**
 ///   (Phoenix's Tracker: 30 s, Centrifugo's presence: 60 s by default).
-/// - **Fixed cost per node**: one `SET` every 3 s, and per open group one
-///   `HGETALL` every 3 s (plus one `EXISTS` per other node seen in it); a
+///   The heartbeat has a task of its own: a node with many groups, or far
+///   from Redis, keeps its key however long its sweeps take.
+/// - **Fixed cost per node**: one `SET` every 3 s, and every 3 s one
+///   round trip per 128 open groups (`HGETALL` and `PEXPIRE` each), plus
+///   one for the `EXISTS` of the other nodes seen, asked once a round; a
 ///   broadcast costs nothing more. Joins and leaves cost one `HSET`/`HDEL`
 ///   and one `PUBLISH` each.
-/// - **Redis restarted without persistence**: the next heartbeat finds the
-///   node's key gone and writes the node's members again; views converge
-///   within one sweep.
+/// - **Redis restarted without persistence**, or a hash evicted: the next
+///   sweep writes the node's members again; views converge within one
+///   more sweep.
 /// - **Bounded**: presence changes travel in the same bounded queues as
-///   broadcasts; one lost to a full queue is repaired by the next sweep
-///   (its callback event is then not delivered).
+///   broadcasts; one lost to a full queue is repaired by the next sweeps
+///   (other nodes' callbacks then miss a lost join, and hear a lost leave
+///   late).
 ///
 /// The `redis` crate forwards what it reads to our bounded queue through
 /// its own channel, drained by a task that only does a non-blocking

@@ -5,17 +5,26 @@
 //! In Redis, per group, a hash `CHANNEL:presence` (field: member id
 //! `NODE:SOCKET`, value: the app's metadata), and per node a key
 //! `PREFIX` + `node:NODE` set with a [`NODE_TTL`] expiry and refreshed
-//! every [`HEARTBEAT`]. Joins, updates and leaves are published on the
-//! group's channel (envelope kinds 3, 4 and 5) and applied by every node,
-//! the origin too. Every [`HEARTBEAT`] each node reads each open group's
-//! hash: entries of a node whose key expired are removed (`HDEL`; the node
-//! whose `HDEL` removed an entry publishes its leave, so there is one leave
-//! per member), and the rest replaces the node's view of other nodes. The
-//! hash itself has an expiry too ([`HASH_TTL`]), renewed by every join and
-//! every sweep: when the last node that has the group open dies, nobody is
-//! left to sweep its members, and the hash expires by itself.
+//! every [`HEARTBEAT`] by a task of its own. Joins, updates and leaves are
+//! published on the group's channel (envelope kinds 3, 4 and 5) and applied
+//! by every node, the origin too. Every [`HEARTBEAT`] each node sweeps its
+//! open groups, [`SWEEP_BATCH`] hashes a round trip: entries of a node
+//! whose key expired are removed (`HDEL`; the node whose `HDEL` removed an
+//! entry publishes its leave, so there is one leave per member), and the
+//! rest replaces the node's view of other nodes. The hash is also made to
+//! agree with what the node itself tracks: its members missing there (a
+//! join lost to a full queue, an expired or evicted hash, a restarted
+//! Redis) are written again, and its entries it no longer tracks (a lost
+//! leave), seen two rounds running, are removed with a leave. The hash
+//! itself has an expiry ([`HASH_TTL`]), renewed by every join and every
+//! sweep: when the last node that has the group open dies, nobody is left
+//! to sweep its members, and the hash expires by itself.
 
-use std::{collections::HashMap, sync::Weak, time::Duration};
+use std::{
+    collections::{HashMap, HashSet},
+    sync::Weak,
+    time::Duration,
+};
 
 use redis::aio::ConnectionManager;
 
@@ -36,12 +45,10 @@ pub(super) const HEARTBEAT: Duration = Duration::from_secs(3);
 pub(super) const NODE_TTL: Duration = Duration::from_secs(10);
 
 /// How long a group's presence hash lives without a join or a sweep. Over
-/// twice [`NODE_TTL`]: between two sweeps of a group by a node that never
-/// lost its key (its heartbeats at most `NODE_TTL` apart) pass at most
-/// `2 × NODE_TTL` (the rest of one round, then the next round up to the
-/// group), so the hash can expire only after every node that has the group
-/// open lost its key, and each of them then writes its members again
-/// (`announce_again`) in its next round.
+/// twice [`NODE_TTL`]: a node sweeps each of its groups every round, and a
+/// round of batched sweeps is short, so the hash expires once no live node
+/// has the group open. Should a round ever take longer, the next sweep
+/// writes the node's members again.
 pub(super) const HASH_TTL: Duration = Duration::from_secs(30);
 
 /// The group-wide id of socket `socket` of node `node`.
@@ -122,9 +129,15 @@ pub(super) fn apply(shared: &Shared, group: &Group, envelope: &Envelope, change:
     presence.emit(&event);
 }
 
-/// Every [`HEARTBEAT`] while the cluster lives: refreshes this node's key,
-/// re-announces this node's members if Redis lost them, and sweeps every
-/// open group.
+/// Most groups one sweep reads in one pipeline (one round trip): a node
+/// with thousands of open groups sweeps them all in a few round trips
+/// instead of one (or more) per group.
+const SWEEP_BATCH: usize = 128;
+
+/// Every [`HEARTBEAT`] while the cluster lives: refreshes this node's key.
+/// On a task of its own, so that a slow sweep (many groups, a distant
+/// Redis) never delays it past [`NODE_TTL`]: other nodes would take this
+/// one for dead and remove its members.
 pub(super) async fn heartbeat_loop(
     mut manager: ConnectionManager,
     shared: Weak<Shared>,
@@ -137,160 +150,284 @@ pub(super) async fn heartbeat_loop(
         let Some(shared) = shared.upgrade() else {
             return;
         };
-        let previous = shared
+        match shared
             .within(
                 HEARTBEAT,
                 heartbeat(&prefix, shared.node).query_async::<Option<String>>(&mut manager),
             )
-            .await;
-        let lost = match previous {
-            Ok(previous) => previous.is_none(),
-            Err(error) => {
-                log::debug!("cluster node {:032x}: heartbeat: {error}", shared.node);
-                false
-            }
+            .await
+        {
+            // Redis lost the key (a restart, an expiry): the next sweep
+            // finds this node's members missing and writes them again.
+            Ok(None) => log::debug!(
+                "cluster node {:032x}: its key was lost; the next sweep writes its members again",
+                shared.node
+            ),
+            Ok(Some(_)) => {}
+            Err(error) => log::debug!("cluster node {:032x}: heartbeat: {error}", shared.node),
+        }
+    }
+}
+
+/// Every [`HEARTBEAT`] while the cluster lives: sweeps every open group,
+/// [`SWEEP_BATCH`] groups a round trip.
+pub(super) async fn sweep_loop(
+    mut manager: ConnectionManager,
+    shared: Weak<Shared>,
+    prefix: String,
+) {
+    let mut ticks = tokio::time::interval(HEARTBEAT);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut suspects = HashMap::new();
+    loop {
+        ticks.tick().await;
+        let Some(shared) = shared.upgrade() else {
+            return;
         };
         let groups: Vec<(String, Group)> = shared
             .groups()
             .iter()
             .filter_map(|(channel, group)| group.upgrade().map(|group| (channel.clone(), group)))
             .collect();
-        for (channel, group) in groups {
-            if lost {
-                announce_again(&shared, &mut manager, &channel, &group).await;
-            }
-            sweep(&shared, &mut manager, &prefix, &channel, &group).await;
+        let mut round = Round {
+            shared: &shared,
+            prefix: &prefix,
+            alive: HashMap::from([(shared.node, true)]),
+            suspects: std::mem::take(&mut suspects),
+            next_suspects: HashMap::new(),
+        };
+        for batch in groups.chunks(SWEEP_BATCH) {
+            round.sweep(&mut manager, batch).await;
         }
+        suspects = round.next_suspects;
     }
 }
 
-/// Writes this node's members of `group` into the broker's presence again
-/// (after Redis lost them: a restart without persistence).
-async fn announce_again(
-    shared: &Shared,
-    manager: &mut ConnectionManager,
-    channel: &str,
-    group: &Group,
-) {
-    let own = group.presence().own();
-    if own.is_empty() {
-        return;
-    }
-    let mut hset = redis::cmd("HSET");
-    hset.arg(hash_key(channel));
-    for (socket, meta) in &own {
-        hset.arg(member_id(shared.node, *socket)).arg(meta);
-    }
-    match shared.within(HEARTBEAT, hset.exec_async(manager)).await {
-        Ok(()) => log::debug!(
-            "cluster node {:032x}: {} members of {channel} announced again",
-            shared.node,
-            own.len()
-        ),
-        Err(error) => log::debug!("cluster: announcing {channel} again: {error}"),
-    }
+/// One sweep of every open group.
+struct Round<'a> {
+    shared: &'a Shared,
+    prefix: &'a str,
+    /// Which nodes have their key, asked once a round.
+    alive: HashMap<u128, bool>,
+    /// Per channel, the entries of this node that it no longer tracks, seen
+    /// in the last round: removed when seen again (a leave still on its way
+    /// to Redis is not taken for a lost one).
+    suspects: HashMap<String, HashSet<String>>,
+    next_suspects: HashMap<String, HashSet<String>>,
 }
 
-/// Removes the members of silent nodes from `group`'s presence (publishing
-/// their leaves) and refreshes this node's view from what is left.
-async fn sweep(
-    shared: &Shared,
-    manager: &mut ConnectionManager,
-    prefix: &str,
-    channel: &str,
-    group: &Group,
-) {
-    let hash = hash_key(channel);
-    let mut read = redis::pipe();
-    read.cmd("HGETALL")
-        .arg(&hash)
-        .add_command(renew_hash(channel))
-        .ignore();
-    let entries: HashMap<String, String> = match shared
-        .within(
-            HEARTBEAT,
-            read.query_async::<(HashMap<String, String>,)>(manager),
-        )
-        .await
-    {
-        Ok((entries,)) => entries,
-        Err(error) => {
-            log::debug!("cluster: presence sweep of {channel}: {error}");
+/// What a sweep does to one group's hash once it has read it.
+#[derive(Default)]
+struct Fix {
+    /// Members whose leave this node publishes if its `HDEL` removes them.
+    remove: Vec<(String, u128, u64, String)>,
+    /// This node's members missing from the hash (or stale there).
+    write: Vec<(u64, String)>,
+}
+
+impl Round<'_> {
+    /// Reads the hashes of `batch` (renewing their expiry), removes the
+    /// members of silent nodes and this node's entries it no longer tracks
+    /// (publishing their leaves), writes this node's members that the
+    /// broker lost, and replaces each group's view of the other nodes.
+    async fn sweep(&mut self, manager: &mut ConnectionManager, batch: &[(String, Group)]) {
+        let mut read = redis::pipe();
+        // A hash Redis cannot read (another type) fails alone.
+        read.ignore_errors();
+        for (channel, _) in batch {
+            read.cmd("HGETALL")
+                .arg(hash_key(channel))
+                .add_command(renew_hash(channel))
+                .ignore();
+        }
+        let hashes = match self
+            .shared
+            .within(
+                HEARTBEAT,
+                read.query_async::<Vec<redis::RedisResult<HashMap<String, String>>>>(manager),
+            )
+            .await
+        {
+            Ok(hashes) => hashes,
+            Err(error) => {
+                log::debug!("cluster: presence sweep of {} groups: {error}", batch.len());
+                return;
+            }
+        };
+        let hashes: Vec<Option<HashMap<String, String>>> = batch
+            .iter()
+            .zip(hashes)
+            .map(|((channel, _), hash)| {
+                hash.map_err(|error| log::debug!("cluster: presence sweep of {channel}: {error}"))
+                    .ok()
+            })
+            .collect();
+        self.ask_alive(manager, hashes.iter().flatten()).await;
+
+        // From here to the writes, nothing waits: a leave made meanwhile on
+        // another thread reaches Redis after them (same connection, queued
+        // later), so a member written again is not one that just left.
+        let mut writes = redis::pipe();
+        let mut fixes = Vec::with_capacity(batch.len());
+        for ((channel, group), hash) in batch.iter().zip(hashes) {
+            let Some(hash) = hash else {
+                fixes.push(Fix::default());
+                continue;
+            };
+            let fix = self.judge(channel, group, hash);
+            for (id, ..) in &fix.remove {
+                writes.cmd("HDEL").arg(hash_key(channel)).arg(id);
+            }
+            if !fix.write.is_empty() {
+                let mut hset = redis::cmd("HSET");
+                hset.arg(hash_key(channel));
+                for (socket, meta) in &fix.write {
+                    hset.arg(member_id(self.shared.node, *socket)).arg(meta);
+                }
+                writes
+                    .add_command(hset)
+                    .ignore()
+                    .add_command(renew_hash(channel))
+                    .ignore();
+                log::debug!(
+                    "cluster node {:032x}: {} members of {channel} written again",
+                    self.shared.node,
+                    fix.write.len()
+                );
+            }
+            fixes.push(fix);
+        }
+        if fixes
+            .iter()
+            .all(|fix| fix.remove.is_empty() && fix.write.is_empty())
+        {
             return;
         }
-    };
-    let mut alive = HashMap::from([(shared.node, true)]);
-    let mut snapshot = Vec::with_capacity(entries.len());
-    for (id, meta) in entries {
-        let Some((node, socket)) = parse_member(&id) else {
-            continue;
-        };
-        let is_alive = match alive.get(&node) {
-            Some(known) => *known,
-            None => {
-                let exists = shared
-                    .within(
-                        HEARTBEAT,
-                        redis::cmd("EXISTS")
-                            .arg(node_key(prefix, node))
-                            .query_async::<bool>(manager),
-                    )
-                    .await
-                    // Unknown: keep it until a sweep can tell.
-                    .unwrap_or(true);
-                alive.insert(node, exists);
-                exists
+        let removed = match self
+            .shared
+            .within(HEARTBEAT, writes.query_async::<Vec<u32>>(manager))
+            .await
+        {
+            Ok(removed) => removed,
+            Err(error) => {
+                log::debug!(
+                    "cluster: presence repairs of {} groups: {error}",
+                    batch.len()
+                );
+                return;
             }
         };
-        if is_alive {
-            let local_socket = (node == shared.node).then_some(socket);
+        let mut leaves = redis::pipe();
+        let mut removed = removed.into_iter();
+        for ((channel, _), fix) in batch.iter().zip(fixes) {
+            for (id, node, socket, meta) in fix.remove {
+                // The sweeper whose `HDEL` removed it publishes its leave,
+                // so every node hears it once.
+                if removed.next() == Some(1) {
+                    log::debug!("cluster: {id} of {channel} left (silent node or lost leave)");
+                    leaves
+                        .cmd("PUBLISH")
+                        .arg(channel)
+                        .arg(&envelope::encode_change(node, socket, Change::Leave, &meta)[..])
+                        .ignore();
+                }
+            }
+        }
+        if let Err(error) = self
+            .shared
+            .within(HEARTBEAT, leaves.exec_async(manager))
+            .await
+        {
+            log::debug!("cluster: leaves not published: {error}");
+        }
+    }
+
+    /// Asks Redis, in one round trip, which of the nodes named in `hashes`
+    /// and not asked yet this round have their key.
+    async fn ask_alive(
+        &mut self,
+        manager: &mut ConnectionManager,
+        hashes: impl Iterator<Item = &HashMap<String, String>>,
+    ) {
+        let mut unknown: Vec<u128> = hashes
+            .flat_map(|hash| hash.keys())
+            .filter_map(|id| parse_member(id).map(|(node, _)| node))
+            .filter(|node| !self.alive.contains_key(node))
+            .collect();
+        unknown.sort_unstable();
+        unknown.dedup();
+        if unknown.is_empty() {
+            return;
+        }
+        let mut exists = redis::pipe();
+        for node in &unknown {
+            exists.cmd("EXISTS").arg(node_key(self.prefix, *node));
+        }
+        let answers = self
+            .shared
+            .within(HEARTBEAT, exists.query_async::<Vec<bool>>(manager))
+            .await;
+        for (index, node) in unknown.into_iter().enumerate() {
+            // Unknown: kept until a sweep can tell.
+            let exists = answers
+                .as_ref()
+                .map_or(true, |answers| answers.get(index).copied().unwrap_or(true));
+            self.alive.insert(node, exists);
+        }
+    }
+
+    /// Sorts one group's entries: the members of live nodes replace the
+    /// group's view; those of silent nodes, and this node's that it no
+    /// longer tracks (seen two rounds running), are to be removed; this
+    /// node's members missing from the hash, or stale there, are to be
+    /// written again.
+    fn judge(&mut self, channel: &str, group: &Group, hash: HashMap<String, String>) -> Fix {
+        let presence = group.presence();
+        let mut own: HashMap<u64, String> = presence.own().into_iter().collect();
+        let suspects = self.suspects.remove(channel).unwrap_or_default();
+        let mut next_suspects = HashSet::new();
+        let mut fix = Fix::default();
+        let mut snapshot = Vec::with_capacity(hash.len());
+        for (id, meta) in hash {
+            let Some((node, socket)) = parse_member(&id) else {
+                continue;
+            };
+            if node == self.shared.node {
+                match own.remove(&socket) {
+                    Some(tracked) => {
+                        if tracked != meta {
+                            fix.write.push((socket, tracked));
+                        }
+                    }
+                    None if suspects.contains(&id) => {
+                        fix.remove.push((id, node, socket, meta));
+                        continue;
+                    }
+                    None => {
+                        next_suspects.insert(id.clone());
+                    }
+                }
+            } else if !self.alive.get(&node).copied().unwrap_or(true) {
+                fix.remove.push((id, node, socket, meta));
+                continue;
+            }
+            let local_socket = (node == self.shared.node).then_some(socket);
             snapshot.push(Member {
                 id,
                 meta,
                 local_socket,
             });
-            continue;
         }
-        remove_silent(shared, manager, channel, &hash, &id, node, socket, &meta).await;
-    }
-    group.presence().replace(snapshot);
-}
-
-/// Removes one member of a silent node; the sweeper whose `HDEL` removed it
-/// publishes its leave, so every node hears it once.
-#[allow(clippy::too_many_arguments)]
-async fn remove_silent(
-    shared: &Shared,
-    manager: &mut ConnectionManager,
-    channel: &str,
-    hash: &str,
-    id: &str,
-    node: u128,
-    socket: u64,
-    meta: &str,
-) {
-    let removed = shared
-        .within(
-            HEARTBEAT,
-            redis::cmd("HDEL")
-                .arg(hash)
-                .arg(id)
-                .query_async::<u32>(manager),
-        )
-        .await;
-    if !matches!(removed, Ok(1)) {
-        return;
-    }
-    log::debug!("cluster: {id} of {channel} left with its silent node");
-    let mut publish = redis::cmd("PUBLISH");
-    publish
-        .arg(channel)
-        .arg(&envelope::encode_change(node, socket, Change::Leave, meta)[..]);
-    if let Err(error) = shared.within(HEARTBEAT, publish.exec_async(manager)).await {
-        log::debug!("cluster: leave of {id} on {channel} not published: {error}");
+        // Tracked here, unknown to the broker: a join lost to a full
+        // queue, a hash that expired or a Redis that restarted.
+        fix.write.extend(own);
+        if !next_suspects.is_empty() {
+            self.next_suspects.insert(channel.to_owned(), next_suspects);
+        }
+        presence.replace(snapshot);
+        fix
     }
 }
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -306,8 +443,8 @@ mod tests {
     #[test]
     fn the_documented_bound_holds() {
         assert!(NODE_TTL + HEARTBEAT <= Duration::from_secs(15));
-        // See HASH_TTL: a hash outlives any gap between two sweeps of a
-        // node that kept its key.
+        // See HASH_TTL: a hash outlives the gap between two sweeps of a
+        // node that keeps its key.
         assert!(HASH_TTL > NODE_TTL * 2);
     }
 }

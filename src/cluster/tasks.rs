@@ -100,6 +100,11 @@ pub(super) async fn start(
         Arc::downgrade(&shared),
         config.prefix.clone(),
     ));
+    tokio::spawn(super::presence::sweep_loop(
+        commands.clone(),
+        Arc::downgrade(&shared),
+        config.prefix.clone(),
+    ));
     Ok(Started {
         subscriber,
         commands,

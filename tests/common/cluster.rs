@@ -8,10 +8,14 @@
 
 use std::{
     future::Future,
-    net::SocketAddr,
+    io::{Read, Write},
+    net::{Shutdown, SocketAddr, TcpListener, TcpStream},
     path::PathBuf,
     process::{Child, Command, Stdio},
-    sync::mpsc,
+    sync::{
+        atomic::{AtomicBool, AtomicU64, Ordering},
+        mpsc, Arc, Mutex,
+    },
     thread,
     time::{Duration, Instant},
 };
@@ -141,6 +145,118 @@ impl Drop for Redis {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// A TCP relay in front of a [`Redis`] whose answers arrive `delay` late
+/// (a Redis in another zone), in order, with pipelining intact: a round
+/// trip costs `delay` whatever it carries. The delay can change while
+/// connections are open; everything stops when dropped.
+pub struct SlowLink {
+    port: u16,
+    delay_ms: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+    open: Arc<Mutex<Vec<TcpStream>>>,
+}
+
+impl SlowLink {
+    pub fn start(redis: &Redis) -> SlowLink {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the slow link");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let link = SlowLink {
+            port: listener.local_addr().expect("addr").port(),
+            delay_ms: Arc::new(AtomicU64::new(0)),
+            stop: Arc::new(AtomicBool::new(false)),
+            open: Arc::new(Mutex::new(Vec::new())),
+        };
+        let upstream = format!("127.0.0.1:{}", redis.port);
+        let (delay_ms, stop, open) = (
+            Arc::clone(&link.delay_ms),
+            Arc::clone(&link.stop),
+            Arc::clone(&link.open),
+        );
+        thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                let client = match listener.accept() {
+                    Ok((client, _)) => client,
+                    Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {
+                        thread::sleep(Duration::from_millis(5));
+                        continue;
+                    }
+                    Err(error) => panic!("slow link: accept: {error}"),
+                };
+                client.set_nonblocking(false).expect("blocking");
+                let server = TcpStream::connect(&upstream).expect("slow link: connect to redis");
+                let _ = client.set_nodelay(true);
+                let _ = server.set_nodelay(true);
+                {
+                    let mut open = open.lock().expect("open");
+                    open.push(client.try_clone().expect("clone"));
+                    open.push(server.try_clone().expect("clone"));
+                }
+                relay(
+                    client.try_clone().expect("clone"),
+                    server.try_clone().expect("clone"),
+                    None,
+                );
+                relay(server, client, Some(Arc::clone(&delay_ms)));
+            }
+        });
+        link
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    pub fn set_delay(&self, delay: Duration) {
+        self.delay_ms
+            .store(delay.as_millis() as u64, Ordering::Relaxed);
+    }
+}
+
+impl Drop for SlowLink {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for stream in self.open.lock().expect("open").drain(..) {
+            let _ = stream.shutdown(Shutdown::Both);
+        }
+    }
+}
+
+/// Copies `from` to `to` until either ends; with `delay`, each chunk is
+/// written that long after it was read, in order.
+fn relay(mut from: TcpStream, mut to: TcpStream, delay_ms: Option<Arc<AtomicU64>>) {
+    let (chunks, due) = mpsc::channel::<(Instant, Vec<u8>)>();
+    thread::spawn(move || {
+        let mut buf = vec![0; 64 * 1024];
+        loop {
+            let n = match from.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            let delay = delay_ms
+                .as_ref()
+                .map_or(0, |delay| delay.load(Ordering::Relaxed));
+            if chunks
+                .send((
+                    Instant::now() + Duration::from_millis(delay),
+                    buf[..n].to_vec(),
+                ))
+                .is_err()
+            {
+                break;
+            }
+        }
+    });
+    thread::spawn(move || {
+        while let Ok((at, chunk)) = due.recv() {
+            thread::sleep(at.saturating_duration_since(Instant::now()));
+            if to.write_all(&chunk).is_err() {
+                break;
+            }
+        }
+        let _ = to.shutdown(Shutdown::Write);
+    });
 }
 
 // ---------------------------------------------------------------------------
