@@ -196,9 +196,16 @@ pub(super) async fn sweep_loop(
             suspects: std::mem::take(&mut suspects),
             next_suspects: HashMap::new(),
         };
+        let started = tokio::time::Instant::now();
         for batch in groups.chunks(SWEEP_BATCH) {
             round.sweep(&mut manager, batch).await;
         }
+        log::trace!(
+            "cluster node {:032x}: swept {} groups in {:?}",
+            shared.node,
+            groups.len(),
+            started.elapsed()
+        );
         suspects = round.next_suspects;
     }
 }
