@@ -13,6 +13,7 @@
 //! [`Address`](crate::Address) know actix's actor types.
 
 mod calls;
+mod engine;
 mod reader;
 mod timers;
 mod typed;
@@ -22,6 +23,7 @@ use std::{cell::RefCell, collections::VecDeque, rc::Rc, sync::Arc, task, time::I
 
 use actix::{Actor, ActorContext, AsyncContext, Context, Running, SpawnHandle};
 
+pub(crate) use self::engine::Drive;
 pub(crate) use self::timers::{Timer, TimerQueue};
 use self::typed::Waiting;
 use self::wiring::Settings;

@@ -23,6 +23,7 @@ use futures::Stream;
 
 use crate::{
     command::{Command, Completion, Link, SharedPayload, Sink},
+    connection::Drive,
     deflate::{Agreed, Deflater},
     frame::OpCode,
     CloseCode, Message, SendError,
@@ -57,6 +58,9 @@ pub(crate) struct Outbound {
     pending: VecDeque<(u64, Completion)>,
     /// The body stream, waiting for frames.
     waker: Option<Waker>,
+    /// The body is running the actor ([`Drive`]): it takes what is queued
+    /// meanwhile as soon as the actor waits, so nothing wakes it.
+    driving: bool,
     /// The connection's reader, paused until the queue drains to
     /// `resume_below` bytes (S15).
     reader: Option<Waker>,
@@ -86,6 +90,7 @@ impl Outbound {
             written: 0,
             pending: VecDeque::new(),
             waker: None,
+            driving: false,
             reader: None,
             resume_below,
             last_drain: track_drain.then(Instant::now),
@@ -278,6 +283,9 @@ impl Outbound {
     }
 
     fn wake(&mut self) {
+        if self.driving {
+            return;
+        }
         if let Some(waker) = self.waker.take() {
             waker.wake();
         }
@@ -353,13 +361,38 @@ impl Sink for RefCell<Outbound> {
 /// writer asks for them. actix-http polls it only while its own write buffer
 /// has room, so a peer that stops reading leaves bytes in [`Outbound`],
 /// where they are counted.
-pub(crate) struct BodyStream(pub(crate) Rc<RefCell<Outbound>>);
+///
+/// On actix-web the body also runs the connection's actor
+/// ([`Drive`]): the dispatcher's task is the connection's.
+pub(crate) struct BodyStream {
+    out: Rc<RefCell<Outbound>>,
+    engine: Option<Rc<dyn Drive>>,
+}
+
+impl BodyStream {
+    pub(crate) fn new(out: Rc<RefCell<Outbound>>) -> BodyStream {
+        BodyStream { out, engine: None }
+    }
+
+    /// From now on, polling the body runs the connection's actor first.
+    pub(crate) fn drive(&mut self, engine: Rc<dyn Drive>) {
+        self.engine = Some(engine);
+    }
+}
 
 impl Stream for BodyStream {
     type Item = Result<Bytes, io::Error>;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        let taken = self.0.borrow_mut().take(cx);
+        if let Some(engine) = &self.engine {
+            self.out.borrow_mut().driving = true;
+            engine.drive(cx.waker());
+            self.out.borrow_mut().driving = false;
+        }
+        let taken = self.out.borrow_mut().take(cx);
+        if let Some(engine) = &self.engine {
+            engine.answered(taken.is_pending());
+        }
         Poll::Ready(match taken {
             Poll::Pending => return Poll::Pending,
             Poll::Ready(None) => None,
@@ -387,7 +420,7 @@ impl BodyStream {
         write: impl FnOnce(&[u8]) -> Poll<io::Result<usize>>,
     ) -> Poll<io::Result<bool>> {
         let due = {
-            let mut out = self.0.borrow_mut();
+            let mut out = self.out.borrow_mut();
             if out.state == State::Aborted {
                 return Poll::Ready(Ok(false));
             }
@@ -413,8 +446,11 @@ impl BodyStream {
 
 impl Drop for BodyStream {
     fn drop(&mut self) {
+        if let Some(engine) = &self.engine {
+            engine.body_gone();
+        }
         let pending = {
-            let mut out = self.0.borrow_mut();
+            let mut out = self.out.borrow_mut();
             out.state = State::WriterGone;
             out.counters.mark_closed();
             out.counters.release(out.frames.len());
@@ -494,7 +530,7 @@ mod tests {
         out.apply(command);
         send(&mut out, &counters, "after");
         let encoded = out.frames.len();
-        let body = BodyStream(Rc::new(RefCell::new(out)));
+        let body = BodyStream::new(Rc::new(RefCell::new(out)));
 
         // The socket takes 3 bytes: the first frame is not out yet.
         let mut wire = Vec::new();
@@ -524,7 +560,7 @@ mod tests {
             Poll::Ready(Ok(false))
         ));
         // A socket that takes nothing is an error, not a loop.
-        send(&mut body.0.borrow_mut(), &counters, "stuck");
+        send(&mut body.out.borrow_mut(), &counters, "stuck");
         assert!(matches!(
             body.write_in_place(|_| Poll::Ready(Ok(0))),
             Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::WriteZero

@@ -9,7 +9,7 @@
 use std::{
     future::Future,
     pin::Pin,
-    task::{self, Poll},
+    task::{self, Poll, Waker},
     time::Instant,
 };
 
@@ -88,6 +88,10 @@ pub(super) struct Reader<S> {
     pub(super) commands: Commands,
     /// Wakes the reader when a rate-limited message is due (S19).
     pub(super) pace: Option<Pin<Box<actix_rt::time::Sleep>>>,
+    /// For the payload, when the actor runs inside the response body
+    /// ([`engine`](super::engine)): bytes fed by the dispatcher need not
+    /// wake it.
+    pub(super) payload_waker: Option<Waker>,
 }
 
 impl<S> Reader<S>
@@ -102,7 +106,13 @@ where
         ctx: &mut Context<Connection<L>>,
         task: &mut task::Context<'_>,
     ) -> Poll<()> {
-        match Pin::new(&mut self.payload).poll_next(task) {
+        let polled = match &self.payload_waker {
+            Some(waker) => {
+                Pin::new(&mut self.payload).poll_next(&mut task::Context::from_waker(waker))
+            }
+            None => Pin::new(&mut self.payload).poll_next(task),
+        };
+        match polled {
             Poll::Pending => return Poll::Pending,
             Poll::Ready(Some(Ok(chunk))) => {
                 if act.settings.idle_timeout.is_some() {

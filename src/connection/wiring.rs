@@ -16,7 +16,11 @@ use actix_web::error::PayloadError;
 use bytes::Bytes;
 use futures::Stream;
 
-use super::{reader::Reader, Connection, Phase, TimerQueue};
+use super::{
+    engine::{Engine, Wakers},
+    reader::Reader,
+    Connection, Phase, TimerQueue,
+};
 use crate::{
     admission::Admission,
     budget::Hold,
@@ -65,15 +69,18 @@ where
         config.low_water_mark,
         config.idle_timeout.is_some(),
     )));
-    let body = BodyStream(Rc::clone(&out));
+    let body = BodyStream::new(Rc::clone(&out));
+    // On a socket of its own, the connection writes it too, after reading
+    // in the same turn; otherwise the body goes to actix-http, and runs the
+    // actor (`engine`).
+    let owns_socket = line.is_some();
+    let wakers = (!owns_socket).then(Wakers::new);
     ctx.spawn(Reader {
         payload,
         commands,
         pace: None,
+        payload_waker: wakers.as_ref().map(Wakers::payload_waker),
     });
-    // On a socket of its own, the connection writes it too, after reading
-    // in the same turn; otherwise the body goes to actix-http.
-    let owns_socket = line.is_some();
     let body = match line {
         Some(line) => {
             ctx.spawn(LineWriter::new(line, body));
@@ -104,7 +111,16 @@ where
     };
     let socket = connection.socket.clone();
     let edge = edge();
-    ctx.run(connection);
+    let body = match (body, wakers) {
+        (Some(mut body), Some(wakers)) => {
+            body.drive(Engine::start(ctx.into_future(connection), wakers));
+            Some(body)
+        }
+        _ => {
+            ctx.run(connection);
+            None
+        }
+    };
     (edge, socket, body)
 }
 
