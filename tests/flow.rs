@@ -467,3 +467,25 @@ fn s15_idle_timeout_and_close_timeout_fire_while_reading_is_paused() {
     client.expect_eof();
     flood.thread.join().expect("writer thread");
 }
+
+/// While the client reads nothing, actix-http stops asking the connection
+/// for frames (its write buffer is full). A close from another thread must
+/// still reach the connection: it sends its close frame, waits
+/// `close_timeout` for the client's, then cuts the client off and calls
+/// `on_close` (S4, S15), without anything from the client.
+#[test]
+fn s15_a_close_from_another_thread_ends_a_connection_whose_client_reads_nothing() {
+    let config = test_config().close_timeout(Duration::from_millis(300));
+    let (_server, events, mut client, socket) = recorded_echo(&config);
+    let flood = flood(&client, 1024, binary_frame);
+    wait_paused(&socket, &config);
+    let other = socket.clone();
+    thread::spawn(move || other.close())
+        .join()
+        .expect("closing thread")
+        .expect("an open socket takes a close");
+    assert_eq!(events.wait_close(socket.id()).0, CloseCode::NORMAL);
+    events.assert_lifecycle(socket.id());
+    client.expect_eof();
+    flood.thread.join().expect("writer thread");
+}
