@@ -23,7 +23,6 @@ use std::{cell::RefCell, collections::VecDeque, rc::Rc, sync::Arc, task, time::I
 
 use actix::{Actor, ActorContext, AsyncContext, Context, Running, SpawnHandle};
 
-pub(crate) use self::engine::Drive;
 pub(crate) use self::timers::{Timer, TimerQueue};
 use self::typed::Waiting;
 use self::wiring::Settings;

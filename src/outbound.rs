@@ -23,7 +23,6 @@ use futures::Stream;
 
 use crate::{
     command::{Command, Completion, Link, SharedPayload, Sink},
-    connection::Drive,
     deflate::{Agreed, Deflater},
     frame::OpCode,
     CloseCode, Message, SendError,
@@ -355,6 +354,19 @@ impl Sink for RefCell<Outbound> {
             Err(_) => Err(command),
         }
     }
+}
+
+/// What the body needs of the connection's actor when it runs it (on
+/// actix-web: `connection/engine.rs`), whatever the listener's type.
+pub(crate) trait Drive {
+    /// Runs the actor until it waits, from the dispatcher's task.
+    fn drive(&self, body: &Waker);
+    /// The body answered the dispatcher: with `Pending` it will be polled
+    /// again when woken; otherwise (a chunk, the end, an error) it may not
+    /// be, and the helper runs the actor meanwhile.
+    fn answered(&self, pending: bool);
+    /// The body is gone: the helper runs the actor to its end.
+    fn body_gone(&self);
 }
 
 /// The 101 response's body: the frames of one connection, as the HTTP

@@ -32,6 +32,7 @@ use actix::{dev::ContextFut, Context};
 use futures::task::{waker, ArcWake, AtomicWaker};
 
 use super::Connection;
+use crate::outbound::Drive;
 
 /// Who to wake when the actor has work.
 pub(crate) struct Wakers {
@@ -79,18 +80,6 @@ impl ArcWake for PayloadWake {
     fn wake_by_ref(wake: &Arc<Self>) {
         wake.0.wake_helper_if_stalled();
     }
-}
-
-/// What the body needs of the engine, whatever the listener's type.
-pub(crate) trait Drive {
-    /// Runs the actor until it waits, from the dispatcher's task.
-    fn drive(&self, body: &Waker);
-    /// The body answered the dispatcher: with `Pending` it will be polled
-    /// again when woken; otherwise (a chunk, the end, an error) it may not
-    /// be, and the helper runs the actor meanwhile.
-    fn answered(&self, pending: bool);
-    /// The body is gone: the helper runs the actor to its end.
-    fn body_gone(&self);
 }
 
 /// The connection actor's future, as `Context::run` would spawn it.
