@@ -43,6 +43,16 @@ fn metas(members: &[Member]) -> Vec<String> {
     metas
 }
 
+/// Group `room` on two cluster nodes, A through `url_a` and B through
+/// `url_b`; the nodes live as long as the clusters returned.
+async fn room_on_two_nodes(url_a: &str, url_b: &str) -> ([Cluster; 2], Group, Group) {
+    let a = Cluster::connect(url_a).await.expect("connect");
+    let b = Cluster::connect(url_b).await.expect("connect");
+    let room_a = a.group("room").await.expect("subscribe");
+    let room_b = b.group("room").await.expect("subscribe");
+    ([a, b], room_a, room_b)
+}
+
 #[actix_rt::test]
 async fn s21_a_local_group_counts_lists_and_reports_joins_and_leaves() {
     let group = Group::new();
@@ -70,10 +80,7 @@ async fn s21_a_local_group_counts_lists_and_reports_joins_and_leaves() {
 #[actix_rt::test]
 async fn s21_presence_counts_and_lists_every_node_with_events_on_each() {
     let redis = Redis::start();
-    let a = Cluster::connect(&redis.url()).await.expect("connect");
-    let b = Cluster::connect(&redis.url()).await.expect("connect");
-    let room_a = a.group("room").await.expect("subscribe");
-    let room_b = b.group("room").await.expect("subscribe");
+    let (_nodes, room_a, room_b) = room_on_two_nodes(&redis.url(), &redis.url()).await;
     let (events_a, events_b) = (record(&room_a), record(&room_b));
     let (node_a, node_b) = (Node::start(room_a.clone()), Node::start(room_b.clone()));
     let a1 = node_a.join().await;
@@ -259,10 +266,7 @@ fn leaves(events: &Mutex<Vec<PresenceEvent>>) -> Vec<String> {
 async fn s21_a_node_with_many_groups_behind_a_slow_link_keeps_its_members() {
     let redis = Redis::start();
     let link = SlowLink::start(&redis);
-    let a = Cluster::connect(&link.url()).await.expect("connect");
-    let b = Cluster::connect(&redis.url()).await.expect("connect");
-    let room_a = a.group("room").await.expect("subscribe");
-    let room_b = b.group("room").await.expect("subscribe");
+    let ([a, _b], room_a, room_b) = room_on_two_nodes(&link.url(), &redis.url()).await;
     let mut idle = Vec::new();
     for i in 0..1000 {
         idle.push(a.group(&format!("idle{i}")).await.expect("subscribe"));
@@ -299,10 +303,7 @@ async fn s21_a_node_with_many_groups_behind_a_slow_link_keeps_its_members() {
 #[actix_rt::test]
 async fn s21_a_member_the_broker_lost_is_written_again_by_its_node() {
     let redis = Redis::start();
-    let a = Cluster::connect(&redis.url()).await.expect("connect");
-    let b = Cluster::connect(&redis.url()).await.expect("connect");
-    let room_a = a.group("room").await.expect("subscribe");
-    let room_b = b.group("room").await.expect("subscribe");
+    let (_nodes, room_a, room_b) = room_on_two_nodes(&redis.url(), &redis.url()).await;
     let node_a = Node::start(room_a.clone());
     let _a1 = node_a.join().await;
     let written: std::collections::HashMap<String, String> = wait_for("the join in Redis", || {
@@ -338,10 +339,7 @@ async fn s21_a_member_the_broker_lost_is_written_again_by_its_node() {
 #[actix_rt::test]
 async fn s21_an_entry_its_live_node_no_longer_tracks_is_removed_with_a_leave() {
     let redis = Redis::start();
-    let a = Cluster::connect(&redis.url()).await.expect("connect");
-    let b = Cluster::connect(&redis.url()).await.expect("connect");
-    let room_a = a.group("room").await.expect("subscribe");
-    let room_b = b.group("room").await.expect("subscribe");
+    let (_nodes, room_a, room_b) = room_on_two_nodes(&redis.url(), &redis.url()).await;
     let events_b = record(&room_b);
     let node_a = Node::start(room_a.clone());
     let _a1 = node_a.join().await;
