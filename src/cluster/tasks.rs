@@ -18,7 +18,7 @@ use super::{
     config::ClusterConfig,
     envelope::{self, Envelope},
     link::Shared,
-    stats::{add, bump},
+    stats::bump,
 };
 use crate::cluster_error::ClusterError;
 
@@ -262,7 +262,6 @@ async fn publish_loop(
                 Err(error)
             }
         };
-        let (mut published, mut failed) = (0, 0);
         for (publish, size) in batch.drain(..).zip(sizes.drain(..)) {
             let outcome = match &mut answers {
                 // All of this publish's answers are taken (the next
@@ -280,18 +279,18 @@ async fn publish_loop(
                 },
                 Err(error) => Err(error.clone()),
             };
+            // Counted before the caller hears: stats read after a report
+            // include it.
             if publish.broadcast {
-                if outcome.is_ok() {
-                    published += 1;
+                bump(if outcome.is_ok() {
+                    &shared.counters.published
                 } else {
-                    failed += 1;
-                }
+                    &shared.counters.publish_failed
+                });
             }
             // A caller that dropped its report does not want the answer.
             let _ = publish.done.send(outcome);
         }
-        add(&shared.counters.published, published);
-        add(&shared.counters.publish_failed, failed);
     }
 }
 
