@@ -399,11 +399,15 @@ impl Group {
 
     /// Changes a tracked member's metadata (a rename): every node's
     /// callbacks get a [`PresenceEvent::Update`]. Tracks the socket if it
-    /// was not tracked.
+    /// was not tracked (then they get a [`PresenceEvent::Join`]); the same
+    /// metadata again changes nothing and tells nothing.
     pub fn update(&self, socket: &Socket, meta: impl Into<String>) {
         self.change_presence(socket, meta.into(), true);
     }
 
+    // `update` only names the broker's message: what the callbacks hear
+    // follows from the view ([`Presence::announce`]).
+    #[cfg_attr(not(feature = "redis"), allow(unused_variables))]
     fn change_presence(&self, socket: &Socket, meta: String, update: bool) {
         let id = self.member_id(socket.id());
         self.inner
@@ -414,24 +418,17 @@ impl Group {
             fanout.track(socket.id(), &meta, update);
             return;
         }
-        let member = Member {
-            id,
-            meta,
-            local_socket: Some(socket.id()),
-        };
-        self.inner.presence.emit(&if update {
-            PresenceEvent::Update(member)
-        } else {
-            PresenceEvent::Join(member)
-        });
+        if let Some(event) = self.inner.presence.announce(&id) {
+            self.inner.presence.emit(&event);
+        }
     }
 
     /// Removes `socket` from the group's presence; `false` if it was not
     /// tracked. Every node's callbacks get a [`PresenceEvent::Leave`].
     pub fn untrack(&self, socket: &Socket) -> bool {
-        let Some(meta) = self.inner.presence.untrack_own(socket.id()) else {
+        if self.inner.presence.untrack_own(socket.id()).is_none() {
             return false;
-        };
+        }
         #[cfg(feature = "redis")]
         if let Some(fanout) = &self.inner.fanout {
             // The view changes when the leave comes back from the broker,
@@ -439,13 +436,9 @@ impl Group {
             fanout.untrack(socket.id());
             return true;
         }
-        let id = self.member_id(socket.id());
-        self.inner.presence.left(&id);
-        self.inner.presence.emit(&PresenceEvent::Leave(Member {
-            id,
-            meta,
-            local_socket: Some(socket.id()),
-        }));
+        if let Some(event) = self.inner.presence.left(&self.member_id(socket.id())) {
+            self.inner.presence.emit(&event);
+        }
         true
     }
 
@@ -471,7 +464,12 @@ impl Group {
     }
 
     /// Calls `callback` for every join, update and leave of the group's
-    /// presence, on every node. It runs on the thread that made the change
+    /// presence, on every node. The events follow this process's view
+    /// ([`Group::members`]): each member that enters it is heard once as a
+    /// join, each change of its metadata as an update, and its departure
+    /// as a leave, whether the change came from the broker's channel or
+    /// from a sweep that repaired the view (a change lost in an outage, in
+    /// a clustered group). It runs on the thread that made the change
     /// (a local group) or on the cluster's thread (a clustered group): it
     /// must not block; sending to sockets and broadcasting are fine. It
     /// stays registered as long as the group lives.

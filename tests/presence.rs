@@ -13,7 +13,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use actix_ws_listener::{Cluster, Group, Member, PresenceEvent};
+use actix_ws_listener::{Cluster, ClusterConfig, Group, Member, PresenceEvent};
 use common::cluster::*;
 
 /// Every presence event a group reported, in order.
@@ -368,4 +368,101 @@ async fn s21_an_entry_its_live_node_no_longer_tracks_is_removed_with_a_leave() {
     })
     .await;
     assert_eq!(leaves(&events_b), vec![ghost], "one leave, the ghost's");
+}
+
+/// The presence events of `events` about member `id`, as `J`, `U`, `L`.
+fn story(events: &Mutex<Vec<PresenceEvent>>, id: &str) -> String {
+    events
+        .lock()
+        .expect("events")
+        .iter()
+        .filter_map(|event| match event {
+            PresenceEvent::Join(member) if member.id == id => Some('J'),
+            PresenceEvent::Update(member) if member.id == id => Some('U'),
+            PresenceEvent::Leave(member) if member.id == id => Some('L'),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The ids of the members of `room`.
+fn ids(room: &Group) -> Vec<String> {
+    room.members().into_iter().map(|member| member.id).collect()
+}
+
+/// A leave and a join made while Redis is down never reach the channel;
+/// once Redis is back (empty: no persistence), the sweeps repair every
+/// view, and every node's callbacks hear each change once, as if the
+/// channel had carried it: what a node's events say is what its view did.
+#[actix_rt::test]
+async fn s21_changes_lost_in_an_outage_are_heard_once_on_every_node_when_views_repair() {
+    let mut redis = Redis::start();
+    // Publishes wait 300 ms for Redis, then are given up: lost.
+    let config = || ClusterConfig::default().publish_timeout(Duration::from_millis(300));
+    let a = Cluster::connect_with(&redis.url(), config())
+        .await
+        .expect("connect");
+    let b = Cluster::connect_with(&redis.url(), config())
+        .await
+        .expect("connect");
+    let room_a = a.group("room").await.expect("subscribe");
+    let room_b = b.group("room").await.expect("subscribe");
+    let (events_a, events_b) = (record(&room_a), record(&room_b));
+    let node_a = Node::start(room_a.clone());
+    let x = node_a.join().await;
+    let x_id = wait_for("X in Redis", || {
+        let hash: std::collections::HashMap<String, String> = redis.query(&["HGETALL", ROOM_HASH]);
+        async move { hash.into_keys().next() }
+    })
+    .await;
+    for (room, events) in [(&room_a, &events_a), (&room_b, &events_b)] {
+        wait_for("X's join on every node", || {
+            let (heard, view) = (story(events, &x_id), ids(room));
+            let expected = vec![x_id.clone()];
+            async move { (heard == "J" && view == expected).then_some(()) }
+        })
+        .await;
+    }
+
+    redis.stop();
+    // X leaves and Y joins while nothing reaches the broker.
+    x.close().await;
+    let _y = node_a.join().await;
+    let y_id = room_a
+        .members()
+        .into_iter()
+        .find(|member| member.id != x_id)
+        .expect("Y tracked on A")
+        .id;
+    // Past the publish timeout: the leave and the join are given up.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    redis.start_again();
+
+    // A writes Y again at its next sweep; every view converges within a
+    // few sweeps (3 s each).
+    for (room, events) in [(&room_a, &events_a), (&room_b, &events_b)] {
+        wait_for_within(Duration::from_secs(15), "every view repaired", || {
+            let view = ids(room);
+            let expected = vec![y_id.clone()];
+            async move { (view == expected).then_some(()) }
+        })
+        .await;
+        // The events that made it: X left, Y joined, each heard once.
+        wait_for("the repair's events", || {
+            let heard = (story(events, &x_id), story(events, &y_id));
+            async move { (heard == ("JL".to_owned(), "J".to_owned())).then_some(()) }
+        })
+        .await;
+    }
+    // A few more sweeps change nothing and tell nothing.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    for (room, events) in [(&room_a, &events_a), (&room_b, &events_b)] {
+        assert_eq!(ids(room), vec![y_id.clone()]);
+        assert_eq!(
+            (story(events, &x_id), story(events, &y_id)),
+            ("JL".to_owned(), "J".to_owned()),
+            "{:?}",
+            events.lock().expect("events")
+        );
+    }
 }

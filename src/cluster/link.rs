@@ -203,9 +203,12 @@ use crate::{cluster_error::ClusterError, group::WeakGroup};
 /// its [`Group::on_presence`](crate::Group::on_presence) callbacks. Every
 /// 3 s each node refreshes its own key, and sweeps its open groups, 128
 /// hashes a round trip: entries of a node whose key has expired are
-/// removed, and the node whose `HDEL` removed an entry publishes its leave
-/// (one leave per member, on every node); what is left replaces the node's
-/// view of the other nodes, which repairs a missed change within 3 s. The
+/// removed, and the node whose `HDEL` removed an entry publishes its leave;
+/// what is left replaces the node's view of the other nodes, which repairs
+/// a missed change within 3 s. Each node's callbacks hear what its view
+/// does, once: a change the channel brought, or one a sweep repaired (a
+/// join or leave lost in an outage is heard at the repair); a sweep never
+/// undoes a change the channel brought after the hash was read. The
 /// sweep also makes the hash agree with what the node tracks: a member of
 /// its own missing there is written again, and an entry of its own it no
 /// longer tracks, seen in two sweeps running, is removed with a leave.
@@ -226,9 +229,8 @@ use crate::{cluster_error::ClusterError, group::WeakGroup};
 ///   sweep writes the node's members again; views converge within one
 ///   more sweep.
 /// - **Bounded**: presence changes travel in the same bounded queues as
-///   broadcasts; one lost to a full queue is repaired by the next sweeps
-///   (other nodes' callbacks then miss a lost join, and hear a lost leave
-///   late).
+///   broadcasts; one lost to a full queue is repaired by the next sweeps,
+///   and heard then.
 ///
 /// The `redis` crate forwards what it reads to our bounded queue through
 /// its own channel, drained by a task that only does a non-blocking

@@ -19,6 +19,13 @@
 //! itself has an expiry ([`HASH_TTL`]), renewed by every join and every
 //! sweep: when the last node that has the group open dies, nobody is left
 //! to sweep its members, and the hash expires by itself.
+//!
+//! What the callbacks hear follows the view (`Presence` in
+//! [`crate::presence`]): a join or leave from the channel that the view
+//! already has (a sweep brought it first) is not heard twice, and a
+//! sweep's changes are heard like the channel's. A sweep reads each
+//! group's channel generation before it asks for the hash, so that a
+//! change the channel brings meanwhile is not undone by the older hash.
 
 use std::{
     collections::{HashMap, HashSet},
@@ -32,10 +39,7 @@ use super::{
     envelope::{self, Change, Envelope},
     link::Shared,
 };
-use crate::{
-    group::Group,
-    presence::{Member, PresenceEvent},
-};
+use crate::{group::Group, presence::Member};
 
 /// How often a node refreshes its key and sweeps its groups.
 pub(super) const HEARTBEAT: Duration = Duration::from_secs(3);
@@ -101,32 +105,18 @@ pub(super) fn apply(shared: &Shared, group: &Group, envelope: &Envelope, change:
     let socket = envelope.except.unwrap_or(0);
     let local_socket = (envelope.origin == shared.node).then_some(socket);
     let id = member_id(envelope.origin, socket);
-    let meta = envelope.message.as_text().unwrap_or_default().to_owned();
     let presence = group.presence();
     let event = match change {
-        Change::Join | Change::Update => {
-            let member = Member {
-                id,
-                meta,
-                local_socket,
-            };
-            presence.joined(&member);
-            if change == Change::Join {
-                PresenceEvent::Join(member)
-            } else {
-                PresenceEvent::Update(member)
-            }
-        }
-        Change::Leave => {
-            let known = presence.left(&id);
-            PresenceEvent::Leave(Member {
-                id,
-                meta: known.unwrap_or(meta),
-                local_socket,
-            })
-        }
+        Change::Join | Change::Update => presence.apply_join(Member {
+            id,
+            meta: envelope.message.as_text().unwrap_or_default().to_owned(),
+            local_socket,
+        }),
+        Change::Leave => presence.apply_leave(&id),
     };
-    presence.emit(&event);
+    if let Some(event) = event {
+        presence.emit(&event);
+    }
 }
 
 /// Most groups one sweep reads in one pipeline (one round trip): a node
@@ -238,6 +228,12 @@ impl Round<'_> {
     /// (publishing their leaves), writes this node's members that the
     /// broker lost, and replaces each group's view of the other nodes.
     async fn sweep(&mut self, manager: &mut ConnectionManager, batch: &[(String, Group)]) {
+        // What each group's channel had brought before the hashes are read:
+        // a change it brings after that is newer than the hash.
+        let since: Vec<u64> = batch
+            .iter()
+            .map(|(_, group)| group.presence().generation())
+            .collect();
         let mut read = redis::pipe();
         // A hash Redis cannot read (another type) fails alone.
         read.ignore_errors();
@@ -276,12 +272,12 @@ impl Round<'_> {
         // later), so a member written again is not one that just left.
         let mut writes = redis::pipe();
         let mut fixes = Vec::with_capacity(batch.len());
-        for ((channel, group), hash) in batch.iter().zip(hashes) {
+        for (((channel, group), hash), since) in batch.iter().zip(hashes).zip(since) {
             let Some(hash) = hash else {
                 fixes.push(Fix::default());
                 continue;
             };
-            let fix = self.judge(channel, group, hash);
+            let fix = self.judge(channel, group, hash, since);
             for (id, ..) in &fix.remove {
                 writes.cmd("HDEL").arg(hash_key(channel)).arg(id);
             }
@@ -388,7 +384,13 @@ impl Round<'_> {
     /// longer tracks (seen two rounds running), are to be removed; this
     /// node's members missing from the hash, or stale there, are to be
     /// written again.
-    fn judge(&mut self, channel: &str, group: &Group, hash: HashMap<String, String>) -> Fix {
+    fn judge(
+        &mut self,
+        channel: &str,
+        group: &Group,
+        hash: HashMap<String, String>,
+        since: u64,
+    ) -> Fix {
         let presence = group.presence();
         let mut own: HashMap<u64, String> = presence.own().into_iter().collect();
         let suspects = self.suspects.remove(channel).unwrap_or_default();
@@ -431,7 +433,9 @@ impl Round<'_> {
         if !next_suspects.is_empty() {
             self.next_suspects.insert(channel.to_owned(), next_suspects);
         }
-        presence.replace(snapshot);
+        for event in presence.replace(snapshot, since) {
+            presence.emit(&event);
+        }
         fix
     }
 }
