@@ -466,3 +466,61 @@ async fn s21_changes_lost_in_an_outage_are_heard_once_on_every_node_when_views_r
         );
     }
 }
+
+/// Field `cmdstat_NAME`'s `calls` in Redis's `INFO commandstats`.
+fn calls(redis: &Redis, name: &str) -> u64 {
+    let stats: String = redis.query(&["INFO", "commandstats"]);
+    stats
+        .lines()
+        .find_map(|line| line.strip_prefix(&format!("cmdstat_{name}:calls=")))
+        .and_then(|rest| rest.split(',').next())
+        .map_or(0, |calls| calls.parse().expect("a count"))
+}
+
+/// A group larger than a sweep's page (1,000 entries) is read whole, a
+/// page at a time (`HSCAN`), never with one command over the whole hash:
+/// one `HGETALL` of 100,000 members holds Redis, and every broadcast
+/// behind it, for about 60 ms. Every member found is heard once, as a join.
+#[actix_rt::test]
+async fn s21_a_large_group_is_swept_a_page_at_a_time_and_seen_whole() {
+    const MEMBERS: usize = 5_000;
+    let redis = Redis::start();
+    let cluster = Cluster::connect(&redis.url()).await.expect("connect");
+    let room = cluster.group("room").await.expect("subscribe");
+    let events = record(&room);
+    // The members of another node, alive (its key is set), written
+    // straight into Redis.
+    let node = "f".repeat(32);
+    let key = format!("actix-ws-listener:group:node:{node}");
+    let _: String = redis.query(&["SET", &key, "1", "PX", "60000"]);
+    let mut hset = vec!["HSET".to_owned(), ROOM_HASH.to_owned()];
+    for socket in 0..MEMBERS {
+        hset.push(format!("{node}:{socket}"));
+        hset.push(format!("m{socket}"));
+    }
+    let added: usize = redis.query(&hset.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(added, MEMBERS);
+
+    wait_for_within(
+        Duration::from_secs(8),
+        "every member in the view, heard",
+        || {
+            let (count, heard) = (room.member_count(), joins_and_leaves(&events));
+            async move { (count == MEMBERS && heard == (MEMBERS, 0)).then_some(()) }
+        },
+    )
+    .await;
+    let mut expected: Vec<String> = (0..MEMBERS).map(|socket| format!("m{socket}")).collect();
+    expected.sort();
+    assert_eq!(metas(&room.members()), expected);
+
+    assert_eq!(calls(&redis, "hgetall"), 0, "no sweep reads a hash at once");
+    let pages = calls(&redis, "hscan");
+    assert!(
+        pages >= (MEMBERS / 1000) as u64,
+        "{pages} pages for {MEMBERS} members"
+    );
+    // The next sweeps find nothing new to tell.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(joins_and_leaves(&events), (MEMBERS, 0));
+}

@@ -8,10 +8,10 @@
 //! every [`HEARTBEAT`] by a task of its own. Joins, updates and leaves are
 //! published on the group's channel (envelope kinds 3, 4 and 5) and applied
 //! by every node, the origin too. Every [`HEARTBEAT`] each node sweeps its
-//! open groups, [`SWEEP_BATCH`] hashes a round trip: entries of a node
-//! whose key expired are removed (`HDEL`; the node whose `HDEL` removed an
-//! entry publishes its leave, so there is one leave per member), and the
-//! rest replaces the node's view of other nodes. The hash is also made to
+//! open groups, [`SWEEP_BATCH`] hashes a round trip ([`SCAN_PAGE`] entries
+//! of each at a time): entries of a node whose key expired are removed
+//! (`HDEL`; the node whose `HDEL` removed an entry publishes its leave),
+//! and the rest replaces the node's view of other nodes. The hash is also made to
 //! agree with what the node itself tracks: its members missing there (a
 //! join lost to a full queue, an expired or evicted hash, a restarted
 //! Redis) are written again, and its entries it no longer tracks (a lost
@@ -124,6 +124,15 @@ pub(super) fn apply(shared: &Shared, group: &Group, envelope: &Envelope, change:
 /// instead of one (or more) per group.
 const SWEEP_BATCH: usize = 128;
 
+/// Entries a sweep asks for at a time from one group's hash (`HSCAN`'s
+/// `COUNT`). A large group's hash is read a page a round trip rather than
+/// with one `HGETALL`, which holds Redis, and every broadcast of every
+/// group behind it, for as long as it reads the whole hash: 62 ms for
+/// 100,000 members on this machine, about 1 ms for a page of 1,000. A
+/// small hash (up to `hash-max-listpack-entries`, 128 by default) comes
+/// whole in its first page.
+const SCAN_PAGE: usize = 1000;
+
 /// Every [`HEARTBEAT`] while the cluster lives: refreshes this node's key.
 /// On a task of its own, so that a slow sweep (many groups, a distant
 /// Redis) never delays it past [`NODE_TTL`]: other nodes would take this
@@ -234,37 +243,9 @@ impl Round<'_> {
             .iter()
             .map(|(_, group)| group.presence().generation())
             .collect();
-        let mut read = redis::pipe();
-        // A hash Redis cannot read (another type) fails alone.
-        read.ignore_errors();
-        for (channel, _) in batch {
-            read.cmd("HGETALL")
-                .arg(hash_key(channel))
-                .add_command(renew_hash(channel))
-                .ignore();
-        }
-        let hashes = match self
-            .shared
-            .within(
-                HEARTBEAT,
-                read.query_async::<Vec<redis::RedisResult<HashMap<String, String>>>>(manager),
-            )
-            .await
-        {
-            Ok(hashes) => hashes,
-            Err(error) => {
-                log::debug!("cluster: presence sweep of {} groups: {error}", batch.len());
-                return;
-            }
+        let Some(hashes) = self.read_hashes(manager, batch).await else {
+            return;
         };
-        let hashes: Vec<Option<HashMap<String, String>>> = batch
-            .iter()
-            .zip(hashes)
-            .map(|((channel, _), hash)| {
-                hash.map_err(|error| log::debug!("cluster: presence sweep of {channel}: {error}"))
-                    .ok()
-            })
-            .collect();
         self.ask_alive(manager, hashes.iter().flatten()).await;
 
         // From here to the writes, nothing waits: a leave made meanwhile on
@@ -343,6 +324,77 @@ impl Round<'_> {
         {
             log::debug!("cluster: leaves not published: {error}");
         }
+    }
+
+    /// Reads the presence hashes of `batch` (renewing their expiry), a page
+    /// of [`SCAN_PAGE`] entries per group a round trip: every group's first
+    /// page in one round trip, then the next pages of the large ones, all
+    /// of them in each round trip. `None` for a hash Redis could not read
+    /// (another type); `None` for all when Redis did not answer.
+    async fn read_hashes(
+        &self,
+        manager: &mut ConnectionManager,
+        batch: &[(String, Group)],
+    ) -> Option<Vec<Option<HashMap<String, String>>>> {
+        let mut hashes: Vec<Option<HashMap<String, String>>> =
+            vec![Some(HashMap::new()); batch.len()];
+        // Groups still being read, with their cursor.
+        let mut reading: Vec<(usize, u64)> = (0..batch.len()).map(|index| (index, 0)).collect();
+        let mut first = true;
+        while !reading.is_empty() {
+            let mut read = redis::pipe();
+            // A hash Redis cannot read (another type) fails alone.
+            read.ignore_errors();
+            for (index, cursor) in &reading {
+                let channel = &batch[*index].0;
+                read.cmd("HSCAN")
+                    .arg(hash_key(channel))
+                    .arg(*cursor)
+                    .arg("COUNT")
+                    .arg(SCAN_PAGE);
+                if first {
+                    read.add_command(renew_hash(channel)).ignore();
+                }
+            }
+            first = false;
+            let pages = match self
+                .shared
+                .within(
+                    HEARTBEAT,
+                    read.query_async::<Vec<redis::RedisResult<(u64, HashMap<String, String>)>>>(
+                        manager,
+                    ),
+                )
+                .await
+            {
+                Ok(pages) => pages,
+                Err(error) => {
+                    log::debug!("cluster: presence sweep of {} groups: {error}", batch.len());
+                    return None;
+                }
+            };
+            let mut next = Vec::new();
+            for ((index, _), page) in reading.into_iter().zip(pages) {
+                match page {
+                    Ok((cursor, entries)) => {
+                        if let Some(hash) = &mut hashes[index] {
+                            // A page may repeat entries of an earlier one
+                            // (the hash grew meanwhile): the map keeps one.
+                            hash.extend(entries);
+                        }
+                        if cursor != 0 {
+                            next.push((index, cursor));
+                        }
+                    }
+                    Err(error) => {
+                        log::debug!("cluster: presence sweep of {}: {error}", batch[index].0);
+                        hashes[index] = None;
+                    }
+                }
+            }
+            reading = next;
+        }
+        Some(hashes)
     }
 
     /// Asks Redis, in one round trip, which of the nodes named in `hashes`
