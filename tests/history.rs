@@ -709,3 +709,56 @@ async fn s21_chat_json_clients_come_back_with_since_on_either_process() {
     assert_eq!(object(&mut carol).await["type"], "welcome");
     assert_eq!(object(&mut carol).await, serde_json::json!({"type": "gap"}));
 }
+
+/// Every node of a group must open it the same way. A node with a history
+/// counts (and logs) the broadcasts of a node that opened the group without
+/// one, and the other way round: `ClusterStats::history_mismatch`. Both
+/// are still delivered, unrendered where they were not recorded.
+#[actix_rt::test]
+async fn s21_nodes_that_open_a_group_differently_are_counted_and_still_delivered() {
+    let redis = Redis::start();
+    let a = Cluster::connect(&redis.url()).await.expect("connect");
+    let b = Cluster::connect(&redis.url()).await.expect("connect");
+    let room_a = a
+        .group_with_history("room", history(100, Duration::from_secs(60)))
+        .await
+        .expect("open");
+    let room_b = b.group("room").await.expect("open");
+    let (node_a, node_b) = (Node::start(room_a.clone()), Node::start(room_b.clone()));
+    let mut alice = node_a.join().await;
+    let mut bob = node_b.join().await;
+
+    room_b
+        .broadcast("plain")
+        .published()
+        .await
+        .expect("published");
+    assert_eq!(alice.recv_text().await, "plain", "not recorded: as sent");
+    room_a
+        .broadcast("recorded")
+        .published()
+        .await
+        .expect("published");
+    let (offset, text) = line(&mut alice).await;
+    assert_eq!((offset.position(), text.as_str()), (1, "recorded"));
+    assert_eq!(bob.recv_text().await, "plain");
+    assert_eq!(bob.recv_text().await, "recorded", "B renders nothing");
+    wait_for("each node to count the other's broadcast", || {
+        let seen = (a.stats().history_mismatch, b.stats().history_mismatch);
+        async move { (seen == (1, 1)).then_some(()) }
+    })
+    .await;
+
+    // Opened the same way on both nodes: nothing to count.
+    let same_a = a.group("same").await.expect("open");
+    let same_b = b.group("same").await.expect("open");
+    let node_same = Node::start(same_a.clone());
+    let mut carol = node_same.join().await;
+    same_b
+        .broadcast("fine")
+        .published()
+        .await
+        .expect("published");
+    assert_eq!(carol.recv_text().await, "fine");
+    assert_eq!(a.stats().history_mismatch, 1);
+}

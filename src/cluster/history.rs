@@ -243,8 +243,12 @@ impl Cluster {
     /// [`Offset`], and [`Group::recover`] replays what a returning client
     /// missed, whichever node it returns to. Open it with the same
     /// [`History`] on every node (the render runs on each node that
-    /// delivers). A name already open on this node returns that group as it
-    /// was opened.
+    /// delivers). A node that opened it with [`Cluster::group`] instead
+    /// records nothing: its broadcasts are missing from every replay. Such
+    /// broadcasts are still delivered, and each node counts the ones it
+    /// receives in [`ClusterStats::history_mismatch`](crate::ClusterStats::history_mismatch)
+    /// (and logs a warning). A name already open on this node returns that
+    /// group as it was opened.
     ///
     /// A broadcast of a group with history is delivered when Redis hands it
     /// back with its offset, on every node and on the origin too (so every

@@ -22,6 +22,15 @@ pub struct ClusterStats {
     pub dropped: u64,
     /// Payloads on a group channel that were not a valid envelope.
     pub malformed: u64,
+    /// Broadcasts from other nodes on a group that they and this node
+    /// opened differently: recorded there and opened here without a
+    /// history, or the other way round. Delivered all the same; but every
+    /// node of a group must open it the same way
+    /// ([`Cluster::group_with_history`](crate::Cluster::group_with_history)
+    /// with the same [`History`](crate::History), or
+    /// [`Cluster::group`](crate::Cluster::group) on all), as a broadcast its
+    /// sender did not record is missing from every replay.
+    pub history_mismatch: u64,
 }
 
 /// The live counters of one node, bumped by its tasks and handles.
@@ -33,6 +42,7 @@ pub(crate) struct Counters {
     pub(crate) delivered: AtomicU64,
     pub(crate) dropped: AtomicU64,
     pub(crate) malformed: AtomicU64,
+    pub(crate) history_mismatch: AtomicU64,
 }
 
 impl Counters {
@@ -46,6 +56,7 @@ impl Counters {
             delivered: read(&self.delivered),
             dropped: read(&self.dropped),
             malformed: read(&self.malformed),
+            history_mismatch: read(&self.history_mismatch),
         }
     }
 }

@@ -203,6 +203,18 @@ async fn deliver_loop(mut inbound: mpsc::Receiver<(Arc<str>, Envelope)>, shared:
             super::presence::apply(&shared, &group, &envelope, change);
             continue;
         }
+        if envelope.offset.is_some() != group.has_history() {
+            let total = bump(&shared.counters.history_mismatch);
+            if total.is_power_of_two() {
+                log::warn!(
+                    "cluster: a broadcast on {channel} from node {:032x} was {} there and this node opened the group {}: \
+                     every node must open it the same way, or replays miss what was not recorded ({total} so far)",
+                    envelope.origin,
+                    if envelope.offset.is_some() { "recorded" } else { "not recorded" },
+                    if group.has_history() { "with a history" } else { "without one" },
+                );
+            }
+        }
         let report = match &envelope.offset {
             Some(offset) => {
                 // A recorded broadcast comes back to its origin too, where
