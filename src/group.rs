@@ -492,24 +492,6 @@ impl Group {
         &self.inner.presence
     }
 
-    /// Whether this process opened the group with a history.
-    #[cfg(feature = "redis")]
-    pub(crate) fn has_history(&self) -> bool {
-        self.inner.history.is_some()
-    }
-
-    /// Delivers a broadcast that came from another node to this process's
-    /// members only (the excluded socket, if any, lives on the origin).
-    #[cfg(feature = "redis")]
-    pub(crate) fn deliver(&self, message: &Message) -> Broadcast {
-        if let Some(recorded) = &self.inner.history {
-            // Not recorded by its sender (the nodes open the group
-            // differently): in order with what is, as `broadcast_here`.
-            return self.deliver_at(recorded, None, message, None);
-        }
-        self.send_to_members(message, None)
-    }
-
     /// Hands the message to the other nodes, for a clustered group.
     #[cfg_attr(not(feature = "redis"), allow(unused_variables, clippy::unused_self))]
     fn publish(&self, report: Broadcast, message: &Message, skip: Option<&Socket>) -> Broadcast {

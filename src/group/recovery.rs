@@ -259,6 +259,24 @@ impl Group {
         self.deliver_locked(&mut state, Some(&offset), &rendered, skip.map(Socket::id))
     }
 
+    /// Whether this process opened the group with a history.
+    #[cfg(feature = "redis")]
+    pub(crate) fn has_history(&self) -> bool {
+        self.inner.history.is_some()
+    }
+
+    /// Delivers a broadcast that came from another node to this process's
+    /// members only (the excluded socket, if any, lives on the origin).
+    #[cfg(feature = "redis")]
+    pub(crate) fn deliver(&self, message: &Message) -> Broadcast {
+        if let Some(recorded) = &self.inner.history {
+            // Not recorded by its sender (the nodes open the group
+            // differently): in order with what is, as `broadcast_here`.
+            return self.deliver_at(recorded, None, message, None);
+        }
+        self.send_to_members(message, None)
+    }
+
     /// Delivers a recorded broadcast that the broker handed back with its
     /// offset (from any node, this one included) to this process's members.
     #[cfg(feature = "redis")]
