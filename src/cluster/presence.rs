@@ -11,14 +11,14 @@
 //! open groups, [`SWEEP_BATCH`] hashes a round trip ([`SCAN_PAGE`] entries
 //! of each at a time): entries of a node whose key expired are removed
 //! (`HDEL`; the node whose `HDEL` removed an entry publishes its leave),
-//! and the rest replaces the node's view of other nodes. The hash is also made to
-//! agree with what the node itself tracks: its members missing there (a
-//! join lost to a full queue, an expired or evicted hash, a restarted
-//! Redis) are written again, and its entries it no longer tracks (a lost
-//! leave), seen two rounds running, are removed with a leave. The hash
-//! itself has an expiry ([`HASH_TTL`]), renewed by every join and every
-//! sweep: when the last node that has the group open dies, nobody is left
-//! to sweep its members, and the hash expires by itself.
+//! and the rest replaces the node's view of other nodes. The hash is also
+//! made to agree with what the node itself tracks: its members missing
+//! there (a join lost to a full queue, an expired or evicted hash, a
+//! restarted Redis) are written again, and its entries it no longer tracks
+//! (a lost leave), seen two rounds running, are removed with a leave. The
+//! hash itself has an expiry ([`HASH_TTL`]), renewed by every join and
+//! every sweep: when the last node that has the group open dies, nobody is
+//! left to sweep its members, and the hash expires by itself.
 //!
 //! What the callbacks hear follows the view (`Presence` in
 //! [`crate::presence`]): a join or leave from the channel that the view
