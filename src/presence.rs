@@ -12,7 +12,7 @@
 //! repairs the view.
 
 use std::{
-    collections::{btree_map, BTreeMap},
+    collections::BTreeMap,
     fmt,
     sync::{Arc, Mutex, MutexGuard},
 };
@@ -90,14 +90,6 @@ struct Entry {
 }
 
 impl Entry {
-    fn new(meta: String, local_socket: Option<u64>) -> Entry {
-        Entry {
-            meta,
-            local_socket,
-            told: None,
-        }
-    }
-
     fn member(&self, id: &str, meta: &str) -> Member {
         Member {
             id: id.to_owned(),
@@ -121,10 +113,28 @@ impl Entry {
 
     /// The leave of this entry, removed from the view: only for a member
     /// the callbacks heard of, with the metadata they heard.
-    fn tell_gone(self, id: &str) -> Option<PresenceEvent> {
+    fn tell_gone(&self, id: &str) -> Option<PresenceEvent> {
         let told = self.told.as_deref()?;
         Some(PresenceEvent::Leave(self.member(id, told)))
     }
+}
+
+/// Puts member `id` in `view` with `meta`, keeping what the callbacks were
+/// told of it; returns its entry.
+fn set(
+    view: &mut BTreeMap<String, Entry>,
+    id: String,
+    meta: String,
+    local_socket: Option<u64>,
+) -> &mut Entry {
+    let entry = view.entry(id).or_insert_with(|| Entry {
+        meta: String::new(),
+        local_socket,
+        told: None,
+    });
+    entry.meta = meta;
+    entry.local_socket = local_socket;
+    entry
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -143,16 +153,7 @@ impl Presence {
     pub(crate) fn track_own(&self, id: String, socket: u64, meta: String) {
         let mut state = lock(&self.state);
         state.own.insert(socket, (id.clone(), meta.clone()));
-        match state.view.entry(id) {
-            btree_map::Entry::Occupied(mut entry) => {
-                let entry = entry.get_mut();
-                entry.meta = meta;
-                entry.local_socket = Some(socket);
-            }
-            btree_map::Entry::Vacant(entry) => {
-                entry.insert(Entry::new(meta, Some(socket)));
-            }
-        }
+        set(&mut state.view, id, meta, Some(socket));
     }
 
     /// Forgets a member of this process; its metadata if it was tracked.
@@ -196,13 +197,13 @@ impl Presence {
     pub(crate) fn apply_join(&self, member: Member) -> Option<PresenceEvent> {
         let mut state = lock(&self.state);
         state.note_change(&member.id);
-        let entry = state
-            .view
-            .entry(member.id.clone())
-            .or_insert_with(|| Entry::new(String::new(), member.local_socket));
-        entry.meta = member.meta;
-        entry.local_socket = member.local_socket;
-        entry.tell(&member.id)
+        set(
+            &mut state.view,
+            member.id.clone(),
+            member.meta,
+            member.local_socket,
+        )
+        .tell(&member.id)
     }
 
     #[cfg(feature = "redis")]
@@ -237,28 +238,18 @@ impl Presence {
         }
         let newer = |id: &str| changed.get(id).is_some_and(|at| *at > since);
         let mut events = Vec::new();
-        let gone: Vec<String> = view
-            .iter()
-            .filter(|(id, entry)| {
-                !target.contains_key(*id) && (entry.local_socket.is_some() || !newer(id))
-            })
-            .map(|(id, _)| id.clone())
-            .collect();
-        for id in gone {
-            if let Some(event) = view.remove(&id).and_then(|entry| entry.tell_gone(&id)) {
-                events.push(event);
+        view.retain(|id, entry| {
+            let gone = !target.contains_key(id) && (entry.local_socket.is_some() || !newer(id));
+            if gone {
+                events.extend(entry.tell_gone(id));
             }
-        }
+            !gone
+        });
         for (id, (meta, local_socket)) in target {
             if local_socket.is_none() && newer(&id) {
                 continue;
             }
-            let entry = view
-                .entry(id.clone())
-                .or_insert_with(|| Entry::new(String::new(), local_socket));
-            entry.meta = meta;
-            entry.local_socket = local_socket;
-            events.extend(entry.tell(&id));
+            events.extend(set(view, id.clone(), meta, local_socket).tell(&id));
         }
         changed.retain(|_, at| *at > since);
         events

@@ -462,21 +462,23 @@ impl Round<'_> {
                     }
                     None if suspects.contains(&id) => {
                         fix.remove.push((id, node, socket, meta));
-                        continue;
                     }
                     None => {
-                        next_suspects.insert(id.clone());
+                        next_suspects.insert(id);
                     }
                 }
-            } else if !self.alive.get(&node).copied().unwrap_or(true) {
+                // This node's members in the view follow what it tracks,
+                // not the hash (`Presence::replace`).
+                continue;
+            }
+            if !self.alive.get(&node).copied().unwrap_or(true) {
                 fix.remove.push((id, node, socket, meta));
                 continue;
             }
-            let local_socket = (node == self.shared.node).then_some(socket);
             snapshot.push(Member {
                 id,
                 meta,
-                local_socket,
+                local_socket: None,
             });
         }
         // Tracked here, unknown to the broker: a join lost to a full
